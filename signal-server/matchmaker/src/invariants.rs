@@ -44,7 +44,8 @@ impl Matchmaker {
                     }
                 }
             }
-            let signals = s.pending.iter().filter(|m| matches!(m, strangers_protocol::ServerMsg::Signal { .. })).count();
+            let signals =
+                s.pending.iter().filter(|m| matches!(m, strangers_protocol::ServerMsg::Signal { .. })).count();
             if signals > self.config.pending_max_msgs || s.pending_bytes > self.config.pending_max_bytes {
                 return Err(format!("session {key} holds more than the bound"));
             }
@@ -60,7 +61,10 @@ impl Matchmaker {
                     }
                     let should_be_open = s.interests.is_empty() || now >= since + self.config.interest_wait;
                     if self.queue.is_open(ticket) != should_be_open {
-                        return Err(format!("session {key}: open to anyone = {}, should be {should_be_open}", !should_be_open));
+                        return Err(format!(
+                            "session {key}: open to anyone = {}, should be {should_be_open}",
+                            !should_be_open
+                        ));
                     }
                 }
                 Place::Parked { .. } => {

@@ -197,11 +197,13 @@ impl Matchmaker {
             },
             ClientMsg::Signal(data) => match self.session(key).place {
                 Place::InRoom { room } => self.relay(conn, key, room, data),
-                _ => self.send(conn, ServerMsg::error(ErrorCode::NotMatched, "signal needs a partner: you are not matched")),
+                _ => self
+                    .send(conn, ServerMsg::error(ErrorCode::NotMatched, "signal needs a partner: you are not matched")),
             },
             ClientMsg::Report { .. } => match self.session(key).place {
                 Place::InRoom { room } => self.report(now, key, room),
-                _ => self.send(conn, ServerMsg::error(ErrorCode::NotMatched, "report needs a partner: you are not matched")),
+                _ => self
+                    .send(conn, ServerMsg::error(ErrorCode::NotMatched, "report needs a partner: you are not matched")),
             },
         }
     }
@@ -216,7 +218,11 @@ impl Matchmaker {
             self.timers.pop_first();
             match timer {
                 Timer::Grace(key) => {
-                    if self.sessions.get(&key).is_some_and(|s| s.conn.is_none() && s.grace_until.is_some_and(|t| t <= now)) {
+                    if self
+                        .sessions
+                        .get(&key)
+                        .is_some_and(|s| s.conn.is_none() && s.grace_until.is_some_and(|t| t <= now))
+                    {
                         self.end_session(key, PartnerLeftReason::Disconnect);
                     }
                 }
@@ -267,7 +273,11 @@ impl Matchmaker {
                 session.ip = ip;
                 if let Some(old) = old {
                     self.conns.remove(&old);
-                    self.outputs.push_back(Output::Close { conn: old, code: close::REPLACED, reason: "resumed elsewhere" });
+                    self.outputs.push_back(Output::Close {
+                        conn: old,
+                        code: close::REPLACED,
+                        reason: "resumed elsewhere",
+                    });
                 }
                 self.counters.resumes += 1;
                 key
@@ -454,7 +464,10 @@ impl Matchmaker {
         let mut conns: Vec<ConnId> = self.conns.iter().filter(|(_, c)| c.ip == ip).map(|(id, _)| *id).collect();
         conns.sort_unstable();
         for conn in conns {
-            self.send(conn, ServerMsg::error(ErrorCode::Banned, "this address was reported too often and is banned for a while"));
+            self.send(
+                conn,
+                ServerMsg::error(ErrorCode::Banned, "this address was reported too often and is banned for a while"),
+            );
             self.outputs.push_back(Output::Close { conn, code: close::POLICY, reason: "banned" });
             if let Some(Conn { session: Some(key), .. }) = self.conns.remove(&conn) {
                 self.session_mut(key).conn = None;

@@ -13,10 +13,18 @@ use crate::{ConnId, RoomKey, SessionKey};
 pub(crate) enum Place {
     Idle,
     /// In the queue with this ticket, waiting since `since` (for the interest wait).
-    Waiting { ticket: u64, since: Instant },
+    Waiting {
+        ticket: u64,
+        since: Instant,
+    },
     /// Was waiting when its socket dropped: out of the queue, ticket kept for the resume.
-    Parked { ticket: u64, since: Instant },
-    InRoom { room: RoomKey },
+    Parked {
+        ticket: u64,
+        since: Instant,
+    },
+    InRoom {
+        room: RoomKey,
+    },
 }
 
 #[derive(Debug)]

@@ -151,7 +151,8 @@ fn parse_hello(env: &Envelope) -> Result<Hello, ParseError> {
 }
 
 fn field<T: serde::de::DeserializeOwned>(kind: &str, name: &str, raw: &RawValue) -> Result<T, ParseError> {
-    serde_json::from_str(raw.get()).map_err(|e| ParseError::bad(format!("{kind}: field {name:?} has the wrong type: {e}")))
+    serde_json::from_str(raw.get())
+        .map_err(|e| ParseError::bad(format!("{kind}: field {name:?} has the wrong type: {e}")))
 }
 
 fn truncate(s: &str, max: usize) -> Cow<'_, str> {

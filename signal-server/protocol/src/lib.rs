@@ -2,8 +2,8 @@
 //! server, their limits and error codes. This crate only parses and prints messages; it knows
 //! nothing of sockets, runtimes or time, so the server, the client and tests all share it.
 
-pub mod close;
 mod client;
+pub mod close;
 mod error;
 mod interests;
 pub mod limits;

@@ -136,8 +136,9 @@ mod tests {
         let answer = SignalData::from_json(r#"{ "sdp" : { "sdp":"v=0\r\n", "type":"answer" } }"#).unwrap();
         assert_eq!(answer.kind(), SignalKind::Answer);
         assert_eq!(answer.as_json(), r#"{ "sdp" : { "sdp":"v=0\r\n", "type":"answer" } }"#);
-        let cand =
-            SignalData::from_json(r#"{"candidate":{"candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host","sdpMid":"0"}}"#);
+        let cand = SignalData::from_json(
+            r#"{"candidate":{"candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host","sdpMid":"0"}}"#,
+        );
         assert_eq!(cand.unwrap().kind(), SignalKind::Candidate);
         assert_eq!(SignalData::from_json(r#"{"restart":true}"#).unwrap().kind(), SignalKind::Restart);
         assert_eq!(SignalData::from_json(r#"{"restart":true,"hint":1}"#).unwrap().kind(), SignalKind::Restart);
