@@ -1,3 +1,43 @@
-fn main() {
-    println!("Hello, world!");
+//! `signal-server`: flags in, server running until SIGINT or SIGTERM.
+
+use anyhow::Context;
+use clap::Parser;
+use signal_server::{run, tls, Config};
+use tokio::net::TcpListener;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if config.log_format == "json" {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    if let Err(problem) = config.validate() {
+        anyhow::bail!("invalid configuration: {problem}");
+    }
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let listener =
+        TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    info!(%addr, "listening: {scheme}://{addr}/ws, /healthz, /metrics");
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    println!("listening on {addr}");
+    run(listener, config, tls, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -1,0 +1,155 @@
+//! The server's one typed configuration, parsed at the edge from flags with environment
+//! fallbacks. Nothing deeper in the server reads the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Strangers signal server: pairs strangers and relays their WebRTC signaling.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "signal-server", version, about)]
+pub struct Config {
+    /// Address to listen on (WebSocket at /ws, plus /healthz and /metrics).
+    #[arg(long, env = "STRANGERS_LISTEN", default_value = "127.0.0.1:8686")]
+    pub listen: SocketAddr,
+
+    /// Seconds a session whose socket dropped is held for a resume.
+    #[arg(long, env = "STRANGERS_RESUME_GRACE", default_value_t = 10.0, value_name = "SECS")]
+    pub resume_grace: f64,
+
+    /// Seconds a client with interests waits for a common interest before meeting anyone.
+    #[arg(long, env = "STRANGERS_INTEREST_WAIT", default_value_t = 5.0, value_name = "SECS")]
+    pub interest_wait: f64,
+
+    /// A STUN server URL handed to clients (repeatable; the variable takes a comma list).
+    #[arg(long = "stun-url", env = "STRANGERS_STUN_URLS", value_delimiter = ',', value_name = "URL")]
+    pub stun_urls: Vec<String>,
+
+    /// A TURN server URL handed to clients with short-lived credentials (repeatable).
+    #[arg(long = "turn-url", env = "STRANGERS_TURN_URLS", value_delimiter = ',', value_name = "URL")]
+    pub turn_urls: Vec<String>,
+
+    /// Secret shared with the TURN server (coturn `static-auth-secret`).
+    #[arg(long, env = "STRANGERS_TURN_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub turn_secret: Option<String>,
+
+    /// Seconds TURN credentials stay valid.
+    #[arg(long, env = "STRANGERS_TURN_TTL", default_value_t = 3600, value_name = "SECS")]
+    pub turn_ttl: u64,
+
+    /// Messages per second a connection may send (0 turns the limit off, for benchmarks).
+    #[arg(long, env = "STRANGERS_RATE_LIMIT", default_value_t = 20, value_name = "MSGS_PER_SEC")]
+    pub rate_limit: u32,
+
+    /// Messages a connection may send in one burst (default: three seconds' worth, at least 50).
+    #[arg(long, env = "STRANGERS_RATE_BURST", value_name = "MSGS")]
+    pub rate_burst: Option<u32>,
+
+    /// Most open connections from one address (0: unlimited).
+    #[arg(long, env = "STRANGERS_MAX_CONNS_PER_IP", default_value_t = 32, value_name = "N")]
+    pub max_conns_per_ip: u32,
+
+    /// Most open connections in all (0: unlimited).
+    #[arg(long, env = "STRANGERS_MAX_CONNS", default_value_t = 0, value_name = "N")]
+    pub max_conns: u32,
+
+    /// Reports against one address, within the report window, that ban it (0: never).
+    #[arg(long, env = "STRANGERS_REPORT_THRESHOLD", default_value_t = 3, value_name = "N")]
+    pub report_threshold: u32,
+
+    /// Seconds a report counts towards a ban.
+    #[arg(long, env = "STRANGERS_REPORT_WINDOW", default_value_t = 3600, value_name = "SECS")]
+    pub report_window: u64,
+
+    /// Seconds a ban lasts.
+    #[arg(long, env = "STRANGERS_BAN_DURATION", default_value_t = 3600, value_name = "SECS")]
+    pub ban_duration: u64,
+
+    /// Seconds of silence after which the server pings a socket.
+    #[arg(long, env = "STRANGERS_PING_INTERVAL", default_value_t = 10.0, value_name = "SECS")]
+    pub ping_interval: f64,
+
+    /// Seconds of silence after which a socket counts as dropped (half-open detection).
+    #[arg(long, env = "STRANGERS_IDLE_TIMEOUT", default_value_t = 25.0, value_name = "SECS")]
+    pub idle_timeout: f64,
+
+    /// Most signals held for a partner who is reconnecting.
+    #[arg(long, env = "STRANGERS_MAX_PENDING_SIGNALS", default_value_t = 256, value_name = "N")]
+    pub max_pending_signals: usize,
+
+    /// TLS certificate chain (PEM); with --tls-key, serves wss:// and https://.
+    #[arg(long, env = "STRANGERS_TLS_CERT", requires = "tls_key", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM).
+    #[arg(long, env = "STRANGERS_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Log format: "text" or "json".
+    #[arg(long, env = "STRANGERS_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl Config {
+    /// Checks what clap cannot: relations between flags and value ranges.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.turn_urls.is_empty() && self.turn_secret.as_deref().is_none_or(str::is_empty) {
+            return Err("--turn-url needs --turn-secret (the coturn static-auth-secret)".into());
+        }
+        for url in &self.stun_urls {
+            if !url.starts_with("stun:") && !url.starts_with("stuns:") {
+                return Err(format!("--stun-url {url:?} must start with stun: or stuns:"));
+            }
+        }
+        for url in &self.turn_urls {
+            if !url.starts_with("turn:") && !url.starts_with("turns:") {
+                return Err(format!("--turn-url {url:?} must start with turn: or turns:"));
+            }
+        }
+        for (name, secs) in [
+            ("--resume-grace", self.resume_grace),
+            ("--interest-wait", self.interest_wait),
+            ("--ping-interval", self.ping_interval),
+            ("--idle-timeout", self.idle_timeout),
+        ] {
+            if !(0.0..=86_400.0).contains(&secs) {
+                return Err(format!("{name} must be between 0 and 86400 seconds"));
+            }
+        }
+        if self.ping_interval <= 0.0 || self.idle_timeout <= self.ping_interval {
+            return Err("--idle-timeout must be longer than --ping-interval, which must be positive".into());
+        }
+        if self.turn_ttl == 0 {
+            return Err("--turn-ttl must be positive".into());
+        }
+        Ok(())
+    }
+
+    pub fn resume_grace(&self) -> Duration {
+        Duration::from_secs_f64(self.resume_grace)
+    }
+
+    pub fn interest_wait(&self) -> Duration {
+        Duration::from_secs_f64(self.interest_wait)
+    }
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.ping_interval)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.idle_timeout)
+    }
+
+    /// The burst size in force.
+    pub fn rate_burst(&self) -> u32 {
+        self.rate_burst.unwrap_or_else(|| (self.rate_limit.saturating_mul(3)).max(50))
+    }
+
+    /// A configuration for tests: loopback, every default, no limits that tests trip over.
+    pub fn for_tests() -> Config {
+        Config::parse_from(["signal-server", "--listen", "127.0.0.1:0"])
+    }
+}

@@ -1,0 +1,193 @@
+//! The front door of every TCP (or TLS) connection: reads one HTTP/1.1 request head and
+//! routes it. `GET /ws` upgrades to a WebSocket; `GET /healthz` and `GET /metrics` answer and
+//! close. Hand-rolled over `httparse` because the WebSocket must share the port with plain
+//! HTTP and an idle socket must cost as little memory as possible: after the upgrade nothing
+//! of the HTTP layer remains.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use tracing::debug;
+
+use crate::conn::{self, RateSettings};
+use crate::hub::Hub;
+use crate::metrics;
+
+/// Largest request head accepted.
+const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// Time a client has to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames above this are refused outright (close 1009); between the protocol limit and this,
+/// the message is read, answered with `too_large`, and the socket stays open.
+const MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// Serves one accepted connection.
+pub async fn handle<S>(mut stream: S, ip: IpAddr, hub: Arc<Hub>, rate: RateSettings)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(status)) => {
+            let _ = respond(&mut stream, status, "text/plain", status.1.as_bytes(), &[]).await;
+            return;
+        }
+        Err(_) => {
+            let _ = respond(&mut stream, REQUEST_TIMEOUT, "text/plain", b"request timeout\n", &[]).await;
+            return;
+        }
+    };
+    let Head { method, path, upgrade_key, version_ok, wants_upgrade, leftover } = head;
+    let path = path.split('?').next().unwrap_or("");
+    match (method.as_str(), path) {
+        ("GET", "/ws") => {
+            let Some(key) = upgrade_key.filter(|_| wants_upgrade) else {
+                let _ = respond(
+                    &mut stream,
+                    UPGRADE_REQUIRED,
+                    "text/plain",
+                    b"this endpoint speaks WebSocket\n",
+                    &[("Upgrade", "websocket")],
+                )
+                .await;
+                return;
+            };
+            if !version_ok {
+                let _ = respond(
+                    &mut stream,
+                    UPGRADE_REQUIRED,
+                    "text/plain",
+                    b"WebSocket version 13 is required\n",
+                    &[("Sec-WebSocket-Version", "13")],
+                )
+                .await;
+                return;
+            }
+            let accept = derive_accept_key(key.as_bytes());
+            let response = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            );
+            if stream.write_all(response.as_bytes()).await.is_err() || stream.flush().await.is_err() {
+                return;
+            }
+            let ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(ws_config())).await;
+            conn::serve(hub, ws, ip, rate).await;
+        }
+        ("GET", "/healthz") => {
+            let _ = respond(&mut stream, OK, "text/plain", b"ok\n", &[]).await;
+        }
+        ("GET", "/metrics") => {
+            let body = metrics::render(&hub);
+            let _ = respond(&mut stream, OK, "text/plain; version=0.0.4", body.as_bytes(), &[]).await;
+        }
+        ("GET", _) => {
+            let _ =
+                respond(&mut stream, NOT_FOUND, "text/plain", b"not found: try /ws, /healthz or /metrics\n", &[]).await;
+        }
+        _ => {
+            let _ =
+                respond(&mut stream, METHOD_NOT_ALLOWED, "text/plain", b"only GET is served\n", &[("Allow", "GET")])
+                    .await;
+        }
+    }
+}
+
+/// WebSocket settings sized for many idle sockets: a small read buffer that grows only for
+/// the message being read, and writes gathered until an explicit flush.
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(512)
+        .write_buffer_size(64 * 1024)
+        .max_write_buffer_size(8 * 1024 * 1024)
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+}
+
+type Status = (u16, &'static str);
+const OK: Status = (200, "OK");
+const BAD_REQUEST: Status = (400, "Bad Request");
+const NOT_FOUND: Status = (404, "Not Found");
+const METHOD_NOT_ALLOWED: Status = (405, "Method Not Allowed");
+const REQUEST_TIMEOUT: Status = (408, "Request Timeout");
+const HEADERS_TOO_LARGE: Status = (431, "Request Header Fields Too Large");
+const UPGRADE_REQUIRED: Status = (426, "Upgrade Required");
+
+struct Head {
+    method: String,
+    path: String,
+    upgrade_key: Option<String>,
+    version_ok: bool,
+    wants_upgrade: bool,
+    /// Bytes read past the head (a client may send its first frame at once).
+    leftover: Vec<u8>,
+}
+
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Head, Status> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut chunk).await.map_err(|_| BAD_REQUEST)?;
+        if n == 0 {
+            return Err(BAD_REQUEST);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let header = |name: &str| {
+                    req.headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case(name))
+                        .and_then(|h| std::str::from_utf8(h.value).ok())
+                        .map(str::trim)
+                };
+                let has_token = |name: &str, token: &str| {
+                    header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+                };
+                let head = Head {
+                    method: req.method.unwrap_or("").to_owned(),
+                    path: req.path.unwrap_or("").to_owned(),
+                    upgrade_key: header("Sec-WebSocket-Key").map(str::to_owned),
+                    version_ok: header("Sec-WebSocket-Version") == Some("13"),
+                    wants_upgrade: has_token("Upgrade", "websocket") && has_token("Connection", "upgrade"),
+                    leftover: buf[len..].to_vec(),
+                };
+                return Ok(head);
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => continue,
+            Ok(httparse::Status::Partial) => return Err(HEADERS_TOO_LARGE),
+            Err(httparse::Error::TooManyHeaders) => return Err(HEADERS_TOO_LARGE),
+            Err(e) => {
+                debug!(error = %e, "bad request head");
+                return Err(BAD_REQUEST);
+            }
+        }
+    }
+}
+
+async fn respond<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    (code, reason): Status,
+    content_type: &str,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n",
+        body.len()
+    );
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    stream.flush().await?;
+    stream.shutdown().await
+}

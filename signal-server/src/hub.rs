@@ -1,0 +1,255 @@
+//! The hub: the one matchmaker of this server behind a lock, the outboxes of every socket,
+//! and the small background tasks that drive the matchmaker's timers and watch for silent
+//! sockets. Socket tasks call into it; it turns the core's outputs into frames in outboxes.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use strangers_matchmaker::{ConnId, Disconnect, Matchmaker, Output, Stats};
+use strangers_protocol::{close, ClientMsg, ErrorCode, ServerMsg};
+use tokio::sync::Notify;
+
+use crate::outbox::{Outbox, Outgoing};
+use crate::turn::IceConfig;
+
+/// Why a socket was refused before it could speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    TooManyFromAddress,
+    TooManyInAll,
+    ShuttingDown,
+}
+
+/// Counters the hub keeps beside the matchmaker's.
+#[derive(Default)]
+pub struct HubCounters {
+    pub errors: [AtomicU64; ErrorCode::ALL.len()],
+    pub messages_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub refused_total: AtomicU64,
+}
+
+impl HubCounters {
+    pub fn count_error(&self, code: ErrorCode) {
+        let index = ErrorCode::ALL.iter().position(|c| *c == code).expect("ALL lists every code");
+        self.errors[index].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Limits on connections, enforced at the door.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// 0: unlimited.
+    pub per_ip: u32,
+    /// 0: unlimited.
+    pub total: u32,
+}
+
+struct Inner {
+    core: Matchmaker,
+    outboxes: HashMap<ConnId, (Arc<Outbox>, IpAddr)>,
+    per_ip: HashMap<IpAddr, u32>,
+    next_conn: ConnId,
+    shutting_down: bool,
+    /// The deadline the timer task sleeps towards.
+    armed: Option<Instant>,
+}
+
+pub struct Hub {
+    inner: Mutex<Inner>,
+    ice: IceConfig,
+    limits: ConnLimits,
+    epoch: Instant,
+    timer_changed: Notify,
+    pub counters: HubCounters,
+}
+
+impl Hub {
+    pub fn new(core: Matchmaker, ice: IceConfig, limits: ConnLimits) -> Arc<Hub> {
+        Arc::new(Hub {
+            inner: Mutex::new(Inner {
+                core,
+                outboxes: HashMap::new(),
+                per_ip: HashMap::new(),
+                next_conn: 1,
+                shutting_down: false,
+                armed: None,
+            }),
+            ice,
+            limits,
+            epoch: Instant::now(),
+            timer_changed: Notify::new(),
+            counters: HubCounters::default(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Nothing panics while the lock is held (network input never panics), so a poisoned
+        // lock would be a bug worth stopping for.
+        self.inner.lock().expect("hub lock poisoned")
+    }
+
+    /// Milliseconds since the hub started (the clock of `Outbox::last_heard`).
+    pub fn millis(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Admits a socket from `ip`, or says why not.
+    pub fn open(&self, ip: IpAddr, outbox: Arc<Outbox>) -> Result<ConnId, Refusal> {
+        let mut inner = self.lock();
+        if inner.shutting_down {
+            return Err(Refusal::ShuttingDown);
+        }
+        if self.limits.total > 0 && inner.outboxes.len() >= self.limits.total as usize {
+            self.counters.refused_total.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::TooManyInAll);
+        }
+        let count = inner.per_ip.entry(ip).or_default();
+        if self.limits.per_ip > 0 && *count >= self.limits.per_ip {
+            self.counters.refused_total.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::TooManyFromAddress);
+        }
+        *count += 1;
+        let conn = inner.next_conn;
+        inner.next_conn += 1;
+        outbox.heard_at(self.millis());
+        inner.outboxes.insert(conn, (outbox, ip));
+        self.counters.connections_total.fetch_add(1, Ordering::Relaxed);
+        inner.core.handle_open(Instant::now(), conn, ip);
+        self.dispatch(&mut inner);
+        Ok(conn)
+    }
+
+    /// A parsed message from a socket.
+    pub fn message(&self, conn: ConnId, msg: ClientMsg) {
+        self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
+        let mut inner = self.lock();
+        inner.core.handle_message(Instant::now(), conn, msg);
+        self.dispatch(&mut inner);
+    }
+
+    /// An error found by the socket's task itself (parse errors, rate limit, size).
+    pub fn reject(&self, conn: ConnId, code: ErrorCode, message: String) {
+        self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
+        let inner = self.lock();
+        self.send(&inner, conn, &ServerMsg::error(code, message));
+    }
+
+    /// A socket's task ended.
+    pub fn close(&self, conn: ConnId, how: Disconnect) {
+        let mut inner = self.lock();
+        if let Some((_, ip)) = inner.outboxes.remove(&conn) {
+            if let Some(count) = inner.per_ip.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    inner.per_ip.remove(&ip);
+                }
+            }
+        }
+        inner.core.handle_close(Instant::now(), conn, how);
+        self.dispatch(&mut inner);
+    }
+
+    /// Turns the core's outputs into frames, in order, then rearms the timer if needed.
+    fn dispatch(&self, inner: &mut Inner) {
+        while let Some(output) = inner.core.poll_output() {
+            match output {
+                Output::Send { conn, msg } => self.send(inner, conn, &msg),
+                Output::Welcome { conn, session_id, resume_token, resumed, room } => {
+                    let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                    let ice_servers = self.ice.ice_servers(&session_id, unix_now);
+                    let msg = ServerMsg::Welcome { id: session_id, resume: resume_token, ice_servers, resumed, room };
+                    self.send(inner, conn, &msg);
+                }
+                Output::Close { conn, code, reason } => {
+                    if let Some((outbox, _)) = inner.outboxes.get(&conn) {
+                        outbox.push(Outgoing::Close(code, reason));
+                    }
+                }
+            }
+        }
+        let next = inner.core.poll_timeout();
+        if next.is_some() && (inner.armed.is_none() || next < inner.armed) {
+            inner.armed = next;
+            self.timer_changed.notify_one();
+        }
+    }
+
+    fn send(&self, inner: &Inner, conn: ConnId, msg: &ServerMsg) {
+        if let ServerMsg::Error { code, .. } = msg {
+            self.counters.count_error(*code);
+        }
+        if let Some((outbox, _)) = inner.outboxes.get(&conn) {
+            self.counters.messages_out.fetch_add(1, Ordering::Relaxed);
+            outbox.push(Outgoing::Text(msg.to_json()));
+        }
+    }
+
+    /// Drives the matchmaker's timers until the hub is dropped by everyone else.
+    pub async fn run_timers(self: Arc<Hub>) {
+        loop {
+            let deadline = {
+                let mut inner = self.lock();
+                let now = Instant::now();
+                if inner.core.poll_timeout().is_some_and(|t| t <= now) {
+                    inner.core.handle_timeout(now);
+                    self.dispatch(&mut inner);
+                }
+                inner.armed = inner.core.poll_timeout();
+                inner.armed
+            };
+            match deadline {
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at.into()) => {}
+                        () = self.timer_changed.notified() => {}
+                    }
+                }
+                None => self.timer_changed.notified().await,
+            }
+        }
+    }
+
+    /// Pings sockets that have been silent for `ping_after`, abandons those silent for
+    /// `drop_after` (their sessions are held for a resume, as after any drop).
+    pub async fn run_sweeper(self: Arc<Hub>, ping_after: Duration, drop_after: Duration) {
+        let period = (ping_after / 2).max(Duration::from_millis(100));
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (ping_ms, drop_ms) = (ping_after.as_millis() as u64, drop_after.as_millis() as u64);
+        loop {
+            ticker.tick().await;
+            let now = self.millis();
+            let inner = self.lock();
+            for (outbox, _) in inner.outboxes.values() {
+                let silent = now.saturating_sub(outbox.last_heard());
+                if silent >= drop_ms {
+                    outbox.push(Outgoing::Abandon);
+                } else if silent >= ping_ms {
+                    outbox.push(Outgoing::Ping);
+                }
+            }
+        }
+    }
+
+    /// Stops admitting sockets and asks every open one to close with 1012 ("restarting").
+    pub fn shut_down(&self) {
+        let mut inner = self.lock();
+        inner.shutting_down = true;
+        for (outbox, _) in inner.outboxes.values() {
+            outbox.push(Outgoing::Close(close::SERVICE_RESTART, "server restarting"));
+        }
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.lock().outboxes.len()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.lock().core.stats(Instant::now())
+    }
+}

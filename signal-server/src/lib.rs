@@ -1,0 +1,17 @@
+//! The Strangers signal server as a library: the IO shell around the pure matchmaker. It
+//! accepts sockets, speaks PROTOCOL-v1 over WebSocket, serves /healthz and /metrics, and
+//! hands out TURN credentials. It never touches media. `main.rs` only parses flags, sets up
+//! logging and signals, and calls [`run`].
+
+pub mod config;
+mod conn;
+mod http;
+mod hub;
+mod metrics;
+mod outbox;
+mod server;
+pub mod tls;
+pub mod turn;
+
+pub use config::Config;
+pub use server::run;

@@ -1,0 +1,89 @@
+//! One socket's queue of outgoing frames. The hub pushes (under its lock, so the order the
+//! core decided is the order on the wire); the socket's task drains and writes them in one
+//! flush. Small on purpose: it exists once per connection.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
+
+/// Beyond this many queued bytes the client is not reading: it is cut off.
+pub const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
+
+/// Something for a socket's task to do.
+#[derive(Debug)]
+pub enum Outgoing {
+    Text(String),
+    Ping,
+    /// Send a close frame and stop.
+    Close(u16, &'static str),
+    /// The socket is silent or too slow: drop it without ceremony (its session is held for
+    /// a resume).
+    Abandon,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Outgoing>,
+    bytes: usize,
+    finished: bool,
+}
+
+/// The queue plus the bits the hub's sweeper reads.
+#[derive(Default)]
+pub struct Outbox {
+    state: Mutex<State>,
+    waker: AtomicWaker,
+    /// When the socket last sent anything, in milliseconds of the hub's clock.
+    last_heard: AtomicU64,
+}
+
+impl Outbox {
+    /// Queues a frame. After a `Close` or `Abandon`, nothing more is queued.
+    pub fn push(&self, item: Outgoing) {
+        let mut state = self.state.lock().expect("outbox lock is never poisoned: no panics under it");
+        if state.finished {
+            return;
+        }
+        match &item {
+            Outgoing::Text(text) => {
+                state.bytes += text.len();
+                if state.bytes > MAX_QUEUED_BYTES {
+                    state.queue.clear();
+                    state.queue.push_back(Outgoing::Abandon);
+                    state.finished = true;
+                    drop(state);
+                    self.waker.wake();
+                    return;
+                }
+            }
+            Outgoing::Close(..) | Outgoing::Abandon => state.finished = true,
+            Outgoing::Ping => {}
+        }
+        state.queue.push_back(item);
+        drop(state);
+        self.waker.wake();
+    }
+
+    /// Takes everything queued, or registers to be woken when something is.
+    pub fn poll_take(&self, cx: &mut Context<'_>, into: &mut Vec<Outgoing>) -> Poll<()> {
+        self.waker.register(cx.waker());
+        let mut state = self.state.lock().expect("outbox lock is never poisoned: no panics under it");
+        if state.queue.is_empty() {
+            return Poll::Pending;
+        }
+        into.extend(state.queue.drain(..));
+        state.bytes = 0;
+        Poll::Ready(())
+    }
+
+    pub fn heard_at(&self, millis: u64) {
+        self.last_heard.store(millis, Ordering::Relaxed);
+    }
+
+    pub fn last_heard(&self) -> u64 {
+        self.last_heard.load(Ordering::Relaxed)
+    }
+}
