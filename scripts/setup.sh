@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building and testing Strangers needs on Debian or Ubuntu: the Rust toolchain
+# components and the system packages. Idempotent: installs only what is missing. Needs root
+# (or sudo) for the packages.
+set -euo pipefail
+
+packages=(build-essential pkg-config cmake nasm libclang-dev libasound2-dev libvpx-dev)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: Rust is missing; install it with rustup (https://rustup.rs), then run this again" >&2
+  exit 1
+fi
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    rustup component add "$component"
+  fi
+done
