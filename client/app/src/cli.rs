@@ -1,0 +1,127 @@
+//! Command-line flags of the `strangers` binary.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use strangers_engine::call::CallSettings;
+use strangers_engine::engine::EngineConfig;
+use strangers_engine::signaling::SignalingConfig;
+use strangers_engine::sources::{AudioSpec, VideoSpec};
+
+/// Strangers: meet a random stranger face to face.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "strangers", version, about)]
+pub struct Cli {
+    /// Run without a window, printing one JSON event per line on stdout.
+    #[arg(long)]
+    pub headless: bool,
+
+    /// Signal server URL (repeatable: the next one is tried when one fails).
+    #[arg(long = "server", env = "STRANGERS_SERVER", value_delimiter = ',', default_value = "ws://127.0.0.1:8686/ws")]
+    pub servers: Vec<String>,
+
+    /// Interests to match on (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub interests: Vec<String>,
+
+    /// Video to send: "pattern" (a synthetic test pattern) or a .y4m file.
+    #[arg(long, default_value = "pattern")]
+    pub video: String,
+
+    /// Test pattern size and rate.
+    #[arg(long, default_value_t = 640)]
+    pub width: usize,
+    #[arg(long, default_value_t = 480)]
+    pub height: usize,
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+
+    /// Audio to send: "tone", "silence" or a .wav file.
+    #[arg(long, default_value = "tone")]
+    pub audio: String,
+
+    /// Frequency of the test tone, Hz.
+    #[arg(long, default_value_t = 440.0)]
+    pub tone_hz: f64,
+
+    /// Calls to take before exiting (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub calls: u32,
+
+    /// Press Next this many seconds into each connected call.
+    #[arg(long, value_name = "SECS")]
+    pub next_after: Option<f64>,
+
+    /// Exit after this many seconds in all.
+    #[arg(long, value_name = "SECS")]
+    pub exit_after: Option<f64>,
+
+    /// Send this chat message once the chat channel of a call opens.
+    #[arg(long, value_name = "TEXT")]
+    pub say: Option<String>,
+
+    /// Relay-only privacy mode: media goes through TURN, the stranger never learns our address.
+    #[arg(long)]
+    pub relay_only: bool,
+
+    /// Save received frames as PNG in this directory (one per `--record-every` frames).
+    #[arg(long, value_name = "DIR")]
+    pub record_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub record_every: u32,
+
+    /// Local address to gather ICE host candidates on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+
+    /// Offer loopback candidates (both clients on one machine, no network).
+    #[arg(long)]
+    pub loopback: bool,
+
+    /// Video bitrate bounds for congestion control, kbit/s.
+    #[arg(long, default_value_t = 1000)]
+    pub start_kbps: u32,
+    #[arg(long, default_value_t = 100)]
+    pub min_kbps: u32,
+    #[arg(long, default_value_t = 2500)]
+    pub max_kbps: u32,
+}
+
+impl Cli {
+    pub fn engine_config(&self) -> EngineConfig {
+        let video = match self.video.as_str() {
+            "pattern" => VideoSpec::Pattern { width: self.width, height: self.height, fps: self.fps },
+            path => VideoSpec::Y4m(PathBuf::from(path)),
+        };
+        let audio = match self.audio.as_str() {
+            "tone" => AudioSpec::Tone { hz: self.tone_hz },
+            "silence" => AudioSpec::Silence,
+            path => AudioSpec::Wav(PathBuf::from(path)),
+        };
+        let bind_ip =
+            if self.loopback && self.bind.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { self.bind };
+        EngineConfig {
+            signaling: SignalingConfig {
+                urls: self.servers.clone(),
+                interests: self.interests.clone(),
+                backoff_min: Duration::from_millis(200),
+                backoff_max: Duration::from_secs(5),
+            },
+            call: CallSettings {
+                relay_only: self.relay_only,
+                bind_ip,
+                include_loopback: self.loopback,
+                ice_check_interval: Duration::from_millis(50),
+                bitrate_start: self.start_kbps * 1000,
+                bitrate_min: self.min_kbps * 1000,
+                bitrate_max: self.max_kbps * 1000,
+                video,
+                audio,
+                record_dir: self.record_dir.clone(),
+                record_every: self.record_every.max(1),
+            },
+        }
+    }
+}

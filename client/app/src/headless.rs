@@ -1,0 +1,125 @@
+//! Headless mode: the engine with no window. It enters the queue at once, finds again after
+//! every call until `--calls` is reached, and prints every event as one JSON line. Commands
+//! can also be typed on stdin, one per line: `find`, `next`, `stop`, `chat TEXT`,
+//! `mute-audio on|off`, `mute-video on|off`, `quit`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use strangers_engine::{Command, Event};
+use tokio::io::AsyncBufReadExt;
+
+use crate::cli::Cli;
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.engine_config();
+    // A bad file is reported before anything connects.
+    config.call.video.open().context("video source")?;
+    config.call.audio.open().context("audio source")?;
+    if let Some(dir) = &cli.record_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let (engine, mut events) = strangers_engine::start(config);
+    engine.send(Command::Find);
+
+    let exit_after = cli.exit_after.map(Duration::from_secs_f64);
+    let deadline = tokio::time::sleep(exit_after.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+    tokio::pin!(deadline);
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let mut calls_done = 0u32;
+    let mut in_call = false;
+    let mut said = false;
+    let mut next_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    let mut stdout = std::io::stdout();
+
+    loop {
+        tokio::select! {
+            () = &mut deadline => break,
+            () = async { next_timer.as_mut().expect("guarded").await }, if next_timer.is_some() => {
+                next_timer = None;
+                calls_done += 1;
+                in_call = false;
+                if cli.calls > 0 && calls_done >= cli.calls {
+                    engine.send(Command::Stop);
+                    break;
+                }
+                engine.send(Command::Next);
+            }
+            line = stdin.next_line(), if stdin_open => match line {
+                Ok(Some(line)) => {
+                    if let Some(command) = parse_command(line.trim()) {
+                        if command == Command::Shutdown {
+                            break;
+                        }
+                        engine.send(command);
+                    }
+                }
+                _ => stdin_open = false,
+            },
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                let _ = writeln!(stdout, "{}", event.to_json());
+                let _ = stdout.flush();
+                match &event {
+                    Event::Connected { .. } => {
+                        in_call = true;
+                        said = false;
+                        if let Some(secs) = cli.next_after {
+                            next_timer = Some(Box::pin(tokio::time::sleep(Duration::from_secs_f64(secs))));
+                        }
+                    }
+                    Event::Stats(_) if in_call && !said => {
+                        if let Some(text) = &cli.say {
+                            engine.send(Command::Chat(text.clone()));
+                        }
+                        said = true;
+                    }
+                    Event::PartnerLeft { .. } => {
+                        next_timer = None;
+                        if in_call {
+                            calls_done += 1;
+                        }
+                        in_call = false;
+                        if cli.calls > 0 && calls_done >= cli.calls {
+                            break;
+                        }
+                        engine.send(Command::Find);
+                    }
+                    Event::Idle if !in_call => {}
+                    _ => {}
+                }
+            }
+        }
+    }
+    engine.send(Command::Shutdown);
+    // Let the engine say goodbye to the server and close the call.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(event) = events.recv().await {
+            let _ = writeln!(stdout, "{}", event.to_json());
+            if event == Event::Exited {
+                break;
+            }
+        }
+    })
+    .await;
+    let _ = stdout.flush();
+    Ok(())
+}
+
+fn parse_command(line: &str) -> Option<Command> {
+    let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+    match word {
+        "find" => Some(Command::Find),
+        "next" => Some(Command::Next),
+        "stop" => Some(Command::Stop),
+        "chat" => Some(Command::Chat(rest.to_owned())),
+        "typing" => Some(Command::Typing(rest != "off")),
+        "mute-audio" => Some(Command::MuteAudio(rest != "off")),
+        "mute-video" => Some(Command::MuteVideo(rest != "off")),
+        "report" => Some(Command::Report(rest.to_owned())),
+        "quit" | "exit" => Some(Command::Shutdown),
+        _ => None,
+    }
+}

@@ -1,0 +1,126 @@
+//! The engine's interface, shared by the desktop window, the headless mode and tests:
+//! [`Command`]s in, [`Event`]s out. Events serialise to the JSON lines of headless mode.
+
+use serde::Serialize;
+
+/// What the user (or a test) asks the engine to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Start looking for a stranger.
+    Find,
+    /// Leave the current stranger (if any) and look for another.
+    Next,
+    /// Leave the stranger or the queue and stay idle.
+    Stop,
+    /// Send a chat message to the stranger.
+    Chat(String),
+    /// Tell the stranger whether we are typing.
+    Typing(bool),
+    /// Stop or resume sending audio (silence is sent while muted).
+    MuteAudio(bool),
+    /// Stop or resume sending video (black frames are sent while muted).
+    MuteVideo(bool),
+    /// Report the current stranger.
+    Report(String),
+    /// Leave everything and end the engine.
+    Shutdown,
+}
+
+/// Candidate types of the selected ICE pair.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PathInfo {
+    pub local: String,
+    pub remote: String,
+}
+
+/// One second of call statistics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CallStats {
+    pub sent_fps: f64,
+    pub recv_fps: f64,
+    pub sent_kbps: f64,
+    pub recv_kbps: f64,
+    /// Target bitrate of the video encoder (congestion control), kbit/s.
+    pub target_kbps: f64,
+    pub rtt_ms: Option<f64>,
+    /// Fraction of inbound packets lost, 0 to 1.
+    pub loss: f64,
+    /// Frames whose stripe was read back intact since the call began.
+    pub frames_verified: u64,
+    /// Frames decoded whose stripe did not verify (corruption) since the call began.
+    pub verify_errors: u64,
+    /// Frames that arrived out of order since the call began.
+    pub out_of_order: u64,
+    /// Glass-to-glass latency of this second's verified frames (capture to decode), ms.
+    pub latency_ms_p50: Option<f64>,
+    pub latency_ms_max: Option<f64>,
+    pub width: u32,
+    pub height: u32,
+    /// Dominant frequency of the received audio, Hz, and its level (RMS, 0 to 1).
+    pub audio_hz: Option<f64>,
+    pub audio_rms: f64,
+    pub path: Option<PathInfo>,
+    pub keyframes_requested: u64,
+}
+
+/// Everything the engine reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Welcome {
+        id: String,
+        resumed: bool,
+    },
+    /// The signaling socket is down; it retries.
+    ServerDown {
+        url: String,
+        reason: String,
+        retry_in_ms: u64,
+    },
+    Queued,
+    Matched {
+        room: String,
+        initiator: bool,
+        common_interests: Vec<String>,
+    },
+    IceState {
+        state: String,
+    },
+    ConnectionState {
+        state: String,
+    },
+    Connected {
+        ms_since_find: u64,
+    },
+    FirstFrame {
+        ms_since_find: u64,
+        width: u32,
+        height: u32,
+    },
+    Stats(CallStats),
+    Chat {
+        text: String,
+    },
+    Typing {
+        active: bool,
+    },
+    PartnerLeft {
+        reason: String,
+    },
+    Idle,
+    Error {
+        kind: String,
+        message: String,
+    },
+    /// Recovery from an ICE restart took this long.
+    IceRestarted {
+        ms: u64,
+    },
+    Exited,
+}
+
+impl Event {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("events always serialise")
+    }
+}

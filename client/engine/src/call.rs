@@ -1,0 +1,349 @@
+//! One call: the peer connection plus the media pipelines around it. Outgoing video and audio
+//! each run on a thread of their own (encoding must not stall the async runtime), paced by
+//! their source; incoming packets are polled by async tasks and decoded on threads. Every
+//! event carries the call's id in the engine, so news of an ended call is ignored.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use strangers_protocol::{IceServer, SignalData};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::debug;
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::peer_connection::{RTCIceConnectionState, RTCPeerConnectionState};
+
+use crate::api::CallStats;
+use crate::chat::ChatMessage;
+use crate::counters::Counters;
+use crate::keyframe_tap::holds_keyframe_request;
+use crate::peer::{Peer, PeerError, PeerEvent, PeerSettings};
+use crate::sources::{AudioSpec, SourceError, VideoSpec};
+use crate::{pipeline, slot::FrameSlot};
+
+/// Settings of every call.
+#[derive(Debug, Clone)]
+pub struct CallSettings {
+    pub relay_only: bool,
+    pub bind_ip: IpAddr,
+    pub include_loopback: bool,
+    pub ice_check_interval: Duration,
+    pub bitrate_start: u32,
+    pub bitrate_min: u32,
+    pub bitrate_max: u32,
+    pub video: VideoSpec,
+    pub audio: AudioSpec,
+    /// Save received frames as PNG here, one in `record_every`.
+    pub record_dir: Option<PathBuf>,
+    pub record_every: u32,
+}
+
+impl Default for CallSettings {
+    fn default() -> Self {
+        CallSettings {
+            relay_only: false,
+            bind_ip: IpAddr::from([0, 0, 0, 0]),
+            include_loopback: false,
+            ice_check_interval: Duration::from_millis(50),
+            bitrate_start: 1_000_000,
+            bitrate_min: 100_000,
+            bitrate_max: 2_500_000,
+            video: VideoSpec::Pattern { width: 640, height: 480, fps: 30 },
+            audio: AudioSpec::Tone { hz: 440.0 },
+            record_dir: None,
+            record_every: 30,
+        }
+    }
+}
+
+/// What a call reports to the engine.
+#[derive(Debug, Clone)]
+pub enum CallEvent {
+    LocalSignal(SignalData),
+    IceState(String),
+    Connected,
+    Disconnected,
+    Failed,
+    FirstFrame {
+        width: u32,
+        height: u32,
+    },
+    /// The call cannot go on (a bad signal, a codec we lack).
+    Broken(String),
+    Stats(CallStats),
+    Chat(String),
+    Typing(bool),
+    /// A media source or codec failed; the call goes on without it.
+    MediaError(String),
+}
+
+/// Where a call's events go.
+pub type EventSink = Box<dyn Fn(CallEvent) + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    #[error("media source: {0}")]
+    Source(#[from] SourceError),
+}
+
+/// Flags shared with the pipelines.
+#[derive(Default)]
+pub(crate) struct Controls {
+    pub(crate) stop: AtomicBool,
+    pub(crate) mute_audio: AtomicBool,
+    pub(crate) mute_video: AtomicBool,
+    pub(crate) keyframe: AtomicBool,
+    pub(crate) senders_started: AtomicBool,
+}
+
+pub struct Call {
+    peer: Peer,
+    controls: Arc<Controls>,
+    chat: Arc<Mutex<Option<Arc<dyn DataChannel>>>>,
+    chat_open: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Call {
+    /// Builds the peer connection and starts listening to it. Media starts flowing once ICE
+    /// and DTLS are up.
+    pub async fn start(
+        settings: &CallSettings,
+        initiator: bool,
+        ice_servers: Vec<IceServer>,
+        events: EventSink,
+        slots: (Arc<FrameSlot>, Arc<FrameSlot>),
+    ) -> Result<Call, CallError> {
+        // Open sources first: a bad file is a clear error before anything else happens.
+        let video_source = settings.video.open()?;
+        let audio_source = settings.audio.open()?;
+        let peer_settings = PeerSettings {
+            ice_servers,
+            relay_only: settings.relay_only,
+            bind_ip: settings.bind_ip,
+            include_loopback: settings.include_loopback,
+            ice_check_interval: settings.ice_check_interval,
+            bitrate_start: settings.bitrate_start,
+            bitrate_min: settings.bitrate_min,
+            bitrate_max: settings.bitrate_max,
+        };
+        let (peer_tx, mut peer_rx) = mpsc::unbounded_channel();
+        let peer = Peer::start(&peer_settings, initiator, peer_tx).await?;
+        let controls = Arc::new(Controls::default());
+        let counters = Arc::new(Counters::default());
+        let chat: Arc<Mutex<Option<Arc<dyn DataChannel>>>> = Arc::new(Mutex::new(None));
+        let chat_open = Arc::new(AtomicBool::new(false));
+        let events: Arc<EventSink> = Arc::new(events);
+        let mut tasks = Vec::new();
+
+        // Keyframe requests from the partner.
+        {
+            let track = peer.video.clone();
+            let controls = controls.clone();
+            let counters = counters.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(event) = track.poll().await {
+                    let TrackLocalEvent::OnRtcpPacket(packets) = event else { continue };
+                    if holds_keyframe_request(&packets) {
+                        controls.keyframe.store(true, Ordering::Relaxed);
+                        counters.keyframes_requested.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+
+        // The peer connection's events.
+        {
+            let events = events.clone();
+            let controls = controls.clone();
+            let counters = counters.clone();
+            let chat = chat.clone();
+            let chat_open = chat_open.clone();
+            let video = peer.video.clone();
+            let audio = peer.audio.clone();
+            let pc = peer.connection();
+            let record = settings.record_dir.clone().map(|dir| (dir, settings.record_every.max(1)));
+            let remote_slot = slots.0.clone();
+            let local_slot = slots.1.clone();
+            let mut sources = Some((video_source, audio_source));
+            let bitrate = peer.target_bitrate();
+            tasks.push(tokio::spawn(async move {
+                while let Some(event) = peer_rx.recv().await {
+                    match event {
+                        PeerEvent::LocalSignal(data) => events(CallEvent::LocalSignal(data)),
+                        PeerEvent::IceState(state) => {
+                            events(CallEvent::IceState(ice_state_name(state).into()));
+                        }
+                        PeerEvent::State(RTCPeerConnectionState::Connected) => {
+                            if let Some((video_source, audio_source)) = sources.take() {
+                                controls.senders_started.store(true, Ordering::Relaxed);
+                                let video_pt = payload_type(&pc, RtpCodecKind::Video).await;
+                                let audio_pt = payload_type(&pc, RtpCodecKind::Audio).await;
+                                pipeline::spawn_video_sender(
+                                    video.clone(),
+                                    video_pt,
+                                    video_source,
+                                    controls.clone(),
+                                    counters.clone(),
+                                    bitrate.clone(),
+                                    local_slot.clone(),
+                                    events.clone(),
+                                )
+                                .await;
+                                pipeline::spawn_audio_sender(
+                                    audio.clone(),
+                                    audio_pt,
+                                    audio_source,
+                                    controls.clone(),
+                                    counters.clone(),
+                                    events.clone(),
+                                )
+                                .await;
+                            }
+                            events(CallEvent::Connected);
+                        }
+                        PeerEvent::State(RTCPeerConnectionState::Failed) => events(CallEvent::Failed),
+                        PeerEvent::State(RTCPeerConnectionState::Disconnected) => events(CallEvent::Disconnected),
+                        PeerEvent::State(_) => {}
+                        PeerEvent::Track(track) => {
+                            let kind = track.kind().await;
+                            if kind == RtpCodecKind::Video {
+                                pipeline::spawn_video_receiver(
+                                    track,
+                                    controls.clone(),
+                                    counters.clone(),
+                                    remote_slot.clone(),
+                                    record.clone(),
+                                    events.clone(),
+                                );
+                            } else {
+                                pipeline::spawn_audio_receiver(track, controls.clone(), counters.clone());
+                            }
+                        }
+                        PeerEvent::DataChannel(channel) => {
+                            *chat.lock().expect("chat lock is never poisoned") = Some(channel.clone());
+                            let events = events.clone();
+                            let chat_open = chat_open.clone();
+                            tokio::spawn(async move {
+                                while let Some(event) = channel.poll().await {
+                                    match event {
+                                        DataChannelEvent::OnOpen => chat_open.store(true, Ordering::Relaxed),
+                                        DataChannelEvent::OnMessage(msg) => {
+                                            let Ok(text) = std::str::from_utf8(&msg.data) else { continue };
+                                            match ChatMessage::parse(text) {
+                                                Some(ChatMessage::Chat { text }) => events(CallEvent::Chat(text)),
+                                                Some(ChatMessage::Typing { active }) => {
+                                                    events(CallEvent::Typing(active))
+                                                }
+                                                None => debug!("unreadable chat message ignored"),
+                                            }
+                                        }
+                                        DataChannelEvent::OnClose => {
+                                            chat_open.store(false, Ordering::Relaxed);
+                                            break;
+                                        }
+                                        _ => {}
+                                    }
+                                }
+                            });
+                        }
+                    }
+                }
+            }));
+        }
+
+        // Statistics, once a second.
+        tasks.push(tokio::spawn(pipeline::report_stats(peer.connection(), counters, peer.target_bitrate(), events)));
+
+        Ok(Call { peer, controls, chat, chat_open, tasks })
+    }
+
+    pub async fn apply(&mut self, data: &SignalData) -> Result<(), PeerError> {
+        self.peer.apply(data).await
+    }
+
+    pub async fn restart_ice(&self) -> Result<(), PeerError> {
+        self.peer.restart_ice().await
+    }
+
+    pub fn chat_open(&self) -> bool {
+        self.chat_open.load(Ordering::Relaxed)
+    }
+
+    pub async fn send_chat(&self, text: String) {
+        let text: String = text.chars().take(crate::chat::MAX_CHAT_CHARS).collect();
+        self.send_on_chat(ChatMessage::Chat { text }).await;
+    }
+
+    pub async fn send_typing(&self, active: bool) {
+        self.send_on_chat(ChatMessage::Typing { active }).await;
+    }
+
+    async fn send_on_chat(&self, msg: ChatMessage) {
+        let channel = self.chat.lock().expect("chat lock is never poisoned").clone();
+        if let Some(channel) = channel {
+            if let Err(e) = channel.send_text(&msg.to_json()).await {
+                debug!(error = %e, "chat send failed");
+            }
+        }
+    }
+
+    pub fn mute_audio(&self, muted: bool) {
+        self.controls.mute_audio.store(muted, Ordering::Relaxed);
+    }
+
+    pub fn mute_video(&self, muted: bool) {
+        self.controls.mute_video.store(muted, Ordering::Relaxed);
+    }
+
+    pub async fn close(self) {
+        self.controls.stop.store(true, Ordering::Relaxed);
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.peer.close().await;
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.controls.stop.store(true, Ordering::Relaxed);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn payload_type(
+    pc: &Arc<dyn webrtc::peer_connection::PeerConnection>,
+    kind: RtpCodecKind,
+) -> Option<rtc::rtp_transceiver::PayloadType> {
+    for sender in pc.get_senders().await {
+        if sender.track().kind().await != kind {
+            continue;
+        }
+        let params = sender.get_parameters().await.ok()?;
+        return params.rtp_parameters.codecs.first().map(|c| c.payload_type);
+    }
+    None
+}
+
+fn ice_state_name(state: RTCIceConnectionState) -> &'static str {
+    match state {
+        RTCIceConnectionState::New => "new",
+        RTCIceConnectionState::Checking => "checking",
+        RTCIceConnectionState::Connected => "connected",
+        RTCIceConnectionState::Completed => "completed",
+        RTCIceConnectionState::Disconnected => "disconnected",
+        RTCIceConnectionState::Failed => "failed",
+        RTCIceConnectionState::Closed => "closed",
+        _ => "unknown",
+    }
+}

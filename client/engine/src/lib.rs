@@ -1,0 +1,21 @@
+//! The Strangers client engine: everything a client does except drawing a window. It talks to
+//! the signal server, runs the session state machine, owns the WebRTC peer connection of the
+//! current call, and captures, encodes, decodes and verifies media. The desktop window and
+//! the headless mode are thin layers over it. It must not depend on any GUI crate.
+
+pub mod api;
+pub mod call;
+pub mod chat;
+mod counters;
+pub mod engine;
+pub mod keyframe_tap;
+pub mod media;
+pub mod peer;
+mod pipeline;
+pub mod session;
+pub mod signaling;
+pub mod slot;
+pub mod sources;
+
+pub use api::{CallStats, Command, Event};
+pub use engine::{start, EngineConfig, EngineHandle};

@@ -1,0 +1,483 @@
+//! The audio jitter buffer: packets keyed by RTP sequence number and timestamp go in as they
+//! arrive, and come out in order, one per 20 ms playout tick, after a delay that follows the
+//! observed jitter (between 20 and 200 ms by default). A packet that is not there when its turn
+//! comes is reported missing, with the following packet attached when it already arrived, so the
+//! decoder can recover it from in-band FEC or conceal it. Pure: the time is an input, no clock
+//! reads, and the buffer holds a bounded number of packets.
+//!
+//! Timing: a packet's transit is its arrival time minus its RTP time. The smallest transit over
+//! the last [`WINDOW`] packets is the network's base delay, the spread above it is the jitter, and
+//! the target delay is the jitter plus half a frame, clamped. At each tick the buffer compares how
+//! long the due packet has been (or would have been) waiting for the base-delay path with the
+//! target: too early and it plays nothing (the caller conceals one frame, stretching the delay),
+//! much too late and it skips one buffered packet (shrinking the delay).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Packets whose transit times set the jitter estimate (about 2.5 s of 20 ms packets).
+pub const WINDOW: usize = 128;
+/// Playout ticks of consecutive loss with an empty buffer after which the buffer starts over
+/// (waits for the target delay again) when packets return.
+const RESYNC_AFTER_MISSING: u32 = 50;
+/// A sequence number this far from the newest one means the stream restarted.
+const RESET_DISTANCE: i64 = 3000;
+
+/// Settings of a [`JitterBuffer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JitterConfig {
+    /// RTP clock rate (48 kHz for Opus).
+    pub clock_rate: u32,
+    /// RTP timestamp ticks per packet (960 for 20 ms Opus).
+    pub frame_ticks: u32,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// Most packets held; the oldest go first when more arrive.
+    pub capacity: usize,
+}
+
+impl Default for JitterConfig {
+    fn default() -> Self {
+        Self {
+            clock_rate: 48_000,
+            frame_ticks: 960,
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+            capacity: 32,
+        }
+    }
+}
+
+/// What the buffer did with a pushed packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Accepted,
+    /// Its turn has passed (played or reported missing); dropped.
+    Late,
+    /// Already held; dropped.
+    Duplicate,
+    /// The sequence number jumped so far that the stream must have restarted: the buffer was
+    /// emptied and starts over with this packet.
+    Restarted,
+}
+
+/// What to play at this tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slot {
+    /// The packet due now.
+    Packet { seq: u16, timestamp: u32, payload: Vec<u8> },
+    /// The packet due now is lost or too late. `next` is the following packet's payload if it has
+    /// already arrived (decode its in-band FEC for this frame); otherwise conceal the frame.
+    Missing { seq: u16, next: Option<Vec<u8>> },
+}
+
+/// Counters since the buffer was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JitterStats {
+    pub accepted: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    /// Packets reported as [`Slot::Missing`].
+    pub missing: u64,
+    /// Packets dropped unplayed to bring the delay down to the target.
+    pub skipped: u64,
+    /// Packets dropped because the buffer was full.
+    pub overflowed: u64,
+    /// Ticks that played nothing to build the delay up to the target.
+    pub stretched: u64,
+    pub restarts: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Held {
+    seq: u16,
+    timestamp: u32,
+    /// RTP time in microseconds on the unwrapped timeline.
+    rtp_us: i64,
+    payload: Vec<u8>,
+}
+
+impl Default for JitterBuffer {
+    fn default() -> Self {
+        Self::new(JitterConfig::default())
+    }
+}
+
+/// Reorders, delays and reports lost audio packets. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct JitterBuffer {
+    config: JitterConfig,
+    /// Time zero of the local timeline.
+    epoch: Option<Instant>,
+    packets: BTreeMap<i64, Held>,
+    /// Newest extended sequence number and unwrapped timestamp seen.
+    newest: Option<(i64, i64)>,
+    /// Next extended sequence number to play; `None` before the first tick that plays.
+    next: Option<i64>,
+    /// Whether ticks are playing (false while buffering up to the target delay).
+    playing: bool,
+    /// RTP time of the last packet played or reported missing.
+    last_rtp_us: i64,
+    missing_run: u32,
+    transits: VecDeque<i64>,
+    stats: JitterStats,
+}
+
+impl JitterBuffer {
+    pub fn new(config: JitterConfig) -> Self {
+        Self {
+            config,
+            epoch: None,
+            packets: BTreeMap::new(),
+            newest: None,
+            next: None,
+            playing: false,
+            last_rtp_us: 0,
+            missing_run: 0,
+            transits: VecDeque::with_capacity(WINDOW),
+            stats: JitterStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> JitterStats {
+        self.stats
+    }
+
+    /// Packets held.
+    pub fn len(&self) -> usize {
+        self.packets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.packets.is_empty()
+    }
+
+    /// The delay the buffer aims for, from the jitter seen over the last [`WINDOW`] packets.
+    pub fn target_delay(&self) -> Duration {
+        let spread = match (self.transits.iter().max(), self.transits.iter().min()) {
+            (Some(max), Some(min)) => max - min,
+            _ => 0,
+        };
+        let frame = self.frame_us();
+        let wanted = Duration::from_micros(u64::try_from(spread + frame / 2).unwrap_or(0));
+        wanted.clamp(self.config.min_delay, self.config.max_delay.max(self.config.min_delay))
+    }
+
+    /// Takes in a packet that arrived at `now`.
+    pub fn push(&mut self, now: Instant, seq: u16, timestamp: u32, payload: Vec<u8>) -> Pushed {
+        let now_us = self.local_us(now);
+        let mut outcome = Pushed::Accepted;
+        let (ext_seq, ext_ts) = match self.newest {
+            None => (i64::from(seq), i64::from(timestamp)),
+            Some((newest_seq, newest_ts)) => {
+                let ext_seq = newest_seq + i64::from(seq.wrapping_sub(newest_seq as u16) as i16);
+                let ext_ts = newest_ts + i64::from(timestamp.wrapping_sub(newest_ts as u32) as i32);
+                if (ext_seq - newest_seq).abs() > RESET_DISTANCE {
+                    self.restart();
+                    outcome = Pushed::Restarted;
+                    (i64::from(seq), i64::from(timestamp))
+                } else {
+                    (ext_seq, ext_ts)
+                }
+            }
+        };
+        if self.newest.is_none_or(|(newest_seq, _)| ext_seq > newest_seq) {
+            self.newest = Some((ext_seq, ext_ts));
+        }
+        let rtp_us = ext_ts * 1_000_000 / i64::from(self.config.clock_rate.max(1));
+        if self.transits.len() == WINDOW {
+            self.transits.pop_front();
+        }
+        self.transits.push_back(now_us - rtp_us);
+
+        if self.next.is_some_and(|next| ext_seq < next) {
+            self.stats.late += 1;
+            return Pushed::Late;
+        }
+        if self.packets.contains_key(&ext_seq) {
+            self.stats.duplicates += 1;
+            return Pushed::Duplicate;
+        }
+        self.packets.insert(ext_seq, Held { seq, timestamp, rtp_us, payload });
+        self.stats.accepted += 1;
+        while self.packets.len() > self.config.capacity.max(1) {
+            if let Some((oldest, _)) = self.packets.pop_first() {
+                self.stats.overflowed += 1;
+                if self.next.is_some_and(|next| next <= oldest) {
+                    self.next = Some(oldest + 1);
+                }
+            }
+        }
+        outcome
+    }
+
+    /// What to play at the playout tick `now`; call once per 20 ms of audio played. `None` means
+    /// nothing is due: play silence before the first packet, or a concealed frame (or silence)
+    /// while the buffer builds up its delay.
+    pub fn pop(&mut self, now: Instant) -> Option<Slot> {
+        let now_us = self.local_us(now);
+        let base = *self.transits.iter().min()?;
+        let target = i64::try_from(self.target_delay().as_micros()).unwrap_or(i64::MAX);
+        let frame = self.frame_us();
+
+        if !self.playing {
+            // Start when the oldest packet has waited the target delay along the fastest path.
+            let (first, rtp_us) = self
+                .packets
+                .iter()
+                .find(|(&seq, _)| self.next.is_none_or(|next| seq >= next))
+                .map(|(&seq, held)| (seq, held.rtp_us))?;
+            if now_us - (rtp_us + base) < target - frame / 2 {
+                return None;
+            }
+            self.playing = true;
+            self.next = Some(first);
+            self.last_rtp_us = rtp_us - frame;
+            self.missing_run = 0;
+        }
+
+        let mut next = self.next?;
+        let due_rtp =
+            |buffer: &Self, seq: i64| buffer.packets.get(&seq).map_or(buffer.last_rtp_us + frame, |held| held.rtp_us);
+        let waited = now_us - (due_rtp(self, next) + base);
+        if waited < target - frame / 2 {
+            // Too early: the target grew (or the base delay did). Play nothing this tick.
+            self.stats.stretched += 1;
+            return None;
+        }
+        if waited > target + frame + frame / 2
+            && self.packets.contains_key(&next)
+            && self.packets.contains_key(&(next + 1))
+        {
+            // Too late: drop one packet to shrink the delay.
+            if let Some(held) = self.packets.remove(&next) {
+                self.last_rtp_us = held.rtp_us;
+            }
+            self.stats.skipped += 1;
+            next += 1;
+        }
+        self.next = Some(next + 1);
+
+        if let Some(held) = self.packets.remove(&next) {
+            self.missing_run = 0;
+            self.last_rtp_us = held.rtp_us;
+            return Some(Slot::Packet { seq: held.seq, timestamp: held.timestamp, payload: held.payload });
+        }
+        self.stats.missing += 1;
+        self.missing_run += 1;
+        self.last_rtp_us += frame;
+        if self.missing_run >= RESYNC_AFTER_MISSING && self.packets.is_empty() {
+            // A long silence: when packets come back, wait for the target delay again.
+            self.playing = false;
+        }
+        let next_payload = self.packets.get(&(next + 1)).map(|held| held.payload.clone());
+        Some(Slot::Missing { seq: next as u16, next: next_payload })
+    }
+
+    fn restart(&mut self) {
+        self.packets.clear();
+        self.newest = None;
+        self.next = None;
+        self.playing = false;
+        self.transits.clear();
+        self.stats.restarts += 1;
+    }
+
+    fn frame_us(&self) -> i64 {
+        i64::from(self.config.frame_ticks) * 1_000_000 / i64::from(self.config.clock_rate.max(1))
+    }
+
+    fn local_us(&mut self, now: Instant) -> i64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        i64::try_from(now.saturating_duration_since(epoch).as_micros()).unwrap_or(i64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TICK: Duration = Duration::from_millis(20);
+
+    fn payload(seq: u16) -> Vec<u8> {
+        seq.to_be_bytes().to_vec()
+    }
+
+    /// Pushes packet `seq` (timestamp `seq * 960`) at `at`.
+    fn push(buffer: &mut JitterBuffer, at: Instant, seq: u16) -> Pushed {
+        buffer.push(at, seq, u32::from(seq).wrapping_mul(960), payload(seq))
+    }
+
+    /// What a tick played, compactly: `"7"` for packet 7, `"x7"` for a missing packet 7 (`"x7+fec"`
+    /// when packet 8 came with it) and `"-"` for nothing.
+    fn describe(slot: Option<Slot>) -> String {
+        match slot {
+            None => "-".into(),
+            Some(Slot::Packet { seq, payload, .. }) => {
+                assert_eq!(payload, super::tests::payload(seq));
+                format!("{seq}")
+            }
+            Some(Slot::Missing { seq, next: Some(next) }) => {
+                assert_eq!(next, super::tests::payload(seq.wrapping_add(1)));
+                format!("x{seq}+fec")
+            }
+            Some(Slot::Missing { seq, next: None }) => format!("x{seq}"),
+        }
+    }
+
+    /// Runs a scenario: packet `i` is sent at `i * 20 ms` and arrives `delay(i)` later (`None`
+    /// loses it); a tick runs every 20 ms, offset by 7 ms from the sends. Returns what each tick
+    /// played.
+    fn run(ticks: u32, delay: impl Fn(u16) -> Option<Duration>, config: JitterConfig) -> (Vec<String>, JitterBuffer) {
+        let start = Instant::now();
+        let mut buffer = JitterBuffer::new(config);
+        let mut arrivals: Vec<(Duration, u16)> =
+            (0..ticks as u16).filter_map(|seq| delay(seq).map(|d| (TICK * u32::from(seq) + d, seq))).collect();
+        arrivals.sort();
+        let mut arrivals = arrivals.into_iter().peekable();
+        let mut played = Vec::new();
+        for tick in 0..ticks {
+            let now = TICK * tick + Duration::from_millis(7);
+            while let Some(&(at, seq)) = arrivals.peek() {
+                if at > now {
+                    break;
+                }
+                push(&mut buffer, start + at, seq);
+                arrivals.next();
+            }
+            played.push(describe(buffer.pop(start + now)));
+            assert!(buffer.len() <= config.capacity);
+        }
+        (played, buffer)
+    }
+
+    #[test]
+    fn steady_stream_plays_in_order_after_the_minimum_delay() {
+        let (played, buffer) = run(50, |_| Some(Duration::from_millis(5)), JitterConfig::default());
+        assert_eq!(played[0], "-", "the first tick waits for the delay");
+        let expected: Vec<String> = (0..49).map(|s| s.to_string()).collect();
+        assert_eq!(played[1..], expected[..]);
+        assert_eq!(buffer.target_delay(), Duration::from_millis(20));
+        assert_eq!(buffer.stats().missing, 0);
+    }
+
+    #[test]
+    fn reordered_packets_come_out_in_order() {
+        // Every pair arrives swapped: odd packets 5 ms early, even ones 25 ms late.
+        let delay = |seq: u16| Some(Duration::from_millis(if seq % 2 == 0 { 30 } else { 5 }));
+        let (played, buffer) = run(60, delay, JitterConfig::default());
+        let numbers: Vec<u16> = played.iter().filter_map(|p| p.parse().ok()).collect();
+        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{played:?}");
+        assert!(numbers.len() >= 55, "{played:?}");
+        assert_eq!(buffer.stats().missing, 0, "{played:?}");
+        assert_eq!(buffer.stats().late, 0);
+    }
+
+    #[test]
+    fn lost_packets_are_reported_with_the_next_payload_for_fec() {
+        let delay = |seq: u16| (seq != 10 && seq != 20 && seq != 21).then_some(Duration::from_millis(5));
+        let (played, buffer) = run(40, delay, JitterConfig::default());
+        assert!(played.contains(&"x10+fec".to_string()), "{played:?}");
+        assert!(played.contains(&"x20".to_string()), "{played:?}");
+        assert!(played.contains(&"x21+fec".to_string()), "{played:?}");
+        assert_eq!(buffer.stats().missing, 3);
+        let numbers: Vec<u16> = played.iter().filter_map(|p| p.parse().ok()).collect();
+        assert_eq!(numbers.len(), 36);
+    }
+
+    #[test]
+    fn late_packets_are_dropped_and_counted() {
+        // Packet 15 arrives 150 ms late, long after its turn.
+        let delay = |seq: u16| Some(Duration::from_millis(if seq == 15 { 150 } else { 5 }));
+        let config = JitterConfig { max_delay: Duration::from_millis(40), ..JitterConfig::default() };
+        let (played, buffer) = run(40, delay, config);
+        assert!(played.iter().any(|p| p.starts_with("x15")), "{played:?}");
+        assert!(!played.contains(&"15".to_string()));
+        assert_eq!(buffer.stats().late, 1);
+    }
+
+    #[test]
+    fn delay_grows_with_jitter_and_stays_bounded() {
+        // Delays alternate between 5 and 85 ms: 80 ms of jitter.
+        let delay = |seq: u16| Some(Duration::from_millis(if seq % 4 == 0 { 85 } else { 5 }));
+        let (played, buffer) = run(200, delay, JitterConfig::default());
+        let target = buffer.target_delay();
+        assert!(target >= Duration::from_millis(80) && target <= Duration::from_millis(100), "{target:?}");
+        // Once adapted, nothing is lost.
+        let tail = &played[100..];
+        assert!(tail.iter().all(|p| p.parse::<u16>().is_ok()), "{tail:?}");
+        let numbers: Vec<u16> = played.iter().filter_map(|p| p.parse().ok()).collect();
+        assert!(numbers.windows(2).all(|w| w[1] > w[0]));
+
+        // Huge jitter is capped at the maximum delay.
+        let wild = |seq: u16| Some(Duration::from_millis(if seq % 5 == 0 { 900 } else { 1 }));
+        let (_, buffer) = run(100, wild, JitterConfig::default());
+        assert_eq!(buffer.target_delay(), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn delay_shrinks_by_skipping_when_jitter_goes_away() {
+        // 150 ms spikes early on, then a clean network: the old spikes leave the window and the
+        // buffer skips packets to come back down.
+        let delay = |seq: u16| Some(Duration::from_millis(if seq < 40 && seq % 10 == 0 { 150 } else { 2 }));
+        let (played, buffer) = run(400, delay, JitterConfig::default());
+        assert_eq!(buffer.target_delay(), Duration::from_millis(20));
+        assert!(buffer.stats().skipped >= 4, "{:?}", buffer.stats());
+        // At the end each tick plays the packet sent ~20-40 ms earlier.
+        let last: u16 = played[399].parse().expect("a packet");
+        assert!((397..=399).contains(&last), "tick 399 played {last}");
+    }
+
+    #[test]
+    fn overflow_drops_the_oldest_and_stays_bounded() {
+        let start = Instant::now();
+        let mut buffer = JitterBuffer::new(JitterConfig { capacity: 8, ..JitterConfig::default() });
+        for seq in 0..20 {
+            assert_eq!(push(&mut buffer, start, seq), Pushed::Accepted);
+        }
+        assert_eq!(buffer.len(), 8);
+        assert_eq!(buffer.stats().overflowed, 12);
+        let first = buffer.pop(start + Duration::from_millis(500));
+        assert!(matches!(first, Some(Slot::Packet { seq: 12, .. })), "{first:?}");
+    }
+
+    #[test]
+    fn duplicates_wraparound_and_restarts() {
+        let start = Instant::now();
+        let mut buffer = JitterBuffer::new(JitterConfig::default());
+        let mut t = start;
+        let mut played = Vec::new();
+        for i in 0..10u16 {
+            let seq = 65_530u16.wrapping_add(i);
+            let ts = u32::MAX - 3 * 960 + u32::from(i) * 960;
+            assert_eq!(buffer.push(t, seq, ts, vec![i as u8]), Pushed::Accepted);
+            assert_eq!(buffer.push(t, seq, ts, vec![i as u8]), Pushed::Duplicate);
+            if let Some(Slot::Packet { payload, .. }) = buffer.pop(t + Duration::from_millis(25)) {
+                played.push(payload[0]);
+            }
+            t += TICK;
+        }
+        assert_eq!(played, (0..10).collect::<Vec<u8>>(), "order survives the sequence wrap");
+        assert_eq!(buffer.stats().duplicates, 10);
+        // A stream restart far away in sequence space starts over.
+        assert_eq!(buffer.push(t, 30_000, 5, vec![]), Pushed::Restarted);
+        assert_eq!(buffer.stats().restarts, 1);
+        assert_eq!(buffer.len(), 1);
+    }
+
+    #[test]
+    fn an_outage_resynchronises_instead_of_reporting_stale_losses() {
+        // Packets 20..120 (two seconds) never arrive.
+        let delay = |seq: u16| (!(20..120).contains(&seq)).then_some(Duration::from_millis(5));
+        let (played, buffer) = run(200, delay, JitterConfig::default());
+        assert!(played[180..].iter().all(|p| p.parse::<u16>().is_ok()), "{:?}", &played[120..]);
+        assert!(buffer.stats().missing <= 100);
+    }
+
+    #[test]
+    fn nothing_to_play_before_the_first_packet() {
+        let mut buffer = JitterBuffer::new(JitterConfig::default());
+        assert_eq!(buffer.pop(Instant::now()), None);
+        assert!(buffer.is_empty());
+    }
+}

@@ -1,0 +1,392 @@
+//! The WebRTC peer connection of one call (webrtc-rs 0.21): H.264 and Opus registered, NACK,
+//! RTCP reports, transport-wide congestion control with a GCC estimate the video encoder
+//! follows, a keyframe-request tap, a `chat` data channel, trickle ICE. It turns the partner's
+//! signals into calls on the connection and the connection's events into [`PeerEvent`]s.
+//! The DTLS fingerprint is always verified (the setting that disables it is never touched).
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, PacketReport, Slot};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::{configure_congestion_control, CongestionFeedback};
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::RTCOfferOptions;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::PayloadType;
+use strangers_protocol::{IceServer, SignalData};
+use tokio::sync::mpsc;
+use tracing::debug;
+use webrtc::data_channel::DataChannel;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceConnectionState, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSdpType, RTCSessionDescription, Registry, SettingEngineBuilder,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+use crate::keyframe_tap::KeyframeTap;
+
+/// The H.264 flavour browsers expect: constrained baseline, packetization mode 1.
+pub const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+const H264_PT: PayloadType = 102;
+const OPUS_PT: PayloadType = 111;
+/// The label of the chat data channel.
+pub const CHAT_LABEL: &str = "chat";
+
+/// How to build a peer connection.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    pub ice_servers: Vec<IceServer>,
+    /// Relay candidates only: the partner never learns our address.
+    pub relay_only: bool,
+    /// Local address to gather host candidates on (`0.0.0.0` for every interface).
+    pub bind_ip: IpAddr,
+    /// Offer loopback candidates (tests on one machine).
+    pub include_loopback: bool,
+    /// Time between ICE connectivity checks; browsers use 50 ms pacing, webrtc-rs 200 ms.
+    pub ice_check_interval: Duration,
+    /// Video bitrates (bits per second) the congestion controller starts at and stays within.
+    pub bitrate_start: u32,
+    pub bitrate_min: u32,
+    pub bitrate_max: u32,
+}
+
+/// What the peer connection reports.
+pub enum PeerEvent {
+    /// A description or candidate to send to the partner.
+    LocalSignal(SignalData),
+    IceState(RTCIceConnectionState),
+    State(RTCPeerConnectionState),
+    Track(Arc<dyn TrackRemote>),
+    DataChannel(Arc<dyn DataChannel>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("WebRTC: {0}")]
+    WebRtc(#[from] webrtc::error::Error),
+    #[error("the partner sent an unusable signal: {0}")]
+    BadSignal(String),
+}
+
+/// One call's peer connection and its two outgoing tracks.
+pub struct Peer {
+    pc: Arc<dyn PeerConnection>,
+    pub video: Arc<TrackLocalStaticSample>,
+    pub audio: Arc<TrackLocalStaticSample>,
+    video_sender: Option<Arc<dyn RtpSender>>,
+    audio_sender: Option<Arc<dyn RtpSender>>,
+    initiator: bool,
+    /// The GCC target for video, in bits per second (an `f64` stored as bits).
+    target_bitrate: Arc<AtomicU64>,
+    /// Candidates that arrived before the remote description.
+    early_candidates: Vec<webrtc::peer_connection::RTCIceCandidateInit>,
+    events: mpsc::UnboundedSender<PeerEvent>,
+}
+
+struct Handler {
+    events: mpsc::UnboundedSender<PeerEvent>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(init) => match serde_json::to_string(&init) {
+                Ok(json) => match SignalData::from_json(&format!(r#"{{"candidate":{json}}}"#)) {
+                    Ok(data) => {
+                        let _ = self.events.send(PeerEvent::LocalSignal(data));
+                    }
+                    Err(e) => debug!(error = %e, "local candidate not sendable"),
+                },
+                Err(e) => debug!(error = %e, "local candidate not serialisable"),
+            },
+            Err(e) => debug!(error = %e, "local candidate not convertible"),
+        }
+    }
+
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        let _ = self.events.send(PeerEvent::IceState(state));
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.events.send(PeerEvent::State(state));
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.events.send(PeerEvent::Track(track));
+    }
+
+    async fn on_data_channel(&self, channel: Arc<dyn DataChannel>) {
+        let _ = self.events.send(PeerEvent::DataChannel(channel));
+    }
+}
+
+/// Publishes the estimator's target after every update, where the video sender reads it.
+struct PublishingEstimator<E: BandwidthEstimator> {
+    inner: E,
+    target: Arc<AtomicU64>,
+}
+
+impl<E: BandwidthEstimator> PublishingEstimator<E> {
+    fn publish(&self) {
+        self.target.store(self.inner.target_bitrate().to_bits(), Ordering::Relaxed);
+    }
+}
+
+impl<E: BandwidthEstimator> BandwidthEstimator for PublishingEstimator<E> {
+    fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        self.inner.on_reports(now, reports);
+        self.publish();
+    }
+    fn target_bitrate(&self) -> f64 {
+        self.inner.target_bitrate()
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.inner.handle_timeout(now);
+        self.publish();
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.inner.poll_timeout()
+    }
+    fn stats(&self) -> EstimatorStats {
+        self.inner.stats()
+    }
+}
+
+fn h264_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_H264.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: H264_FMTP.to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn local_track(kind: RtpCodecKind, codec: RTCRtpCodec) -> Result<Arc<TrackLocalStaticSample>, PeerError> {
+    let ssrc: u32 = rand::random();
+    let name = match kind {
+        RtpCodecKind::Audio => "audio",
+        _ => "video",
+    };
+    let track = MediaStreamTrack::new(
+        "strangers".to_owned(),
+        format!("strangers-{name}"),
+        format!("strangers {name}"),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            codec,
+            ..Default::default()
+        }],
+    );
+    Ok(Arc::new(TrackLocalStaticSample::new(Instant::now(), track)?))
+}
+
+impl Peer {
+    /// Builds the connection. The initiator adds its tracks and the chat channel and sends its
+    /// offer at once; the other side waits for the offer.
+    pub async fn start(
+        settings: &PeerSettings,
+        initiator: bool,
+        events: mpsc::UnboundedSender<PeerEvent>,
+    ) -> Result<Peer, PeerError> {
+        let mut media = MediaEngine::default();
+        media.register_codec(
+            RTCRtpCodecParameters { rtp_codec: h264_codec(), payload_type: H264_PT, ..Default::default() },
+            RtpCodecKind::Video,
+        )?;
+        media.register_codec(
+            RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PT, ..Default::default() },
+            RtpCodecKind::Audio,
+        )?;
+        let target_bitrate = Arc::new(AtomicU64::new(f64::from(settings.bitrate_start).to_bits()));
+        let estimator = PublishingEstimator {
+            inner: Gcc::new(
+                f64::from(settings.bitrate_start),
+                f64::from(settings.bitrate_min),
+                f64::from(settings.bitrate_max),
+            ),
+            target: target_bitrate.clone(),
+        };
+        let registry = configure_congestion_control(Registry::new(), estimator, CongestionFeedback::Twcc, &mut media)?;
+        let registry = register_default_interceptors(registry, &mut media)?;
+        let registry = registry.with(Slot::from(14_000), KeyframeTap::default());
+
+        let ice_servers = settings
+            .ice_servers
+            .iter()
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone().unwrap_or_default(),
+                credential: s.credential.clone().unwrap_or_default(),
+                ..Default::default()
+            })
+            .collect();
+        let policy = if settings.relay_only { RTCIceTransportPolicy::Relay } else { RTCIceTransportPolicy::All };
+        let config =
+            RTCConfigurationBuilder::new().with_ice_servers(ice_servers).with_ice_transport_policy(policy).build();
+        let setting_engine = SettingEngineBuilder::new()
+            .with_include_loopback_candidate(settings.include_loopback)
+            .with_ice_connection_attempts(Some(settings.ice_check_interval), Some(25))
+            .build();
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(config)
+            .with_media_engine(media)
+            .with_setting_engine(setting_engine)
+            .with_interceptor_registry(registry)
+            .with_handler(Arc::new(Handler { events: events.clone() }))
+            .with_udp_addrs(vec![format!("{}:0", settings.bind_ip)])
+            .build()
+            .await?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        let mut peer = Peer {
+            pc,
+            video: local_track(RtpCodecKind::Video, h264_codec())?,
+            audio: local_track(RtpCodecKind::Audio, opus_codec())?,
+            video_sender: None,
+            audio_sender: None,
+            initiator,
+            target_bitrate,
+            early_candidates: Vec::new(),
+            events,
+        };
+        if initiator {
+            peer.add_tracks().await?;
+            let channel = peer.pc.create_data_channel(CHAT_LABEL, None).await?;
+            let _ = peer.events.send(PeerEvent::DataChannel(channel));
+            peer.offer(false).await?;
+        }
+        Ok(peer)
+    }
+
+    async fn add_tracks(&mut self) -> Result<(), PeerError> {
+        self.video_sender = Some(self.pc.add_track(self.video.clone() as Arc<dyn TrackLocal>).await?);
+        self.audio_sender = Some(self.pc.add_track(self.audio.clone() as Arc<dyn TrackLocal>).await?);
+        Ok(())
+    }
+
+    async fn offer(&self, ice_restart: bool) -> Result<(), PeerError> {
+        let options = RTCOfferOptions { ice_restart, ..Default::default() };
+        let offer = self.pc.create_offer(Some(options)).await?;
+        self.pc.set_local_description(offer.clone()).await?;
+        self.send_description(&offer);
+        Ok(())
+    }
+
+    fn send_description(&self, desc: &RTCSessionDescription) {
+        let kind = if desc.sdp_type == RTCSdpType::Offer { "offer" } else { "answer" };
+        let json = serde_json::json!({ "sdp": { "type": kind, "sdp": desc.sdp } }).to_string();
+        if let Ok(data) = SignalData::from_json(&json) {
+            let _ = self.events.send(PeerEvent::LocalSignal(data));
+        }
+    }
+
+    /// Applies the partner's description or candidate.
+    pub async fn apply(&mut self, data: &SignalData) -> Result<(), PeerError> {
+        let value: serde_json::Value =
+            serde_json::from_str(data.as_json()).map_err(|e| PeerError::BadSignal(e.to_string()))?;
+        if let Some(sdp) = value.get("sdp") {
+            let text = sdp.get("sdp").and_then(|s| s.as_str()).unwrap_or_default().to_owned();
+            let desc = match sdp.get("type").and_then(|t| t.as_str()) {
+                Some("offer") => RTCSessionDescription::offer(text),
+                Some("answer") => RTCSessionDescription::answer(text),
+                other => return Err(PeerError::BadSignal(format!("unknown description type {other:?}"))),
+            }
+            .map_err(|e| PeerError::BadSignal(format!("malformed SDP: {e}")))?;
+            let is_offer = desc.sdp_type == RTCSdpType::Offer;
+            if is_offer && self.initiator {
+                return Err(PeerError::BadSignal("the initiator received an offer".into()));
+            }
+            self.pc.set_remote_description(desc).await.map_err(|e| PeerError::BadSignal(format!("{e}")))?;
+            if is_offer {
+                if self.video_sender.is_none() {
+                    self.add_tracks().await?;
+                }
+                let answer = self.pc.create_answer(None).await?;
+                self.pc.set_local_description(answer.clone()).await?;
+                self.send_description(&answer);
+            }
+            for candidate in std::mem::take(&mut self.early_candidates) {
+                if let Err(e) = self.pc.add_ice_candidate(candidate).await {
+                    debug!(error = %e, "early candidate refused");
+                }
+            }
+            self.check_codecs().await?;
+        } else if let Some(candidate) = value.get("candidate") {
+            let init: webrtc::peer_connection::RTCIceCandidateInit = serde_json::from_value(candidate.clone())
+                .map_err(|e| PeerError::BadSignal(format!("malformed candidate: {e}")))?;
+            if init.candidate.is_empty() {
+                return Ok(()); // End of candidates.
+            }
+            if self.pc.remote_description().await.is_none() {
+                self.early_candidates.push(init);
+            } else if let Err(e) = self.pc.add_ice_candidate(init).await {
+                // One bad candidate does not end a call; others may work.
+                debug!(error = %e, "candidate refused");
+            }
+        }
+        Ok(())
+    }
+
+    /// After negotiation: a partner that offers neither of our codecs cannot be talked to.
+    async fn check_codecs(&self) -> Result<(), PeerError> {
+        let Some(sender) = &self.video_sender else { return Ok(()) };
+        if self.pc.current_remote_description().await.is_none() || self.pc.current_local_description().await.is_none() {
+            return Ok(());
+        }
+        match sender.get_parameters().await {
+            Ok(params) if params.rtp_parameters.codecs.is_empty() => {
+                Err(PeerError::BadSignal("the partner offers no video codec we support (H.264)".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Starts an ICE restart (the initiator only; the other side asks for one).
+    pub async fn restart_ice(&self) -> Result<(), PeerError> {
+        if self.initiator {
+            self.offer(true).await?;
+        }
+        Ok(())
+    }
+
+    /// The payload type negotiated for a sender, once negotiation is done.
+    pub async fn payload_type(&self, video: bool) -> Option<PayloadType> {
+        let sender = if video { &self.video_sender } else { &self.audio_sender };
+        let params = sender.as_ref()?.get_parameters().await.ok()?;
+        params.rtp_parameters.codecs.first().map(|c| c.payload_type)
+    }
+
+    /// The current congestion-control target for video, in bits per second.
+    pub fn target_bitrate(&self) -> Arc<AtomicU64> {
+        self.target_bitrate.clone()
+    }
+
+    pub fn connection(&self) -> Arc<dyn PeerConnection> {
+        self.pc.clone()
+    }
+
+    pub async fn close(&self) {
+        let _ = self.pc.close().await;
+    }
+}

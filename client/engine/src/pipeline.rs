@@ -1,0 +1,417 @@
+//! The media pipelines of a call: capture, encode and send; receive, reassemble, decode and
+//! verify; and the statistics report. Encoding and decoding run on threads of their own so
+//! the async runtime (and the peer connection's driver on it) never waits for a codec.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtc::media::Sample;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::PayloadType;
+use tracing::debug;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::media_stream::Track;
+use webrtc::peer_connection::{PeerConnection, StatsSelector};
+
+use crate::api::{CallStats, PathInfo};
+use crate::call::{CallEvent, Controls, EventSink};
+use crate::counters::Counters;
+use crate::media::frame::{now_us, SAMPLES_PER_FRAME, SAMPLE_RATE};
+use crate::media::{h264, h264_rtp, jitter, opus, pitch, stripe, VideoFrame};
+use crate::slot::FrameSlot;
+use crate::sources::{AudioSource, VideoSource};
+
+/// Shortest time between two keyframe requests we send.
+const PLI_SPACING: Duration = Duration::from_millis(300);
+
+async fn first_ssrc(track: &dyn Track) -> Option<u32> {
+    track.ssrcs().await.first().copied()
+}
+
+/// Sleeps a thread until `deadline`, or returns at once if it passed.
+fn sleep_until(deadline: Instant) {
+    let now = Instant::now();
+    if deadline > now {
+        std::thread::sleep(deadline - now);
+    }
+}
+
+/// Captures, encodes and sends video until the call stops.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn spawn_video_sender(
+    track: Arc<TrackLocalStaticSample>,
+    payload_type: Option<PayloadType>,
+    mut source: Box<dyn VideoSource>,
+    controls: Arc<Controls>,
+    counters: Arc<Counters>,
+    bitrate: Arc<AtomicU64>,
+    local_slot: Arc<FrameSlot>,
+    events: Arc<EventSink>,
+) {
+    let (Some(pt), Some(ssrc)) = (payload_type, first_ssrc(track.as_ref()).await) else {
+        events(CallEvent::MediaError("video was not negotiated; sending none".into()));
+        return;
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let thread_events = events.clone();
+    let spawned = std::thread::Builder::new().name("video-send".into()).spawn(move || {
+        let events = thread_events;
+        let fps = source.fps().max(1);
+        let interval = Duration::from_secs_f64(1.0 / f64::from(fps));
+        let mut applied = f64::from_bits(bitrate.load(Ordering::Relaxed));
+        let config = h264::EncoderConfig { bitrate_bps: applied as u32, frame_rate: fps as f32, ..Default::default() };
+        let mut encoder = match h264::Encoder::new(config) {
+            Ok(encoder) => encoder,
+            Err(e) => {
+                events(CallEvent::MediaError(format!("video encoder: {e}")));
+                return;
+            }
+        };
+        let mut next = Instant::now();
+        while !controls.stop.load(Ordering::Relaxed) {
+            next += interval;
+            if Instant::now() > next + interval {
+                next = Instant::now(); // We fell behind: skip rather than burst.
+            }
+            sleep_until(next);
+            let mut frame = match source.next_frame() {
+                Ok(frame) => frame,
+                Err(e) => {
+                    events(CallEvent::MediaError(format!("video source: {e}")));
+                    return;
+                }
+            };
+            if controls.mute_video.load(Ordering::Relaxed) {
+                let (number, capture_us) = (frame.number, frame.capture_us);
+                frame = VideoFrame::black(frame.width, frame.height);
+                frame.number = number;
+                frame.capture_us = capture_us;
+                let _ = stripe::paint(&mut frame, number, capture_us);
+            }
+            let target = f64::from_bits(bitrate.load(Ordering::Relaxed));
+            if (target - applied).abs() > applied * 0.05 && encoder.set_bitrate(target as u32).is_ok() {
+                applied = target;
+            }
+            if controls.keyframe.swap(false, Ordering::Relaxed) {
+                encoder.force_keyframe();
+            }
+            let encoded = match encoder.encode(&frame) {
+                Ok(encoded) => encoded,
+                Err(e) => {
+                    events(CallEvent::MediaError(format!("video encoder: {e}")));
+                    continue;
+                }
+            };
+            local_slot.put(Arc::new(frame));
+            // Rate control may skip a frame to hold the bitrate.
+            let Some(encoded) = encoded else { continue };
+            Counters::add(&counters.video_frames_sent, 1);
+            Counters::add(&counters.bytes_sent, encoded.data.len() as u64);
+            let sample = Sample { data: Bytes::from(encoded.data), duration: interval, ..Sample::new(Instant::now()) };
+            if let Err(e) = runtime.block_on(track.sample_writer(ssrc, pt).write_sample(&sample)) {
+                debug!(error = %e, "video write failed");
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        events(CallEvent::MediaError(format!("cannot start the video thread: {e}")));
+    }
+}
+
+/// Captures, encodes and sends audio until the call stops.
+pub(crate) async fn spawn_audio_sender(
+    track: Arc<TrackLocalStaticSample>,
+    payload_type: Option<PayloadType>,
+    mut source: Box<dyn AudioSource>,
+    controls: Arc<Controls>,
+    counters: Arc<Counters>,
+    events: Arc<EventSink>,
+) {
+    let (Some(pt), Some(ssrc)) = (payload_type, first_ssrc(track.as_ref()).await) else {
+        events(CallEvent::MediaError("audio was not negotiated; sending none".into()));
+        return;
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let thread_events = events.clone();
+    let spawned = std::thread::Builder::new().name("audio-send".into()).spawn(move || {
+        let events = thread_events;
+        let mut encoder = match opus::Encoder::new(32_000) {
+            Ok(encoder) => encoder,
+            Err(e) => {
+                events(CallEvent::MediaError(format!("audio encoder: {e}")));
+                return;
+            }
+        };
+        let interval = Duration::from_millis(20);
+        let mut next = Instant::now();
+        while !controls.stop.load(Ordering::Relaxed) {
+            next += interval;
+            if Instant::now() > next + interval * 5 {
+                next = Instant::now();
+            }
+            sleep_until(next);
+            let frame = match source.next_frame() {
+                Ok(frame) if !controls.mute_audio.load(Ordering::Relaxed) => frame,
+                Ok(_) => crate::media::AudioFrame::silence(),
+                Err(e) => {
+                    events(CallEvent::MediaError(format!("audio source: {e}")));
+                    return;
+                }
+            };
+            let packet = match encoder.encode(&frame) {
+                Ok(packet) => packet,
+                Err(e) => {
+                    events(CallEvent::MediaError(format!("audio encoder: {e}")));
+                    continue;
+                }
+            };
+            Counters::add(&counters.bytes_sent, packet.len() as u64);
+            let sample = Sample { data: Bytes::from(packet), duration: interval, ..Sample::new(Instant::now()) };
+            if let Err(e) = runtime.block_on(track.sample_writer(ssrc, pt).write_sample(&sample)) {
+                debug!(error = %e, "audio write failed");
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        events(CallEvent::MediaError(format!("cannot start the audio thread: {e}")));
+    }
+}
+
+/// Receives, reassembles, decodes and verifies the stranger's video.
+pub(crate) fn spawn_video_receiver(
+    track: Arc<dyn TrackRemote>,
+    controls: Arc<Controls>,
+    counters: Arc<Counters>,
+    slot: Arc<FrameSlot>,
+    record: Option<(PathBuf, u32)>,
+    events: Arc<EventSink>,
+) {
+    let (units_tx, units_rx) = std_mpsc::sync_channel::<Vec<u8>>(8);
+    let need_keyframe = Arc::new(AtomicBool::new(false));
+    {
+        let need_keyframe = need_keyframe.clone();
+        let counters = counters.clone();
+        tokio::spawn(async move {
+            let media_ssrc = first_ssrc(track.as_ref()).await.unwrap_or(0);
+            let mut assembler = h264_rtp::Reassembler::default();
+            let mut last_pli: Option<Instant> = None;
+            while let Some(event) = track.poll().await {
+                let TrackRemoteEvent::OnRtpPacket(packet) = event else { continue };
+                Counters::add(&counters.bytes_received, packet.payload.len() as u64);
+                let header = &packet.header;
+                match assembler.push(header.sequence_number, header.timestamp, header.marker, &packet.payload) {
+                    Some(Ok(unit)) => {
+                        if units_tx.try_send(unit.data).is_err() {
+                            need_keyframe.store(true, Ordering::Relaxed); // The decoder fell behind.
+                        }
+                    }
+                    Some(Err(_gap)) => need_keyframe.store(true, Ordering::Relaxed),
+                    None => {}
+                }
+                if need_keyframe.load(Ordering::Relaxed) && last_pli.is_none_or(|t| t.elapsed() >= PLI_SPACING) {
+                    need_keyframe.store(false, Ordering::Relaxed);
+                    last_pli = Some(Instant::now());
+                    let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+                    if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
+                        debug!(error = %e, "keyframe request failed");
+                    }
+                }
+            }
+        });
+    }
+    let spawned = std::thread::Builder::new().name("video-recv".into()).spawn(move || {
+        let mut decoder = match h264::Decoder::new() {
+            Ok(decoder) => decoder,
+            Err(e) => {
+                events(CallEvent::MediaError(format!("video decoder: {e}")));
+                return;
+            }
+        };
+        let mut last_number: Option<u32> = None;
+        let mut decoded = 0u64;
+        while let Ok(unit) = units_rx.recv() {
+            if controls.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let frame = match decoder.decode(&unit) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => continue,
+                Err(e) => {
+                    debug!(error = %e, "undecodable frame; asking for a keyframe");
+                    need_keyframe.store(true, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            let arrived_us = now_us();
+            decoded += 1;
+            Counters::add(&counters.video_frames_decoded, 1);
+            counters.size.store(((frame.width as u64) << 32) | frame.height as u64, Ordering::Relaxed);
+            match stripe::read(&frame) {
+                Ok(s) => {
+                    Counters::add(&counters.frames_verified, 1);
+                    if last_number.is_some_and(|n| s.number <= n) {
+                        Counters::add(&counters.out_of_order, 1);
+                    }
+                    last_number = Some(s.number);
+                    let latency_ms = arrived_us.saturating_sub(s.capture_us) as f64 / 1000.0;
+                    counters.latencies.lock().expect("latency lock is never poisoned").push(latency_ms);
+                }
+                Err(_) => Counters::add(&counters.verify_errors, 1),
+            }
+            if decoded == 1 {
+                events(CallEvent::FirstFrame { width: frame.width as u32, height: frame.height as u32 });
+            }
+            if let Some((dir, every)) = &record {
+                if (decoded - 1) % u64::from(*every) == 0 {
+                    let path = dir.join(format!("frame-{decoded:06}.png"));
+                    if let Err(e) = crate::media::png::save(&frame, &path) {
+                        events(CallEvent::MediaError(format!("recording {}: {e}", path.display())));
+                    }
+                }
+            }
+            slot.put(Arc::new(frame));
+        }
+    });
+    if let Err(e) = spawned {
+        debug!(error = %e, "cannot start the video decoding thread");
+    }
+}
+
+/// Receives the stranger's audio through a jitter buffer, decodes it (concealing losses) and
+/// measures it.
+pub(crate) fn spawn_audio_receiver(track: Arc<dyn TrackRemote>, controls: Arc<Controls>, counters: Arc<Counters>) {
+    let buffer = Arc::new(Mutex::new(jitter::JitterBuffer::default()));
+    {
+        let buffer = buffer.clone();
+        let counters = counters.clone();
+        tokio::spawn(async move {
+            while let Some(event) = track.poll().await {
+                let TrackRemoteEvent::OnRtpPacket(packet) = event else { continue };
+                Counters::add(&counters.bytes_received, packet.payload.len() as u64);
+                let mut buffer = buffer.lock().expect("jitter lock is never poisoned");
+                buffer.push(
+                    Instant::now(),
+                    packet.header.sequence_number,
+                    packet.header.timestamp,
+                    packet.payload.to_vec(),
+                );
+            }
+        });
+    }
+    let spawned = std::thread::Builder::new().name("audio-recv".into()).spawn(move || {
+        let Ok(mut decoder) = opus::Decoder::new() else { return };
+        let mut window: VecDeque<i16> = VecDeque::with_capacity(SAMPLE_RATE as usize);
+        let mut next = Instant::now();
+        let mut frames = 0u32;
+        while !controls.stop.load(Ordering::Relaxed) {
+            next += Duration::from_millis(20);
+            sleep_until(next);
+            let slot = buffer.lock().expect("jitter lock is never poisoned").pop(Instant::now());
+            let decoded = match slot {
+                Some(jitter::Slot::Packet { payload, .. }) => decoder.decode(Some(&payload)),
+                Some(jitter::Slot::Missing { next: Some(next), .. }) => decoder.decode_fec(&next),
+                Some(jitter::Slot::Missing { next: None, .. }) => decoder.decode(None),
+                None => continue,
+            };
+            let Ok(frame) = decoded else { continue };
+            for s in frame.samples.iter().take(SAMPLES_PER_FRAME) {
+                if window.len() == SAMPLE_RATE as usize {
+                    window.pop_front();
+                }
+                window.push_back(*s);
+            }
+            frames += 1;
+            if frames % 50 == 0 {
+                let samples: Vec<i16> = window.iter().copied().collect();
+                let hz = pitch::dominant_frequency(&samples, SAMPLE_RATE).map(f64::from);
+                let rms = f64::from(pitch::rms(&samples));
+                *counters.audio.lock().expect("audio lock is never poisoned") = (hz, rms);
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        debug!(error = %e, "cannot start the audio decoding thread");
+    }
+}
+
+/// Emits a [`CallStats`] every second until the call ends.
+pub(crate) async fn report_stats(
+    pc: Arc<dyn PeerConnection>,
+    counters: Arc<Counters>,
+    bitrate: Arc<AtomicU64>,
+    events: Arc<EventSink>,
+) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    let mut last = (0u64, 0u64, 0u64, 0u64);
+    let mut last_at = Instant::now();
+    loop {
+        ticker.tick().await;
+        let elapsed = last_at.elapsed().as_secs_f64().max(0.001);
+        last_at = Instant::now();
+        let now = (
+            Counters::get(&counters.video_frames_sent),
+            Counters::get(&counters.video_frames_decoded),
+            Counters::get(&counters.bytes_sent),
+            Counters::get(&counters.bytes_received),
+        );
+        let mut latencies = std::mem::take(&mut *counters.latencies.lock().expect("latency lock is never poisoned"));
+        latencies.sort_by(|a, b| a.total_cmp(b));
+        let (audio_hz, audio_rms) = *counters.audio.lock().expect("audio lock is never poisoned");
+        let size = Counters::get(&counters.size);
+        let mut stats = CallStats {
+            sent_fps: (now.0 - last.0) as f64 / elapsed,
+            recv_fps: (now.1 - last.1) as f64 / elapsed,
+            sent_kbps: (now.2 - last.2) as f64 * 8.0 / 1000.0 / elapsed,
+            recv_kbps: (now.3 - last.3) as f64 * 8.0 / 1000.0 / elapsed,
+            target_kbps: f64::from_bits(bitrate.load(Ordering::Relaxed)) / 1000.0,
+            frames_verified: Counters::get(&counters.frames_verified),
+            verify_errors: Counters::get(&counters.verify_errors),
+            out_of_order: Counters::get(&counters.out_of_order),
+            latency_ms_p50: latencies.get(latencies.len() / 2).copied(),
+            latency_ms_max: latencies.last().copied(),
+            width: (size >> 32) as u32,
+            height: (size & 0xffff_ffff) as u32,
+            audio_hz,
+            audio_rms,
+            keyframes_requested: Counters::get(&counters.keyframes_requested),
+            ..CallStats::default()
+        };
+        last = now;
+        transport_stats(pc.as_ref(), &mut stats).await;
+        events(CallEvent::Stats(stats));
+    }
+}
+
+/// Fills in RTT, loss and the selected candidate pair from the connection's own statistics.
+async fn transport_stats(pc: &dyn PeerConnection, stats: &mut CallStats) {
+    let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
+    if let Some(transport) = report.transport() {
+        if let Some(webrtc::peer_connection::RTCStatsReportEntry::IceCandidatePair(pair)) =
+            report.get(&transport.selected_candidate_pair_id)
+        {
+            stats.rtt_ms = Some(pair.current_round_trip_time * 1000.0);
+            let kind = |id: &str| match report.get(id) {
+                Some(webrtc::peer_connection::RTCStatsReportEntry::LocalCandidate(c))
+                | Some(webrtc::peer_connection::RTCStatsReportEntry::RemoteCandidate(c)) => {
+                    c.candidate_type.to_string()
+                }
+                _ => "unknown".to_string(),
+            };
+            stats.path =
+                Some(PathInfo { local: kind(&pair.local_candidate_id), remote: kind(&pair.remote_candidate_id) });
+        }
+    }
+    let (mut lost, mut received) = (0i64, 0u64);
+    for inbound in report.inbound_rtp_streams() {
+        lost += inbound.received_rtp_stream_stats.packets_lost;
+        received += inbound.received_rtp_stream_stats.packets_received;
+    }
+    let total = lost.max(0) as f64 + received as f64;
+    stats.loss = if total > 0.0 { lost.max(0) as f64 / total } else { 0.0 };
+}

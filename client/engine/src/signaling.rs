@@ -1,0 +1,210 @@
+//! The signaling client: one WebSocket to the signal server, kept alive across drops. It says
+//! `hello` (with the resume token once it has one), reconnects with exponential backoff,
+//! trying each server URL in turn, and holds outgoing messages while the socket is down so
+//! nothing is lost; after a reconnect that did not resume, held signals of the old call are
+//! dropped (they would reach nobody).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use strangers_protocol::{close, ClientMsg, Hello, ServerMsg};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{debug, warn};
+
+/// Most messages held while the socket is down.
+const MAX_HELD: usize = 512;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How to reach the server.
+#[derive(Debug, Clone)]
+pub struct SignalingConfig {
+    /// Server URLs (`ws://host:port/ws`), tried in order; the next one after a failure.
+    pub urls: Vec<String>,
+    pub interests: Vec<String>,
+    /// First and longest wait between reconnection attempts.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+/// What the signaling client reports.
+#[derive(Debug, Clone)]
+pub enum SignalingEvent {
+    /// A message from the server (the first after each connection is `welcome`).
+    Message(ServerMsg),
+    /// The socket is down; the client retries after `retry_in`.
+    Down { url: String, reason: String, retry_in: Duration },
+    /// The server refused us for good (banned, version); the client stopped retrying.
+    Refused { reason: String },
+}
+
+/// Sends messages to the server; dropping it closes the socket cleanly.
+#[derive(Clone)]
+pub struct SignalingHandle {
+    tx: mpsc::UnboundedSender<ClientMsg>,
+}
+
+impl SignalingHandle {
+    pub fn send(&self, msg: ClientMsg) {
+        let _ = self.tx.send(msg);
+    }
+}
+
+/// Starts the client on the current tokio runtime.
+pub fn spawn(config: SignalingConfig) -> (SignalingHandle, mpsc::UnboundedReceiver<SignalingEvent>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (event_tx, event_rx) = mpsc::unbounded_channel();
+    tokio::spawn(run(config, rx, event_tx));
+    (SignalingHandle { tx }, event_rx)
+}
+
+enum Ended {
+    /// The handle was dropped: we are done.
+    Finished,
+    /// The socket broke; reconnect.
+    Broken(String),
+    /// The server refused us; stop.
+    Refused(String),
+}
+
+async fn run(
+    config: SignalingConfig,
+    mut outgoing: mpsc::UnboundedReceiver<ClientMsg>,
+    events: mpsc::UnboundedSender<SignalingEvent>,
+) {
+    let mut token: Option<String> = None;
+    let mut held: VecDeque<ClientMsg> = VecDeque::new();
+    let mut backoff = config.backoff_min;
+    let mut attempt = 0usize;
+    loop {
+        let url = &config.urls[attempt % config.urls.len().max(1)];
+        match session(url, &config, &mut token, &mut held, &mut outgoing, &events).await {
+            Ok(Ended::Finished) => return,
+            Ok(Ended::Refused(reason)) => {
+                let _ = events.send(SignalingEvent::Refused { reason });
+                return;
+            }
+            Ok(Ended::Broken(reason)) => {
+                // A connection that got as far as a welcome resets the backoff.
+                backoff = config.backoff_min;
+                let _ = events.send(SignalingEvent::Down { url: url.clone(), reason, retry_in: backoff });
+            }
+            Err(reason) => {
+                let _ = events.send(SignalingEvent::Down { url: url.clone(), reason, retry_in: backoff });
+                attempt += 1;
+            }
+        }
+        // Wait, but keep holding what the engine sends meanwhile (and notice if it is gone).
+        let wait = tokio::time::sleep(backoff);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                () = &mut wait => break,
+                msg = outgoing.recv() => match msg {
+                    Some(msg) => hold(&mut held, msg),
+                    None => return,
+                },
+            }
+        }
+        backoff = (backoff * 2).min(config.backoff_max);
+    }
+}
+
+fn hold(held: &mut VecDeque<ClientMsg>, msg: ClientMsg) {
+    if held.len() == MAX_HELD {
+        held.pop_front();
+    }
+    held.push_back(msg);
+}
+
+/// One connection, from connect to its end. `Err` means it never got to a welcome.
+async fn session(
+    url: &str,
+    config: &SignalingConfig,
+    token: &mut Option<String>,
+    held: &mut VecDeque<ClientMsg>,
+    outgoing: &mut mpsc::UnboundedReceiver<ClientMsg>,
+    events: &mpsc::UnboundedSender<SignalingEvent>,
+) -> Result<Ended, String> {
+    let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url))
+        .await
+        .map_err(|_| format!("no answer from {url} within {CONNECT_TIMEOUT:?}"))?
+        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    let hello = ClientMsg::Hello(Hello { interests: config.interests.clone(), resume: token.clone() });
+    ws.send(Message::text(hello.to_json())).await.map_err(|e| format!("sending hello: {e}"))?;
+    // The welcome comes first; anything else first is a refusal (banned, version, full).
+    let welcome = loop {
+        let frame = tokio::time::timeout(CONNECT_TIMEOUT, ws.next())
+            .await
+            .map_err(|_| "no welcome from the server".to_string())?;
+        match frame {
+            Some(Ok(Message::Text(text))) => match ServerMsg::parse(text.as_str()) {
+                Ok(msg @ ServerMsg::Welcome { .. }) => break msg,
+                Ok(ServerMsg::Error { code, message }) => {
+                    use strangers_protocol::ErrorCode::*;
+                    let reason = format!("{}: {message}", code.as_str());
+                    return match code {
+                        Banned | Version => Ok(Ended::Refused(reason)),
+                        _ => Err(reason),
+                    };
+                }
+                Ok(other) => debug!(kind = other.kind(), "message before welcome ignored"),
+                Err(e) => warn!(error = %e, "unparsable message from the server"),
+            },
+            Some(Ok(Message::Close(frame))) => {
+                let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                return Err(format!("the server closed the connection: {reason}"));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(format!("reading welcome: {e}")),
+            None => return Err("the server closed the connection".into()),
+        }
+    };
+    let ServerMsg::Welcome { resume, resumed, .. } = &welcome else { unreachable!("matched above") };
+    *token = Some(resume.clone());
+    if !resumed {
+        held.retain(|m| !matches!(m, ClientMsg::Signal(_) | ClientMsg::Report { .. }));
+    }
+    let _ = events.send(SignalingEvent::Message(welcome));
+    while let Some(msg) = held.pop_front() {
+        if let Err(e) = ws.feed(Message::text(msg.to_json())).await {
+            held.push_front(msg);
+            return Ok(Ended::Broken(format!("sending: {e}")));
+        }
+    }
+    if let Err(e) = ws.flush().await {
+        return Ok(Ended::Broken(format!("sending: {e}")));
+    }
+    loop {
+        tokio::select! {
+            msg = outgoing.recv() => {
+                let Some(msg) = msg else {
+                    let _ = ws.close(None).await;
+                    return Ok(Ended::Finished);
+                };
+                if let Err(e) = ws.send(Message::text(msg.to_json())).await {
+                    hold(held, msg);
+                    return Ok(Ended::Broken(format!("sending: {e}")));
+                }
+            }
+            frame = ws.next() => match frame {
+                Some(Ok(Message::Text(text))) => match ServerMsg::parse(text.as_str()) {
+                    Ok(msg) => { let _ = events.send(SignalingEvent::Message(msg)); }
+                    Err(e) => warn!(error = %e, "unparsable message from the server"),
+                },
+                Some(Ok(Message::Close(frame))) => {
+                    let code = frame.as_ref().map(|f| u16::from(f.code)).unwrap_or(close::NORMAL);
+                    let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                    if code == close::POLICY {
+                        return Ok(Ended::Refused(format!("closed by the server: {reason}")));
+                    }
+                    return Ok(Ended::Broken(format!("closed by the server ({code}): {reason}")));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Ok(Ended::Broken(format!("connection lost: {e}"))),
+                None => return Ok(Ended::Broken("connection lost".into())),
+            },
+        }
+    }
+}
