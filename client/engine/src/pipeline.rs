@@ -114,7 +114,8 @@ pub(crate) async fn spawn_video_sender(
             Counters::add(&counters.bytes_sent, encoded.data.len() as u64);
             let sample = Sample { data: Bytes::from(encoded.data), duration: interval, ..Sample::new(Instant::now()) };
             if let Err(e) = runtime.block_on(track.sample_writer(ssrc, pt).write_sample(&sample)) {
-                debug!(error = %e, "video write failed");
+                // Writes fail while the connection closes; the loop ends with the call.
+                tracing::trace!(error = %e, "video write failed");
             }
         }
     });
@@ -173,7 +174,7 @@ pub(crate) async fn spawn_audio_sender(
             Counters::add(&counters.bytes_sent, packet.len() as u64);
             let sample = Sample { data: Bytes::from(packet), duration: interval, ..Sample::new(Instant::now()) };
             if let Err(e) = runtime.block_on(track.sample_writer(ssrc, pt).write_sample(&sample)) {
-                debug!(error = %e, "audio write failed");
+                tracing::trace!(error = %e, "audio write failed");
             }
         }
     });
@@ -396,12 +397,20 @@ async fn transport_stats(pc: &dyn PeerConnection, stats: &mut CallStats) {
             report.get(&transport.selected_candidate_pair_id)
         {
             stats.rtt_ms = Some(pair.current_round_trip_time * 1000.0);
-            let kind = |id: &str| match report.get(id) {
-                Some(webrtc::peer_connection::RTCStatsReportEntry::LocalCandidate(c))
-                | Some(webrtc::peer_connection::RTCStatsReportEntry::RemoteCandidate(c)) => {
-                    c.candidate_type.to_string()
-                }
-                _ => "unknown".to_string(),
+            // Candidate entries are keyed by a type prefix plus the id the pair names.
+            let kind = |id: &str| {
+                report
+                    .iter()
+                    .find_map(|entry| match entry {
+                        webrtc::peer_connection::RTCStatsReportEntry::LocalCandidate(c)
+                        | webrtc::peer_connection::RTCStatsReportEntry::RemoteCandidate(c)
+                            if entry.id().ends_with(id) =>
+                        {
+                            Some(c.candidate_type.to_string())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| "unknown".to_string())
             };
             stats.path =
                 Some(PathInfo { local: kind(&pair.local_candidate_id), remote: kind(&pair.remote_candidate_id) });

@@ -437,8 +437,10 @@ mod tests {
         }
         assert_eq!(buffer.len(), 8);
         assert_eq!(buffer.stats().overflowed, 12);
+        // The oldest packets were dropped; the survivors play (the buffer may skip one more to
+        // bring the delay of this burst down).
         let first = buffer.pop(start + Duration::from_millis(500));
-        assert!(matches!(first, Some(Slot::Packet { seq: 12, .. })), "{first:?}");
+        assert!(matches!(first, Some(Slot::Packet { seq: 12..=13, .. })), "{first:?}");
     }
 
     #[test]
@@ -449,7 +451,7 @@ mod tests {
         let mut played = Vec::new();
         for i in 0..10u16 {
             let seq = 65_530u16.wrapping_add(i);
-            let ts = u32::MAX - 3 * 960 + u32::from(i) * 960;
+            let ts = (u32::MAX - 3 * 960).wrapping_add(u32::from(i) * 960);
             assert_eq!(buffer.push(t, seq, ts, vec![i as u8]), Pushed::Accepted);
             assert_eq!(buffer.push(t, seq, ts, vec![i as u8]), Pushed::Duplicate);
             if let Some(Slot::Packet { payload, .. }) = buffer.pop(t + Duration::from_millis(25)) {

@@ -1,6 +1,7 @@
 //! A synthetic video source: colour bars scrolling left, a luma ramp scrolling right and a
-//! bouncing grey square, with the stripe painted on top. Every frame differs from the last, so the
-//! encoder does real motion search and rate control work, as it would on camera video.
+//! bouncing grey square, with light grain that changes every frame (like a camera's sensor noise)
+//! and the stripe painted on top. Every frame differs from the last, so the encoder does real
+//! motion search and rate control work, as it would on camera video.
 
 use super::frame::VideoFrame;
 use super::stripe::{self, Layout, StripeError};
@@ -33,7 +34,14 @@ pub struct PatternSource {
     bar_u: Vec<u8>,
     bar_v: Vec<u8>,
     ramp: Vec<u8>,
+    /// Grain added to luma, read at a different offset for every row and frame.
+    grain: Vec<i8>,
 }
+
+/// Peak grain in luma levels.
+const GRAIN: i8 = 3;
+/// Length of the grain table (a prime, so offsets do not repeat in step with the picture).
+const GRAIN_LEN: usize = 65_521;
 
 impl PatternSource {
     /// A source of `width` x `height` frames meant to be shown `fps` times a second (the motion is
@@ -50,7 +58,17 @@ impl PatternSource {
         let bar_u: Vec<u8> = (0..2 * cw).map(|x| BARS[x % cw * 8 / cw].1).collect();
         let bar_v: Vec<u8> = (0..2 * cw).map(|x| BARS[x % cw * 8 / cw].2).collect();
         let ramp: Vec<u8> = (0..2 * width).map(|x| (16 + (x % width) * 219 / width) as u8).collect();
-        Ok(Self { width, height, fps, number: 0, step, bar_luma, bar_u, bar_v, ramp })
+        let mut state = 0x9e37_79b9u32;
+        let grain = (0..GRAIN_LEN + width)
+            .map(|_| {
+                // Xorshift: cheap, deterministic, and plenty for grain.
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state % (2 * GRAIN as u32 + 1)) as i8 - GRAIN
+            })
+            .collect();
+        Ok(Self { width, height, fps, number: 0, step, bar_luma, bar_u, bar_v, ramp, grain })
     }
 
     pub fn width(&self) -> usize {
@@ -93,6 +111,13 @@ impl PatternSource {
         let rshift = w - shift;
         for row in ramp_top..h {
             frame.y_row_mut(row).copy_from_slice(&self.ramp[rshift..rshift + w]);
+        }
+        // Grain over everything below the stripe.
+        for row in top..h {
+            let offset = (n * 7919 + row * 104_729) % GRAIN_LEN;
+            for (p, &g) in frame.y_row_mut(row).iter_mut().zip(&self.grain[offset..offset + w]) {
+                *p = p.saturating_add_signed(g);
+            }
         }
         // A square bounces around the picture below the stripe.
         let side = ((h - top) / 4).clamp(4, w / 2);
