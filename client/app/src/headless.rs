@@ -12,6 +12,10 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::cli::Cli;
 
+/// Pause before a bot looks for the next stranger (immediate after a partner leaves would be
+/// fine, but a failing call must not turn into a tight loop).
+const REFIND_DELAY: Duration = Duration::from_millis(100);
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.engine_config();
     // A bad file is reported before anything connects.
@@ -32,6 +36,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut in_call = false;
     let mut said = false;
     let mut next_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    let mut paused = false;
+    let mut refind: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     let mut stdout = std::io::stdout();
 
     loop {
@@ -47,11 +53,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 engine.send(Command::Next);
             }
+            () = async { refind.as_mut().expect("guarded").await }, if refind.is_some() => {
+                refind = None;
+                engine.send(Command::Find);
+            }
             line = stdin.next_line(), if stdin_open => match line {
                 Ok(Some(line)) => {
                     if let Some(command) = parse_command(line.trim()) {
                         if command == Command::Shutdown {
                             break;
+                        }
+                        match command {
+                            Command::Stop => paused = true,
+                            Command::Find | Command::Next => paused = false,
+                            _ => {}
                         }
                         engine.send(command);
                     }
@@ -85,9 +100,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         if cli.calls > 0 && calls_done >= cli.calls {
                             break;
                         }
-                        engine.send(Command::Find);
                     }
-                    Event::Idle if !in_call => {}
+                    Event::Idle if !paused => {
+                        // The stranger left or the call failed: a bot waits for the next one.
+                        next_timer = None;
+                        in_call = false;
+                        refind = Some(Box::pin(tokio::time::sleep(REFIND_DELAY)));
+                    }
                     _ => {}
                 }
             }

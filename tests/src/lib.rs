@@ -1,0 +1,208 @@
+//! Helpers for system tests: start the real `signal-server` and `strangers` binaries as
+//! processes, read the JSON events a headless client prints, and clean up when done. Every
+//! process is killed when its handle drops, so a failing test leaves nothing behind.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::Value;
+
+/// The directory holding the workspace's binaries (`target/debug` or `target/release`).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("STRANGERS_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    // Test executables live in target/<profile>/deps; the binaries one level up.
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let mut dir = exe.parent().expect("an executable has a folder").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let path = bin_dir().join(name);
+    if !path.exists() {
+        bail!("{} is missing: build the workspace binaries first (cargo build --workspace --bins)", path.display());
+    }
+    Ok(path)
+}
+
+/// A running signal server.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts `signal-server` on a free loopback port with extra flags.
+    pub fn start(args: &[&str]) -> anyhow::Result<Server> {
+        let mut child = Command::new(binary("signal-server")?)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting signal-server")?;
+        let stdout = child.stdout.take().expect("stdout was piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().ok_or_else(|| anyhow!("signal-server exited at once"))??;
+        let addr = first.strip_prefix("listening on ").ok_or_else(|| anyhow!("unexpected first line {first:?}"))?;
+        let addr = addr.to_owned();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Server { child, addr })
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running headless client and the events it printed.
+pub struct Client {
+    pub name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    events: Receiver<Value>,
+    /// Every event seen so far, in order.
+    pub seen: Vec<Value>,
+}
+
+impl Client {
+    /// Starts `strangers --headless` against `server` with extra flags.
+    pub fn start(name: &str, server: &str, args: &[&str]) -> anyhow::Result<Client> {
+        let mut child = Command::new(binary("strangers")?)
+            .args(["--headless", "--server", server])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting strangers --headless")?;
+        let stdout = child.stdout.take().expect("stdout was piped");
+        let (tx, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(value).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Ok(Client { name: name.to_owned(), child, stdin, events, seen: Vec::new() })
+    }
+
+    /// Types a command on the client's stdin (`next`, `chat hi`, ...).
+    pub fn command(&mut self, line: &str) -> anyhow::Result<()> {
+        let stdin = self.stdin.as_mut().ok_or_else(|| anyhow!("stdin closed"))?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// Waits for the first event (after those already seen) that satisfies `want`.
+    pub fn wait_for(&mut self, timeout: Duration, what: &str, want: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(event) => {
+                    self.seen.push(event.clone());
+                    if want(&event) {
+                        return Ok(event);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    bail!("{}: no {what} within {timeout:?}; last events: {}", self.name, self.tail(8))
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    bail!("{}: exited before {what}; last events: {}", self.name, self.tail(8))
+                }
+            }
+        }
+    }
+
+    /// Waits for an event named `name`.
+    pub fn wait_event(&mut self, timeout: Duration, name: &str) -> anyhow::Result<Value> {
+        self.wait_for(timeout, name, |e| e["event"] == name)
+    }
+
+    /// All events named `name` seen so far.
+    pub fn seen_named(&self, name: &str) -> Vec<&Value> {
+        self.seen.iter().filter(|e| e["event"] == name).collect()
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            while let Ok(event) = self.events.try_recv() {
+                self.seen.push(event);
+            }
+            if let Some(status) = self.child.try_wait()? {
+                while let Ok(event) = self.events.recv_timeout(Duration::from_millis(100)) {
+                    self.seen.push(event);
+                }
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not exit within {timeout:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn tail(&self, n: usize) -> String {
+        let start = self.seen.len().saturating_sub(n);
+        self.seen[start..].iter().map(|e| truncate(&e.to_string(), 300)).collect::<Vec<_>>().join(" | ")
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        s.to_owned()
+    } else {
+        format!("{}...", &s[..s.char_indices().take_while(|(i, _)| *i < max).last().map_or(0, |(i, _)| i)])
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time (user + system) a process has used, from /proc.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let after = &stat[stat.rfind(')').ok_or_else(|| anyhow!("odd /proc stat"))? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(ticks / 100.0)
+}
