@@ -206,3 +206,111 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
     Ok(ticks / 100.0)
 }
+
+/// A TCP proxy on loopback whose connections can be cut at will, to break a client's socket
+/// without a close frame (as a network drop would).
+pub struct CutProxy {
+    pub addr: std::net::SocketAddr,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CutProxy {
+    /// Forwards every connection made to it to `target`.
+    pub fn start(target: &str) -> anyhow::Result<CutProxy> {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let target = target.to_owned();
+        {
+            let (conns, stop) = (conns.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((client, _)) = listener.accept() else {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    };
+                    let _ = client.set_nonblocking(false);
+                    let Ok(upstream) = TcpStream::connect(&target) else { continue };
+                    let _ = client.set_nodelay(true);
+                    let _ = upstream.set_nodelay(true);
+                    if let (Ok(c2), Ok(u2)) = (client.try_clone(), upstream.try_clone()) {
+                        let mut held = conns.lock().expect("proxy lock");
+                        held.push(c2);
+                        held.push(u2);
+                    }
+                    pipe(client.try_clone(), upstream.try_clone());
+                    pipe(upstream.try_clone(), client.try_clone());
+                }
+            });
+        }
+        Ok(CutProxy { addr, conns, stop })
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Breaks every open connection (no WebSocket close frame is sent).
+    pub fn cut(&self) {
+        for conn in self.conns.lock().expect("proxy lock").drain(..) {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.cut();
+    }
+}
+
+fn pipe(from: std::io::Result<std::net::TcpStream>, to: std::io::Result<std::net::TcpStream>) {
+    let (Ok(mut from), Ok(mut to)) = (from, to) else { return };
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    });
+}
+
+/// A bare protocol client for playing a misbehaving stranger in tests.
+pub struct RawPeer {
+    ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+}
+
+impl RawPeer {
+    pub fn connect(url: &str) -> anyhow::Result<RawPeer> {
+        let (ws, _) = tungstenite::connect(url)?;
+        if let tungstenite::stream::MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+            tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
+        }
+        Ok(RawPeer { ws })
+    }
+
+    pub fn send(&mut self, json: &str) -> anyhow::Result<()> {
+        self.ws.send(tungstenite::Message::text(json))?;
+        Ok(())
+    }
+
+    /// Reads messages until one of type `kind` arrives (20 s at most).
+    pub fn expect(&mut self, kind: &str) -> anyhow::Result<Value> {
+        loop {
+            match self.ws.read()? {
+                tungstenite::Message::Text(text) => {
+                    let value: Value = serde_json::from_str(text.as_str())?;
+                    if value["type"] == kind {
+                        return Ok(value);
+                    }
+                }
+                tungstenite::Message::Close(_) => bail!("closed while waiting for {kind}"),
+                _ => {}
+            }
+        }
+    }
+}

@@ -24,7 +24,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(headless::run(cli)) {
+    let result = runtime.block_on(headless::run(cli));
+    // A blocking read of stdin may still be pending: do not wait for it.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("strangers: {e:#}");

@@ -109,6 +109,8 @@ pub struct Session {
     /// Whether the user wants to be matched (queued or in a call), so a lost session can be
     /// re-entered after a reconnect.
     wants_match: bool,
+    /// Whether a `welcome` was ever received.
+    welcomed: bool,
     actions: VecDeque<Action>,
 }
 
@@ -129,6 +131,7 @@ impl Session {
             connected_reported: false,
             first_frame_reported: false,
             wants_match: false,
+            welcomed: false,
             actions: VecDeque::new(),
         }
     }
@@ -202,10 +205,12 @@ impl Session {
                     self.notify(Notice::PartnerLeft { reason: PartnerLeftReason::Disconnect });
                     self.set_phase(Phase::Idle);
                 }
-                if !resumed && self.phase == Phase::Queued {
-                    // A fresh session is not queued yet: ask again.
+                if !resumed && self.welcomed && self.phase == Phase::Queued {
+                    // The server lost our session while we waited: queue the new one. (Before
+                    // the first welcome, the signaling client still holds our `find`.)
                     self.send(ClientMsg::Find);
                 }
+                self.welcomed = true;
             }
             ServerMsg::Queued => {
                 // Confirms what `find` or `next` already set; a late answer to a find the user has

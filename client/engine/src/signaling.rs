@@ -162,9 +162,11 @@ async fn session(
         }
     };
     let ServerMsg::Welcome { resume, resumed, .. } = &welcome else { unreachable!("matched above") };
-    *token = Some(resume.clone());
-    if !resumed {
-        held.retain(|m| !matches!(m, ClientMsg::Signal(_) | ClientMsg::Report { .. }));
+    let had_session = token.replace(resume.clone()).is_some();
+    if had_session && !resumed {
+        // The old session is gone: what was held for it means nothing to the new one. The
+        // session state machine decides what to ask again.
+        held.clear();
     }
     let _ = events.send(SignalingEvent::Message(welcome));
     while let Some(msg) = held.pop_front() {

@@ -226,7 +226,14 @@ impl Matchmaker {
                         self.end_session(key, PartnerLeftReason::Disconnect);
                     }
                 }
-                Timer::Open(key) => self.open_up(now, key),
+                Timer::Open(key) => {
+                    self.open_up(now, key);
+                    // Waits that end at the same instant end together: pair only once all of
+                    // them are open, so the longest waiters meet first.
+                    if !matches!(self.timers.first(), Some(&(next, Timer::Open(_))) if next == at) {
+                        self.pair_open();
+                    }
+                }
                 Timer::Moderation => {
                     self.moderation.expire(now, self.config.report_window);
                     self.schedule_moderation();
@@ -333,7 +340,7 @@ impl Matchmaker {
         match self.queue.best_partner(&session.interests, open) {
             Some((partner_ticket, partner)) => {
                 self.leave_queue(partner, partner_ticket);
-                self.pair(partner, key);
+                self.pair((partner_ticket, partner), (ticket, key));
             }
             None => {
                 let session = self.sessions.get_mut(&key).expect("session exists");
@@ -346,22 +353,23 @@ impl Matchmaker {
         }
     }
 
-    /// A waiting session's interest wait is over: it now accepts anyone.
+    /// A waiting session's interest wait is over: it now accepts anyone. It is paired by
+    /// [`Matchmaker::pair_open`] once every wait ending at the same instant is over.
     fn open_up(&mut self, now: Instant, key: SessionKey) {
         let Some(session) = self.sessions.get(&key) else { return };
         let Place::Waiting { ticket, since } = session.place else { return };
-        if self.queue.is_open(ticket) || now < since + self.config.interest_wait {
-            return;
+        if now >= since + self.config.interest_wait {
+            self.queue.open_up(ticket, key);
         }
-        // No one sharing an interest waits (they would have been paired), so only someone
-        // who accepts anyone can be a partner.
-        match self.queue.best_partner(&[], true) {
-            Some((partner_ticket, partner)) => {
-                self.leave_queue(partner, partner_ticket);
-                self.leave_queue(key, ticket);
-                self.pair(partner, key);
-            }
-            None => self.queue.open_up(ticket, key),
+    }
+
+    /// Pairs the longest-waiting sessions that accept anyone, two by two. No one sharing an
+    /// interest waits (they would have been paired), so these are the only pairs to make.
+    fn pair_open(&mut self) {
+        while let Some([a, b]) = self.queue.two_oldest_open() {
+            self.leave_queue(a.1, a.0);
+            self.leave_queue(b.1, b.0);
+            self.pair(a, b);
         }
     }
 
@@ -370,9 +378,11 @@ impl Matchmaker {
         self.queue.remove(ticket, &session.interests);
     }
 
-    /// Puts two sessions that left the queue into a new room. `first` waited longer and
-    /// makes the offer.
-    fn pair(&mut self, first: SessionKey, second: SessionKey) {
+    /// Puts two sessions that left the queue, given with their tickets, into a new room. The
+    /// one with the older ticket waited longer and makes the offer, whichever of them the
+    /// queue was searched for (a resumed session keeps its old ticket).
+    fn pair(&mut self, a: (u64, SessionKey), b: (u64, SessionKey)) {
+        let ((_, first), (_, second)) = if a.0 < b.0 { (a, b) } else { (b, a) };
         let room = self.next_key;
         self.next_key += 1;
         let id = self.ids.public_id();

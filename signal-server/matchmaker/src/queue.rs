@@ -59,6 +59,12 @@ impl WaitingQueue {
         }
     }
 
+    /// The two longest-waiting sessions that accept anyone, if there are two.
+    pub(crate) fn two_oldest_open(&self) -> Option<[(u64, SessionKey); 2]> {
+        let mut open = self.open.iter().map(|(t, k)| (*t, *k));
+        Some([open.next()?, open.next()?])
+    }
+
     pub(crate) fn is_open(&self, ticket: u64) -> bool {
         self.open.contains_key(&ticket)
     }

@@ -65,6 +65,8 @@ pub struct Harness {
     pub now: Instant,
     next_conn: ConnId,
     inbox: HashMap<ConnId, VecDeque<Got>>,
+    /// Every output since the last [`Harness::take_log`], in the order the core gave them.
+    log: Vec<(ConnId, Got)>,
     /// Sockets the core closed or the shell reported ended: nothing may reach them any more.
     gone: HashSet<ConnId>,
 }
@@ -72,7 +74,15 @@ pub struct Harness {
 impl Harness {
     pub fn new(config: Config) -> Self {
         let t0 = Instant::now();
-        Harness { mm: Matchmaker::new(config), t0, now: t0, next_conn: 1, inbox: HashMap::new(), gone: HashSet::new() }
+        Harness {
+            mm: Matchmaker::new(config),
+            t0,
+            now: t0,
+            next_conn: 1,
+            inbox: HashMap::new(),
+            log: Vec::new(),
+            gone: HashSet::new(),
+        }
     }
 
     /// The time since the base instant.
@@ -88,11 +98,18 @@ impl Harness {
             if at > target {
                 break;
             }
-            self.now = at;
-            self.mm.handle_timeout(at);
-            self.collect();
+            self.tick(at);
         }
         self.now = target;
+    }
+
+    /// Moves the clock to `at` and runs the timers due then, as the shell does when
+    /// `poll_timeout` says so.
+    pub fn tick(&mut self, at: Instant) {
+        assert!(at >= self.now, "the clock only moves forward");
+        self.now = at;
+        self.mm.handle_timeout(at);
+        self.collect();
     }
 
     /// Moves the clock to `t0 + at`.
@@ -154,6 +171,13 @@ impl Harness {
         self.inbox.remove(&conn).map(Vec::from).unwrap_or_default()
     }
 
+    /// Every output since the last call, in the core's order; the per-socket inboxes are
+    /// emptied too.
+    pub fn take_log(&mut self) -> Vec<(ConnId, Got)> {
+        self.inbox.clear();
+        std::mem::take(&mut self.log)
+    }
+
     /// Summaries of everything this socket received since the last call.
     pub fn take_summary(&mut self, conn: ConnId) -> Vec<String> {
         self.take(conn).iter().map(Got::summary).collect()
@@ -202,7 +226,8 @@ impl Harness {
             if let Got::Close(_) = got {
                 self.gone.insert(conn);
             }
-            self.inbox.entry(conn).or_default().push_back(got);
+            self.inbox.entry(conn).or_default().push_back(got.clone());
+            self.log.push((conn, got));
         }
         if let Err(broken) = self.mm.check_invariants(self.now) {
             panic!("invariant broken at {:?}: {broken}", self.elapsed());
@@ -225,7 +250,7 @@ pub fn signal(json: &str) -> ClientMsg {
     ClientMsg::Signal(SignalData::from_json(json).expect("tests send valid signal data"))
 }
 
-/// A `signal` carrying a candidate named `name`, padded to about `pad` more bytes.
+/// The data of a candidate signal named `name`, padded with `pad` more bytes.
 pub fn candidate(name: &str, pad: usize) -> String {
     format!(r#"{{"candidate": {{"candidate":"{name}","pad":"{}"}}}}"#, "x".repeat(pad))
 }
