@@ -76,14 +76,18 @@ where
         tokio::select! {
             biased;
             () = poll_fn(|cx| outbox.poll_take(cx, &mut batch)) => {
-                if let Some(how) = write_batch(ws, &mut batch).await {
+                let ended = tokio::select! {
+                    how = write_batch(ws, &mut batch) => how,
+                    () = poll_fn(|cx| outbox.poll_abandoned(cx)) => Some(Disconnect::Dropped),
+                };
+                if let Some(how) = ended {
                     return how;
                 }
             }
             frame = ws.next() => {
                 outbox.heard_at(hub.millis());
                 match frame {
-                    Some(Ok(Message::Text(text))) => {
+                    Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
                         if let Some(limiter) = &limiter {
                             if limiter.check().is_err() {
                                 if flood.strike() {
@@ -98,13 +102,14 @@ where
                                 continue;
                             }
                         }
+                        let Message::Text(text) = message else {
+                            hub.reject(conn, ErrorCode::BadMessage, "binary frames are refused: send JSON text".into());
+                            continue;
+                        };
                         match ClientMsg::parse(text.as_str()) {
                             Ok(msg) => hub.message(conn, msg),
                             Err(e) => hub.reject(conn, e.code(), e.to_string()),
                         }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        hub.reject(conn, ErrorCode::BadMessage, "binary frames are refused: send JSON text".into());
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) => {

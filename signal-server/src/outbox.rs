@@ -29,6 +29,7 @@ struct State {
     queue: VecDeque<Outgoing>,
     bytes: usize,
     finished: bool,
+    abandoned: bool,
 }
 
 /// The queue plus the bits the hub's sweeper reads.
@@ -41,10 +42,11 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Queues a frame. After a `Close` or `Abandon`, nothing more is queued.
+    /// Queues a frame. After a `Close`, only an `Abandon` is still queued (the close frame may
+    /// be stuck behind a peer that does not read); after an `Abandon`, nothing.
     pub fn push(&self, item: Outgoing) {
         let mut state = self.state.lock().expect("outbox lock is never poisoned: no panics under it");
-        if state.finished {
+        if state.abandoned || (state.finished && !matches!(item, Outgoing::Abandon)) {
             return;
         }
         match &item {
@@ -54,12 +56,17 @@ impl Outbox {
                     state.queue.clear();
                     state.queue.push_back(Outgoing::Abandon);
                     state.finished = true;
+                    state.abandoned = true;
                     drop(state);
                     self.waker.wake();
                     return;
                 }
             }
-            Outgoing::Close(..) | Outgoing::Abandon => state.finished = true,
+            Outgoing::Close(..) => state.finished = true,
+            Outgoing::Abandon => {
+                state.finished = true;
+                state.abandoned = true;
+            }
             Outgoing::Ping => {}
         }
         state.queue.push_back(item);
@@ -77,6 +84,18 @@ impl Outbox {
         into.extend(state.queue.drain(..));
         state.bytes = 0;
         Poll::Ready(())
+    }
+
+    /// Ready once the socket is to be dropped without ceremony, so that its task stops even
+    /// while it is stuck writing to a peer that never reads.
+    pub fn poll_abandoned(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.waker.register(cx.waker());
+        let state = self.state.lock().expect("outbox lock is never poisoned: no panics under it");
+        if state.abandoned {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
     pub fn heard_at(&self, millis: u64) {

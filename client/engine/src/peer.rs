@@ -212,11 +212,11 @@ impl Peer {
     ) -> Result<Peer, PeerError> {
         let mut media = MediaEngine::default();
         media.register_codec(
-            RTCRtpCodecParameters { rtp_codec: h264_codec(), payload_type: H264_PT, ..Default::default() },
+            RTCRtpCodecParameters { rtp_codec: h264_codec(), payload_type: H264_PT },
             RtpCodecKind::Video,
         )?;
         media.register_codec(
-            RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PT, ..Default::default() },
+            RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PT },
             RtpCodecKind::Audio,
         )?;
         let target_bitrate = Arc::new(AtomicU64::new(f64::from(settings.bitrate_start).to_bits()));
@@ -239,7 +239,6 @@ impl Peer {
                 urls: s.urls.clone(),
                 username: s.username.clone().unwrap_or_default(),
                 credential: s.credential.clone().unwrap_or_default(),
-                ..Default::default()
             })
             .collect();
         let policy = if settings.relay_only { RTCIceTransportPolicy::Relay } else { RTCIceTransportPolicy::All };
@@ -286,7 +285,7 @@ impl Peer {
     }
 
     async fn offer(&self, ice_restart: bool) -> Result<(), PeerError> {
-        let options = RTCOfferOptions { ice_restart, ..Default::default() };
+        let options = RTCOfferOptions { ice_restart };
         let offer = self.pc.create_offer(Some(options)).await?;
         self.pc.set_local_description(offer.clone()).await?;
         self.send_description(&offer);

@@ -207,8 +207,10 @@ pub(crate) fn spawn_video_receiver(
                 let header = &packet.header;
                 match assembler.push(header.sequence_number, header.timestamp, header.marker, &packet.payload) {
                     Some(Ok(unit)) => {
-                        if units_tx.try_send(unit.data).is_err() {
-                            need_keyframe.store(true, Ordering::Relaxed); // The decoder fell behind.
+                        // A full queue means the decoder fell behind: skip to a keyframe.
+                        let full = units_tx.try_send(unit.data).is_err();
+                        if full {
+                            need_keyframe.store(true, Ordering::Relaxed);
                         }
                     }
                     Some(Err(_gap)) => need_keyframe.store(true, Ordering::Relaxed),

@@ -170,9 +170,8 @@ impl Session {
                     self.end_call();
                 }
                 self.send(ClientMsg::Next);
-                if self.phase == Phase::Idle {
-                    self.set_phase(Phase::Queued);
-                }
+                // From a room as from idle: the server queues us (the peer is already closed).
+                self.set_phase(Phase::Queued);
             }
             UserInput::Stop => {
                 self.wants_match = false;
@@ -252,9 +251,13 @@ impl Session {
                 self.actions.push_back(Action::ApplySignal(data));
             }
             ServerMsg::PartnerLeft { reason } => {
-                if self.in_room() {
-                    self.end_call();
+                if !self.in_room() {
+                    // News of a room we already left (our next, stop or failure crossed the
+                    // partner's leaving): the server has since taken, or will take, our own
+                    // request, which this must not undo.
+                    return;
                 }
+                self.end_call();
                 self.notify(Notice::PartnerLeft { reason });
                 self.wants_match = false;
                 self.set_phase(Phase::Idle);

@@ -17,6 +17,9 @@ const IDR: u8 = 5;
 const MAX_PACKETS_PER_FRAME: usize = 1200;
 /// A sequence number this far behind the expected one means the stream restarted.
 const RESTART_DISTANCE: i64 = 3000;
+/// A packet whose timestamp is at most this far (5 s at 90 kHz) behind a frame already handled
+/// or being collected is a straggler of an older frame; anything further back is taken as a jump.
+const STRAGGLER_TICKS: i32 = 450_000;
 
 /// One reassembled frame.
 #[derive(Clone, PartialEq, Eq)]
@@ -66,6 +69,8 @@ pub struct Reassembler {
     timestamp: Option<u32>,
     pending: BTreeMap<i64, Vec<u8>>,
     marker: Option<i64>,
+    /// Timestamp of the last frame handed out or given up.
+    finished: Option<u32>,
     awaiting_keyframe: bool,
 }
 
@@ -78,6 +83,7 @@ impl Default for Reassembler {
             timestamp: None,
             pending: BTreeMap::new(),
             marker: None,
+            finished: None,
             awaiting_keyframe: true,
         }
     }
@@ -100,6 +106,12 @@ impl Reassembler {
                 return None;
             }
         }
+        // Stragglers of frames already handled, or older than the one being collected, are dropped
+        // (a late packet must not cut the current frame short).
+        let behind = |reference: u32| (0..=STRAGGLER_TICKS).contains(&(reference.wrapping_sub(timestamp) as i32));
+        if self.finished.is_some_and(behind) || self.timestamp.is_some_and(|t| t != timestamp && behind(t)) {
+            return None;
+        }
         self.newest = Some(self.newest.map_or(ext, |newest| newest.max(ext)));
 
         let mut gap = None;
@@ -116,9 +128,8 @@ impl Reassembler {
             self.marker = Some(ext);
         }
         if self.pending.len() > MAX_PACKETS_PER_FRAME {
-            let dropped = self.abandon();
-            self.awaiting_keyframe = true;
-            return dropped.map(|_| Err(Gap::Malformed { timestamp, reason: "too many packets in one frame" }));
+            self.abandon();
+            return Some(Err(Gap::Malformed { timestamp, reason: "too many packets in one frame" }));
         }
         match self.try_complete() {
             // A keyframe heals the gap, so report it rather than the gap.
@@ -130,6 +141,7 @@ impl Reassembler {
     /// Reports the current frame as lost and forgets it.
     fn abandon(&mut self) -> Option<Result<AccessUnit, Gap>> {
         let timestamp = self.timestamp.take()?;
+        self.finished = Some(timestamp);
         let last = self.pending.keys().next_back().copied();
         self.pending.clear();
         self.marker = None;
@@ -165,6 +177,7 @@ impl Reassembler {
         }
         let start = first;
         let timestamp = self.timestamp.take()?;
+        self.finished = Some(timestamp);
         let packets = std::mem::take(&mut self.pending);
         self.marker = None;
         self.floor = Some(marker + 1);
@@ -393,6 +406,24 @@ mod tests {
     }
 
     #[test]
+    fn a_late_marker_of_a_given_up_frame_does_not_cut_the_next_one_short() {
+        let mut r = Reassembler::default();
+        push_frame(&mut r, 1, 0, &keyframe_packets(), &[0, 1, 2, 3]);
+        // Frame 3000's marker packet (sequence 7) is late: frame 6000 begins first.
+        let frags = fu_a(P_NAL, 1);
+        assert_eq!(push_frame(&mut r, 5, 3000, &frags, &[0, 1]), vec![]);
+        let key = keyframe_packets();
+        assert_eq!(r.push(8, 6000, false, &key[0]), Some(Err(Gap::Incomplete { timestamp: 3000 })));
+        assert_eq!(r.push(7, 3000, true, &frags[2]), None);
+        assert_eq!(r.push(9, 6000, false, &key[1]), None);
+        assert_eq!(r.push(10, 6000, false, &key[2]), None);
+        assert!(matches!(
+            r.push(11, 6000, true, &key[3]),
+            Some(Ok(AccessUnit { keyframe: true, timestamp: 6000, .. }))
+        ));
+    }
+
+    #[test]
     fn a_whole_lost_frame_is_a_gap() {
         let mut r = Reassembler::default();
         push_frame(&mut r, 1, 0, &keyframe_packets(), &[0, 1, 2, 3]);
@@ -524,5 +555,69 @@ mod tests {
         // frame dropped with it, so only the lost frames count exactly.
         assert!((1..=11).contains(&gaps), "{gaps} gap reports");
         assert_eq!(decoded, 90 - 11);
+    }
+
+    /// Random loss, reordering and duplication of real packets: whatever gets through is never a
+    /// frame with packets missing in its middle or end, and frames flow again after keyframes.
+    #[test]
+    fn random_damage_never_yields_a_broken_frame() {
+        let mut source = PatternSource::new(320, 240, 30).expect("fits");
+        let mut encoder =
+            Encoder::new(EncoderConfig { bitrate_bps: 600_000, ..EncoderConfig::default() }).expect("encoder");
+        let mut payloader = H264Payloader::default();
+        let mut frames = Vec::new();
+        let mut packets = Vec::new();
+        let mut seq = 65_000u16;
+        for i in 0..150u32 {
+            if i % 15 == 0 {
+                encoder.force_keyframe();
+            }
+            let Some(frame) = encoder.encode(&source.next_frame(1 + u64::from(i))).expect("encodes") else {
+                continue;
+            };
+            let payloads = payloader.payload(300, &Bytes::from(frame.data.clone())).expect("packetizes");
+            let last = payloads.len() - 1;
+            for (k, payload) in payloads.into_iter().enumerate() {
+                packets.push((seq, i * 3000, k == last, payload.to_vec()));
+                seq = seq.wrapping_add(1);
+            }
+            frames.push((i * 3000, frame.data));
+        }
+        for seed in 1..=10u64 {
+            let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let mut next_random = move |range: u64| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng % range
+            };
+            // Damage only the first two thirds, so the end shows recovery.
+            let damaged = packets.len() * 2 / 3;
+            let mut order: Vec<(u64, usize)> = Vec::new();
+            for index in 0..packets.len() {
+                if index < damaged && next_random(100) < 3 {
+                    continue;
+                }
+                let jitter = if index < damaged { next_random(4) } else { 0 };
+                order.push((index as u64 * 2 + jitter, index));
+                if index < damaged && next_random(100) < 2 {
+                    order.push((index as u64 * 2 + next_random(6), index));
+                }
+            }
+            order.sort();
+            let mut r = Reassembler::default();
+            let mut delivered = Vec::new();
+            for (_, index) in order {
+                let (seq, ts, marker, payload) = &packets[index];
+                if let Some(Ok(unit)) = r.push(*seq, *ts, *marker, payload) {
+                    let original = &frames.iter().find(|(t, _)| *t == unit.timestamp).expect("a sent frame").1;
+                    assert!(original.ends_with(&unit.data), "seed {seed}: frame {} is damaged", unit.timestamp);
+                    delivered.push(unit.timestamp);
+                }
+            }
+            assert!(delivered.windows(2).all(|w| w[0] < w[1]), "seed {seed}: frames out of order");
+            let tail: Vec<u32> = frames.iter().rev().take(10).map(|(t, _)| *t).collect();
+            assert!(tail.iter().all(|t| delivered.contains(t)), "seed {seed}: no recovery");
+        }
     }
 }

@@ -482,4 +482,70 @@ mod tests {
         assert_eq!(buffer.pop(Instant::now()), None);
         assert!(buffer.is_empty());
     }
+
+    /// Random networks: jitter up to 60 ms, 5 % loss, occasional duplicates. Whatever happens,
+    /// slots come out in strictly increasing sequence order, every packet plays at most once,
+    /// only lost or late packets are reported missing, and the buffer stays within its bounds.
+    #[test]
+    fn random_networks_keep_the_invariants() {
+        for seed in 1..=20u64 {
+            let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let mut next_random = move |range: u64| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng % range
+            };
+            let start = Instant::now();
+            let config = JitterConfig::default();
+            let mut buffer = JitterBuffer::new(config);
+            let mut arrivals = Vec::new();
+            let mut lost = 0u64;
+            for seq in 0..500u16 {
+                if next_random(100) < 5 {
+                    lost += 1;
+                    continue;
+                }
+                let at = Duration::from_millis(u64::from(seq) * 20 + next_random(60));
+                arrivals.push((at, seq));
+                if next_random(100) < 2 {
+                    arrivals.push((at + Duration::from_millis(next_random(30)), seq));
+                }
+            }
+            arrivals.sort();
+            let mut arrivals = arrivals.into_iter().peekable();
+            let mut last: Option<u16> = None;
+            let (mut played, mut missing) = (std::collections::HashSet::new(), 0u64);
+            for tick in 0..540u32 {
+                let now = start + TICK * tick + Duration::from_millis(3);
+                while let Some(&(at, seq)) = arrivals.peek() {
+                    if start + at > now {
+                        break;
+                    }
+                    push(&mut buffer, start + at, seq);
+                    arrivals.next();
+                }
+                let seq = match buffer.pop(now) {
+                    Some(Slot::Packet { seq, payload, .. }) => {
+                        assert_eq!(payload, super::tests::payload(seq));
+                        assert!(played.insert(seq), "seed {seed}: {seq} played twice");
+                        seq
+                    }
+                    Some(Slot::Missing { seq, .. }) => {
+                        // After the last packet (499) the stream has simply stopped.
+                        missing += u64::from(seq < 500);
+                        seq
+                    }
+                    None => continue,
+                };
+                assert!(last.is_none_or(|last| seq > last), "seed {seed}: {seq} after {last:?}");
+                last = Some(seq);
+                assert!(buffer.len() <= config.capacity);
+                assert!(buffer.target_delay() <= config.max_delay);
+            }
+            let stats = buffer.stats();
+            assert!(missing <= lost + stats.late, "seed {seed}: {missing} missing, {lost} lost, {stats:?}");
+            assert!(played.len() as u64 + lost + stats.late + stats.skipped >= 490, "seed {seed}: {stats:?}");
+        }
+    }
 }

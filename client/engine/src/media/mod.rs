@@ -16,3 +16,22 @@ pub mod wav;
 pub mod y4m;
 
 pub use frame::{AudioFrame, VideoFrame};
+
+#[cfg(test)]
+mod tests {
+    /// Sources, codecs and buffers move to the media threads that own them.
+    #[test]
+    fn media_state_can_move_between_threads() {
+        fn is_send<T: Send>() {}
+        is_send::<super::h264::Encoder>();
+        is_send::<super::h264::Decoder>();
+        is_send::<super::opus::Encoder>();
+        is_send::<super::opus::Decoder>();
+        is_send::<super::jitter::JitterBuffer>();
+        is_send::<super::h264_rtp::Reassembler>();
+        is_send::<super::pattern::PatternSource>();
+        is_send::<super::y4m::Y4mSource>();
+        is_send::<super::wav::WavSource>();
+        is_send::<super::tone::ToneSource>();
+    }
+}
