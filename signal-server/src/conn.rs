@@ -122,7 +122,13 @@ where
                         let _ = ws.send(Message::text(ServerMsg::error(ErrorCode::TooLarge, text).to_json())).await;
                         hub.counters.count_error(ErrorCode::TooLarge);
                         let _ = ws.close(Some(close_frame(close::TOO_BIG, "message too big"))).await;
-                        return Disconnect::Dropped;
+                        // Closed for its own fault: no resume, the partner learns at once.
+                        return Disconnect::Clean;
+                    }
+                    Some(Err(WsError::Utf8(_))) => {
+                        hub.counters.count_error(ErrorCode::BadMessage);
+                        let _ = ws.close(Some(close_frame(close::INVALID_DATA, "text frame is not UTF-8"))).await;
+                        return Disconnect::Clean;
                     }
                     Some(Err(e)) => {
                         debug!(error = %e, "read failed");
@@ -146,9 +152,12 @@ where
             Outgoing::Ping => ws.feed(Message::Ping(Default::default())).await,
             Outgoing::Close(code, reason) => {
                 let _ = ws.close(Some(close_frame(code, reason))).await;
-                // The core already forgot this socket (ban, replaced) or the server is going
-                // away: how it ended no longer matters to anyone but the metrics.
-                return Some(Disconnect::Dropped);
+                // A client cut off for its own behaviour (flooding) ends its session at once, so
+                // its partner is not kept waiting. For the other closes the core already forgot
+                // the socket (ban, replaced) or the server is going away, and a resume elsewhere
+                // stays possible.
+                let how = if code == close::POLICY { Disconnect::Clean } else { Disconnect::Dropped };
+                return Some(how);
             }
             Outgoing::Abandon => return Some(Disconnect::Dropped),
         };

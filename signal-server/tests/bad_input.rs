@@ -100,7 +100,7 @@ async fn a_message_far_too_large_closes_only_its_socket() {
     a.send_text(&format!(r#"{{"type":"report","reason":"{}"}}"#, "x".repeat(2 * 1024 * 1024)));
     a.expect_error("too_large").await;
     a.expect_close(1009).await;
-    b.expect_silence(100).await;
+    b.expect_partner_left("disconnect").await;
     bystander.send_json(json!({"type": "find"}));
     bystander.expect("queued").await;
 }

@@ -1,3 +1,198 @@
-fn main() {
-    println!("Hello, world!");
+//! `signal-bench`: drives the real `signal-server` binary over loopback WebSockets and reports
+//! server CPU per match cycle, server memory per idle connection and relay latency. It spawns
+//! the server itself (and kills it on exit, error or Ctrl-C) or attaches to a running one; it
+//! never sends traffic anywhere but a loopback address.
+
+mod client;
+mod cycles;
+mod idle;
+mod latency;
+mod payload;
+mod procfs;
+mod report;
+mod stats;
+mod target;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::cycles::CycleArgs;
+use crate::idle::IdleArgs;
+use crate::latency::ProbeArgs;
+use crate::report::Report;
+use crate::stats::thousands;
+use crate::target::{Target, TargetSpec};
+
+/// Benchmarks the Strangers signal server over loopback WebSockets.
+#[derive(Debug, Parser)]
+#[command(name = "signal-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// The server binary to spawn [default: signal-server next to this executable].
+    #[arg(long, global = true, value_name = "PATH")]
+    server_bin: Option<PathBuf>,
+
+    /// An extra flag for the spawned server (repeatable), e.g. --server-arg=--resume-grace=1.
+    #[arg(long = "server-arg", global = true, allow_hyphen_values = true, value_name = "ARG")]
+    server_args: Vec<String>,
+
+    /// Attach to a running server (ws://127.0.0.1:PORT/ws) instead of spawning one.
+    #[arg(long, global = true, value_name = "URL", conflicts_with_all = ["server_bin", "server_args"])]
+    server_url: Option<String>,
+
+    /// The attached server's process id, to read its CPU time and memory.
+    #[arg(long, global = true, value_name = "PID", requires = "server_url")]
+    server_pid: Option<u32>,
+
+    /// Also print every figure as one JSON line after the table.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// Give up after this many seconds in all.
+    #[arg(long, global = true, default_value_t = 900, value_name = "SECS")]
+    timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Server CPU per full match cycle, matches per second, relay latency under load.
+    Cycles(CycleArgs),
+    /// Server memory per idle connection at rising connection counts.
+    Idle(IdleArgs),
+    /// Relay latency on an idle server, then under the cycle load.
+    Latency {
+        #[command(flatten)]
+        probe: ProbeArgs,
+        #[command(flatten)]
+        load: CycleArgs,
+    },
+    /// Everything above, each part on a freshly started server.
+    All {
+        #[command(flatten)]
+        load: CycleArgs,
+        #[command(flatten)]
+        probe: ProbeArgs,
+        #[command(flatten)]
+        idle: IdleArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("signal-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_main(cli: Cli) -> anyhow::Result<()> {
+    client::self_check().context("the bench's own payloads are not what the server expects")?;
+    let open_files = procfs::raise_open_files_limit().context("cannot raise the open-file limit")?;
+    note(format!("open-file limit {open_files} (the spawned server inherits it)"));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // The runtime runs this future on the main thread, so the server is spawned from it and
+    // its parent-death signal is tied to a thread that lives as long as the bench.
+    let report = runtime.block_on(async {
+        let deadline = Duration::from_secs(cli.timeout);
+        tokio::select! {
+            result = tokio::time::timeout(deadline, run(&cli)) => {
+                result.map_err(|_| anyhow::anyhow!("gave up after --timeout {} s", cli.timeout))?
+            }
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+        }
+    })?;
+    // Dropping `run`'s future above killed any server it spawned; only the output is left.
+    print!("{}", report.table());
+    if cli.json {
+        println!("{}", report.json_line());
+    }
+    Ok(())
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<Report> {
+    let spec = match &cli.server_url {
+        Some(url) => TargetSpec::Attach { url: url.clone(), pid: cli.server_pid },
+        None => TargetSpec::Spawn {
+            bin: cli.server_bin.clone().unwrap_or_else(target::default_server_bin),
+            extra_args: cli.server_args.clone(),
+        },
+    };
+    let mut report = Report::default();
+    match &cli.command {
+        Command::Cycles(load) => run_cycles(&spec, load, &mut report).await?,
+        Command::Idle(idle) => run_idle(&spec, idle, &mut report).await?,
+        Command::Latency { probe, load } => run_latency(&spec, probe, load, &mut report).await?,
+        Command::All { load, probe, idle } => {
+            run_cycles(&spec, load, &mut report).await?;
+            run_latency(&spec, probe, load, &mut report).await?;
+            run_idle(&spec, idle, &mut report).await?;
+        }
+    }
+    Ok(report)
+}
+
+fn open(spec: &TargetSpec) -> anyhow::Result<Target> {
+    let target = Target::open(spec)?;
+    let how = if target.spawned() { "spawned" } else { "attached to" };
+    let pid = target.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    note(format!("{how} the server at {}{pid}", target.url));
+    Ok(target)
+}
+
+async fn run_cycles(spec: &TargetSpec, load: &CycleArgs, report: &mut Report) -> anyhow::Result<()> {
+    let mut target = open(spec)?;
+    note(format!(
+        "cycles: {} connections, {} s warm-up, {} s measured",
+        thousands(load.pairs as u64 * 2),
+        load.warmup,
+        load.seconds
+    ));
+    let result = cycles::run(&mut target, load, None).await?;
+    let title = format!("Match cycles ({} pair loops, {} connections)", load.pairs, result.connections);
+    report.add("cycles", title, result.rows(), result.to_json());
+    Ok(())
+}
+
+async fn run_latency(
+    spec: &TargetSpec,
+    probe: &ProbeArgs,
+    load: &CycleArgs,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let mut target = open(spec)?;
+    note(format!(
+        "latency: {} samples on the idle server, then {} s under the cycle load",
+        probe.samples, load.seconds
+    ));
+    let result = latency::run(&mut target, probe, load).await?;
+    report.add("latency", "Relay latency (send to partner's receipt)".into(), result.rows(), result.to_json());
+    Ok(())
+}
+
+async fn run_idle(spec: &TargetSpec, idle: &IdleArgs, report: &mut Report) -> anyhow::Result<()> {
+    let mut target = open(spec)?;
+    let counts: Vec<String> = idle.counts.iter().map(|c| thousands(*c as u64)).collect();
+    note(format!("idle: opening sockets in steps of {}", counts.join(", ")));
+    let result = idle::run(&mut target, idle).await?;
+    report.add(
+        "idle",
+        "Memory per idle connection (hello, welcome, then silence)".into(),
+        result.rows(),
+        result.to_json(),
+    );
+    Ok(())
+}
+
+/// Progress goes to stderr, so stdout holds only the results.
+fn note(text: String) {
+    eprintln!("signal-bench: {text}");
 }

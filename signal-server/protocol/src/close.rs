@@ -2,6 +2,8 @@
 
 /// Normal closure: the client asked to leave, or the server acknowledged a clean close.
 pub const NORMAL: u16 = 1000;
+/// A text frame that is not valid UTF-8.
+pub const INVALID_DATA: u16 = 1007;
 /// Policy violation: banned address, flooding, too many connections, bad protocol version.
 /// The client should not reconnect at once.
 pub const POLICY: u16 = 1008;
