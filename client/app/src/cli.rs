@@ -113,7 +113,7 @@ impl Cli {
                 relay_only: self.relay_only,
                 bind_ip,
                 include_loopback: self.loopback,
-                ice_check_interval: Duration::from_millis(50),
+                ice_check_interval: Duration::from_millis(20),
                 bitrate_start: self.start_kbps * 1000,
                 bitrate_min: self.min_kbps * 1000,
                 bitrate_max: self.max_kbps * 1000,

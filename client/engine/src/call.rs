@@ -49,7 +49,7 @@ impl Default for CallSettings {
             relay_only: false,
             bind_ip: IpAddr::from([0, 0, 0, 0]),
             include_loopback: false,
-            ice_check_interval: Duration::from_millis(50),
+            ice_check_interval: Duration::from_millis(20),
             bitrate_start: 1_000_000,
             bitrate_min: 100_000,
             bitrate_max: 2_500_000,

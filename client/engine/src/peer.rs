@@ -14,6 +14,7 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{configure_congestion_control, CongestionFeedback};
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
 use rtc::peer_connection::configuration::RTCOfferOptions;
+use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -38,6 +39,8 @@ use crate::keyframe_tap::KeyframeTap;
 pub const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 const H264_PT: PayloadType = 102;
 const OPUS_PT: PayloadType = 111;
+/// How long the controlling ICE agent waits after a direct pair works before nominating it.
+const NOMINATION_DELAY: Duration = Duration::from_millis(15);
 /// The label of the chat data channel.
 pub const CHAT_LABEL: &str = "chat";
 
@@ -244,8 +247,19 @@ impl Peer {
         let policy = if settings.relay_only { RTCIceTransportPolicy::Relay } else { RTCIceTransportPolicy::All };
         let config =
             RTCConfigurationBuilder::new().with_ice_servers(ice_servers).with_ice_transport_policy(policy).build();
+        // The answerer takes the DTLS server role, so the offerer starts the handshake. The
+        // offerer only connects once it holds the answer, while an answerer acting as client
+        // could send its first DTLS flight before the offerer is ready for it, and lose a
+        // second to the retransmission timer.
         let setting_engine = SettingEngineBuilder::new()
+            .with_answering_dtls_role(RTCDtlsRole::Server)
             .with_include_loopback_candidate(settings.include_loopback)
+            // The controlling side waits a moment before nominating a direct pair, so the
+            // controlled side has usually seen its own check succeed by the time the DTLS
+            // handshake begins (a first flight lost to that race costs a 1 s retransmission).
+            .with_host_acceptance_min_wait(Some(NOMINATION_DELAY))
+            .with_srflx_acceptance_min_wait(Some(NOMINATION_DELAY))
+            .with_prflx_acceptance_min_wait(Some(NOMINATION_DELAY))
             .with_ice_connection_attempts(Some(settings.ice_check_interval), Some(25))
             .build();
         let pc = PeerConnectionBuilder::new()

@@ -72,13 +72,14 @@ pub(crate) async fn spawn_video_sender(
                 return;
             }
         };
+        // The first frame goes out at once: every millisecond here is time to first picture.
         let mut next = Instant::now();
         while !controls.stop.load(Ordering::Relaxed) {
+            sleep_until(next);
             next += interval;
             if Instant::now() > next + interval {
                 next = Instant::now(); // We fell behind: skip rather than burst.
             }
-            sleep_until(next);
             let mut frame = match source.next_frame() {
                 Ok(frame) => frame,
                 Err(e) => {
@@ -151,11 +152,11 @@ pub(crate) async fn spawn_audio_sender(
         let interval = Duration::from_millis(20);
         let mut next = Instant::now();
         while !controls.stop.load(Ordering::Relaxed) {
+            sleep_until(next);
             next += interval;
             if Instant::now() > next + interval * 5 {
                 next = Instant::now();
             }
-            sleep_until(next);
             let frame = match source.next_frame() {
                 Ok(frame) if !controls.mute_audio.load(Ordering::Relaxed) => frame,
                 Ok(_) => crate::media::AudioFrame::silence(),
