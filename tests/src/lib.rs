@@ -314,3 +314,57 @@ impl RawPeer {
         }
     }
 }
+
+/// A real coturn TURN server on loopback, with REST credentials (`use-auth-secret`).
+pub struct Turn {
+    child: Child,
+    pub port: u16,
+    pub secret: String,
+}
+
+/// A free UDP port on loopback (free when asked; good enough for tests).
+pub fn free_udp_port() -> anyhow::Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Turn {
+    /// Starts `turnserver` (Debian package `coturn`, installed by scripts/setup.sh).
+    pub fn start() -> anyhow::Result<Turn> {
+        let port = free_udp_port()?;
+        let secret = format!("test-secret-{}", std::process::id());
+        // Relay ports in a range of their own per test process, to stay clear of others.
+        let base = 40_000 + (std::process::id() % 200) as u16 * 100;
+        let child = Command::new("turnserver")
+            .args(["-n", "--no-cli", "--no-tls", "--no-dtls", "--no-tcp-relay"])
+            .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "--listening-port"])
+            .arg(port.to_string())
+            .args(["--min-port", &base.to_string(), "--max-port", &(base + 99).to_string()])
+            .args(["--use-auth-secret", "--static-auth-secret", &secret, "--realm", "strangers.test"])
+            // The test's two clients live on loopback too.
+            .args(["--allow-loopback-peers", "--log-file", "stdout", "--simple-log"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting turnserver: is coturn installed (bash scripts/setup.sh)?")?;
+        // Wait until it answers on its port.
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(Turn { child, port, secret })
+    }
+
+    /// Flags for `signal-server` handing this TURN server to clients.
+    pub fn server_args(&self) -> Vec<String> {
+        vec![
+            "--turn-url".into(),
+            format!("turn:127.0.0.1:{}?transport=udp", self.port),
+            "--turn-secret".into(),
+            self.secret.clone(),
+        ]
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -86,6 +86,10 @@ pub enum Event {
     IceState {
         state: String,
     },
+    /// A local ICE candidate was gathered and sent; only its type is told, never the address.
+    LocalCandidate {
+        kind: String,
+    },
     ConnectionState {
         state: String,
     },

@@ -65,6 +65,7 @@ impl Default for CallSettings {
 #[derive(Debug, Clone)]
 pub enum CallEvent {
     LocalSignal(SignalData),
+    LocalCandidate(String),
     IceState(String),
     Connected,
     Disconnected,
@@ -91,6 +92,8 @@ pub enum CallError {
     Peer(#[from] PeerError),
     #[error("media source: {0}")]
     Source(#[from] SourceError),
+    #[error("relay-only mode needs a TURN server, and the signal server offered none")]
+    NoRelay,
 }
 
 /// Flags shared with the pipelines.
@@ -121,6 +124,10 @@ impl Call {
         events: EventSink,
         slots: (Arc<FrameSlot>, Arc<FrameSlot>),
     ) -> Result<Call, CallError> {
+        let offers_turn = ice_servers.iter().any(|s| s.urls.iter().any(|u| u.starts_with("turn")));
+        if settings.relay_only && !offers_turn {
+            return Err(CallError::NoRelay);
+        }
         // Open sources first: a bad file is a clear error before anything else happens.
         let video_source = settings.video.open()?;
         let audio_source = settings.audio.open()?;
@@ -178,6 +185,7 @@ impl Call {
                 while let Some(event) = peer_rx.recv().await {
                     match event {
                         PeerEvent::LocalSignal(data) => events(CallEvent::LocalSignal(data)),
+                        PeerEvent::LocalCandidate(kind) => events(CallEvent::LocalCandidate(kind)),
                         PeerEvent::IceState(state) => {
                             events(CallEvent::IceState(ice_state_name(state).into()));
                         }

@@ -155,6 +155,7 @@ impl Engine {
         match event {
             CallEvent::LocalSignal(data) => self.session.handle_local_signal(data),
             CallEvent::IceState(state) => self.emit(Event::IceState { state }),
+            CallEvent::LocalCandidate(kind) => self.emit(Event::LocalCandidate { kind }),
             CallEvent::Connected => {
                 if let Some(started) = self.restart_started.take() {
                     self.emit(Event::IceRestarted { ms: started.elapsed().as_millis() as u64 });

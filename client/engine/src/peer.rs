@@ -66,6 +66,8 @@ pub struct PeerSettings {
 pub enum PeerEvent {
     /// A description or candidate to send to the partner.
     LocalSignal(SignalData),
+    /// The type of a local candidate just gathered (host, srflx, prflx, relay).
+    LocalCandidate(String),
     IceState(RTCIceConnectionState),
     State(RTCPeerConnectionState),
     Track(Arc<dyn TrackRemote>),
@@ -102,6 +104,7 @@ struct Handler {
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        let _ = self.events.send(PeerEvent::LocalCandidate(event.candidate.typ.to_string()));
         match event.candidate.to_json() {
             Ok(init) => match serde_json::to_string(&init) {
                 Ok(json) => match SignalData::from_json(&format!(r#"{{"candidate":{json}}}"#)) {
