@@ -1,6 +1,6 @@
 //! Two real headless clients meet through the real signal server on loopback: they match,
 //! connect peer to peer, decode hundreds of verified frames in order, hear each other's tone,
-//! chat, and `next` pairs one of them with a third client.
+//! chat, ask each other for keyframes, and `next` pairs one of them with a third client.
 
 use std::time::Duration;
 
@@ -68,6 +68,16 @@ fn two_clients_call_chat_and_next_repairs_with_a_third() {
     assert_eq!(b.seen_named("chat").len(), 1, "b got one chat message");
     assert_eq!(b.seen_named("chat")[0]["text"], "hello from a");
     assert_eq!(sa["path"]["local"], "host");
+
+    // A keyframe request (PLI) from a reaches b's encoder, and the picture stays clean.
+    let before = b.wait_event(T, "stats").unwrap()["keyframes_requested"].as_u64().unwrap();
+    a.command("keyframe").unwrap();
+    b.wait_for(T, "the keyframe request", |e| {
+        e["event"] == "stats" && e["keyframes_requested"].as_u64().unwrap_or(0) > before
+    })
+    .unwrap();
+    let after = a.wait_event(T, "stats").unwrap();
+    assert_clean(&after, "a after a keyframe");
 
     // A third client waits; `next` from a pairs it with a (the longest-waiting stranger).
     let mut c = client("c", &server, &["--tone-hz", "880"]);

@@ -1,7 +1,7 @@
 //! Headless mode: the engine with no window. It enters the queue at once, finds again after
 //! every call until `--calls` is reached, and prints every event as one JSON line. Commands
 //! can also be typed on stdin, one per line: `find`, `next`, `stop`, `chat TEXT`,
-//! `mute-audio on|off`, `mute-video on|off`, `quit`.
+//! `mute-audio on|off`, `mute-video on|off`, `keyframe` (ask the stranger for a keyframe), `quit`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -138,6 +138,7 @@ fn parse_command(line: &str) -> Option<Command> {
         "mute-audio" => Some(Command::MuteAudio(rest != "off")),
         "mute-video" => Some(Command::MuteVideo(rest != "off")),
         "report" => Some(Command::Report(rest.to_owned())),
+        "keyframe" => Some(Command::RequestKeyframe),
         "quit" | "exit" => Some(Command::Shutdown),
         _ => None,
     }

@@ -20,6 +20,9 @@ pub enum Command {
     MuteAudio(bool),
     /// Stop or resume sending video (black frames are sent while muted).
     MuteVideo(bool),
+    /// Ask the stranger's encoder for a keyframe (diagnostics; the engine does it by itself
+    /// after a loss).
+    RequestKeyframe,
     /// Report the current stranger.
     Report(String),
     /// Leave everything and end the engine.

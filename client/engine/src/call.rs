@@ -104,6 +104,8 @@ pub(crate) struct Controls {
     pub(crate) mute_video: AtomicBool,
     pub(crate) keyframe: AtomicBool,
     pub(crate) senders_started: AtomicBool,
+    /// Set to make the video receiver ask the partner for a keyframe (PLI).
+    pub(crate) need_keyframe: Arc<AtomicBool>,
 }
 
 pub struct Call {
@@ -150,22 +152,6 @@ impl Call {
         let events: Arc<EventSink> = Arc::new(events);
         let mut tasks = Vec::new();
 
-        // Keyframe requests from the partner.
-        {
-            let track = peer.video.clone();
-            let controls = controls.clone();
-            let counters = counters.clone();
-            tasks.push(tokio::spawn(async move {
-                while let Some(event) = track.poll().await {
-                    let TrackLocalEvent::OnRtcpPacket(packets) = event else { continue };
-                    if holds_keyframe_request(&packets) {
-                        controls.keyframe.store(true, Ordering::Relaxed);
-                        counters.keyframes_requested.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }));
-        }
-
         // The peer connection's events.
         {
             let events = events.clone();
@@ -192,6 +178,19 @@ impl Call {
                         PeerEvent::State(RTCPeerConnectionState::Connected) => {
                             if let Some((video_source, audio_source)) = sources.take() {
                                 controls.senders_started.store(true, Ordering::Relaxed);
+                                // Keyframe requests from the partner. The track only has an
+                                // event channel once bound, that is after negotiation.
+                                let (track, controls_, counters_) = (video.clone(), controls.clone(), counters.clone());
+                                tokio::spawn(async move {
+                                    while let Some(event) = track.poll().await {
+                                        let TrackLocalEvent::OnRtcpPacket(packets) = event else { continue };
+                                        debug!(count = packets.len(), "feedback for our video");
+                                        if holds_keyframe_request(&packets) {
+                                            controls_.keyframe.store(true, Ordering::Relaxed);
+                                            counters_.keyframes_requested.fetch_add(1, Ordering::Relaxed);
+                                        }
+                                    }
+                                });
                                 let video_pt = payload_type(&pc, RtpCodecKind::Video).await;
                                 let audio_pt = payload_type(&pc, RtpCodecKind::Audio).await;
                                 pipeline::spawn_video_sender(
@@ -301,6 +300,11 @@ impl Call {
                 debug!(error = %e, "chat send failed");
             }
         }
+    }
+
+    /// Asks the partner for a keyframe (as after a loss the decoder cannot hide).
+    pub fn request_keyframe(&self) {
+        self.controls.need_keyframe.store(true, Ordering::Relaxed);
     }
 
     pub fn mute_audio(&self, muted: bool) {

@@ -146,6 +146,11 @@ impl Engine {
                     call.mute_video(muted);
                 }
             }
+            Command::RequestKeyframe => {
+                if let Some((_, call)) = &self.call {
+                    call.request_keyframe();
+                }
+            }
             Command::Shutdown => {}
         }
     }

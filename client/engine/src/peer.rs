@@ -194,9 +194,11 @@ fn local_track(kind: RtpCodecKind, codec: RTCRtpCodec) -> Result<Arc<TrackLocalS
         RtpCodecKind::Audio => "audio",
         _ => "video",
     };
+    // Track ids must differ from the partner's: feedback about a track is routed by its id,
+    // and a remote track with the same id would take our keyframe requests.
     let track = MediaStreamTrack::new(
-        "strangers".to_owned(),
-        format!("strangers-{name}"),
+        format!("strangers-{ssrc:08x}"),
+        format!("strangers-{name}-{ssrc:08x}"),
         format!("strangers {name}"),
         kind,
         vec![RTCRtpEncodingParameters {

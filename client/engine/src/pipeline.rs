@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -194,7 +194,8 @@ pub(crate) fn spawn_video_receiver(
     events: Arc<EventSink>,
 ) {
     let (units_tx, units_rx) = std_mpsc::sync_channel::<Vec<u8>>(8);
-    let need_keyframe = Arc::new(AtomicBool::new(false));
+    // Shared with the call, so a keyframe can also be asked for on purpose.
+    let need_keyframe = controls.need_keyframe.clone();
     {
         let need_keyframe = need_keyframe.clone();
         let counters = counters.clone();
@@ -221,8 +222,9 @@ pub(crate) fn spawn_video_receiver(
                     need_keyframe.store(false, Ordering::Relaxed);
                     last_pli = Some(Instant::now());
                     let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
-                    if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
-                        debug!(error = %e, "keyframe request failed");
+                    match track.write_rtcp(vec![Box::new(pli)]).await {
+                        Ok(()) => debug!(media_ssrc, "keyframe requested"),
+                        Err(e) => debug!(error = %e, "keyframe request failed"),
                     }
                 }
             }
