@@ -4,17 +4,12 @@
 //! HTTP and an idle socket must cost as little memory as possible: after the upgrade nothing
 //! of the HTTP layer remains.
 
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 
-use crate::conn::{self, RateSettings};
 use crate::hub::Hub;
 use crate::metrics;
 
@@ -22,12 +17,14 @@ use crate::metrics;
 const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Time a client has to send its request head.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// Frames above this are refused outright (close 1009); between the protocol limit and this,
-/// the message is read, answered with `too_large`, and the socket stays open.
-const MAX_FRAME_BYTES: usize = 1024 * 1024;
 
-/// Serves one accepted connection.
-pub async fn handle<S>(mut stream: S, ip: IpAddr, hub: Arc<Hub>, rate: RateSettings)
+/// Serves the HTTP part of one accepted connection. Returns the stream and the bytes read past
+/// the request head once a WebSocket upgrade was accepted; `None` when the request was
+/// answered (or failed) and the connection is done.
+///
+/// Callers box this future: its state (the request head and the response) then lives only
+/// until the upgrade, not for the whole life of the WebSocket.
+pub async fn front_door<S>(mut stream: S, hub: &Hub) -> Option<(S, Vec<u8>)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -35,16 +32,17 @@ where
         Ok(Ok(head)) => head,
         Ok(Err(status)) => {
             let _ = respond(&mut stream, status, "text/plain", status.1.as_bytes(), &[]).await;
-            return;
+            return None;
         }
         Err(_) => {
             let _ = respond(&mut stream, REQUEST_TIMEOUT, "text/plain", b"request timeout\n", &[]).await;
-            return;
+            return None;
         }
     };
     let Head { method, path, upgrade_key, version_ok, wants_upgrade, leftover } = head;
     let path = path.split('?').next().unwrap_or("");
-    match (method.as_str(), path) {
+    // Every other request is answered, and the connection closed, whether or not that works.
+    let _ = match (method.as_str(), path) {
         ("GET", "/ws") => {
             let Some(key) = upgrade_key.filter(|_| wants_upgrade) else {
                 let _ = respond(
@@ -55,7 +53,7 @@ where
                     &[("Upgrade", "websocket")],
                 )
                 .await;
-                return;
+                return None;
             };
             if !version_ok {
                 let _ = respond(
@@ -66,46 +64,28 @@ where
                     &[("Sec-WebSocket-Version", "13")],
                 )
                 .await;
-                return;
+                return None;
             }
             let accept = derive_accept_key(key.as_bytes());
             let response = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
             );
             if stream.write_all(response.as_bytes()).await.is_err() || stream.flush().await.is_err() {
-                return;
+                return None;
             }
-            let ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(ws_config())).await;
-            conn::serve(hub, ws, ip, rate).await;
+            return Some((stream, leftover));
         }
-        ("GET", "/healthz") => {
-            let _ = respond(&mut stream, OK, "text/plain", b"ok\n", &[]).await;
-        }
+        ("GET", "/healthz") => respond(&mut stream, OK, "text/plain", b"ok\n", &[]).await,
         ("GET", "/metrics") => {
-            let body = metrics::render(&hub);
-            let _ = respond(&mut stream, OK, "text/plain; version=0.0.4", body.as_bytes(), &[]).await;
+            let body = metrics::render(hub);
+            respond(&mut stream, OK, "text/plain; version=0.0.4", body.as_bytes(), &[]).await
         }
         ("GET", _) => {
-            let _ =
-                respond(&mut stream, NOT_FOUND, "text/plain", b"not found: try /ws, /healthz or /metrics\n", &[]).await;
+            respond(&mut stream, NOT_FOUND, "text/plain", b"not found: try /ws, /healthz or /metrics\n", &[]).await
         }
-        _ => {
-            let _ =
-                respond(&mut stream, METHOD_NOT_ALLOWED, "text/plain", b"only GET is served\n", &[("Allow", "GET")])
-                    .await;
-        }
-    }
-}
-
-/// WebSocket settings sized for many idle sockets: a small read buffer that grows only for
-/// the message being read, and writes gathered until an explicit flush.
-pub fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(512)
-        .write_buffer_size(64 * 1024)
-        .max_write_buffer_size(8 * 1024 * 1024)
-        .max_message_size(Some(MAX_FRAME_BYTES))
-        .max_frame_size(Some(MAX_FRAME_BYTES))
+        _ => respond(&mut stream, METHOD_NOT_ALLOWED, "text/plain", b"only GET is served\n", &[("Allow", "GET")]).await,
+    };
+    None
 }
 
 type Status = (u16, &'static str);
@@ -128,14 +108,14 @@ struct Head {
 }
 
 async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Head, Status> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
+    let mut buf = Vec::new();
     loop {
-        let n = stream.read(&mut chunk).await.map_err(|_| BAD_REQUEST)?;
+        // Read straight into the head's buffer: no stack buffer in this future's state.
+        buf.reserve(1024);
+        let n = stream.read_buf(&mut buf).await.map_err(|_| BAD_REQUEST)?;
         if n == 0 {
             return Err(BAD_REQUEST);
         }
-        buf.extend_from_slice(&chunk[..n]);
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf) {

@@ -12,6 +12,7 @@ mod outbox;
 mod server;
 pub mod tls;
 pub mod turn;
+mod ws;
 
 pub use config::Config;
 pub use server::run;

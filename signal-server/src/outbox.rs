@@ -1,5 +1,5 @@
 //! One socket's queue of outgoing frames. The hub pushes (under its lock, so the order the
-//! core decided is the order on the wire); the socket's task drains and writes them in one
+//! core decided is the order on the wire); the socket's task takes and writes them in one
 //! flush. Small on purpose: it exists once per connection.
 
 use std::collections::VecDeque;
@@ -74,16 +74,21 @@ impl Outbox {
         self.waker.wake();
     }
 
-    /// Takes everything queued, or registers to be woken when something is.
-    pub fn poll_take(&self, cx: &mut Context<'_>, into: &mut Vec<Outgoing>) -> Poll<()> {
+    /// Takes everything queued (leaving no allocation behind), or registers to be woken when
+    /// something is.
+    pub fn poll_take(&self, cx: &mut Context<'_>) -> Poll<VecDeque<Outgoing>> {
         self.waker.register(cx.waker());
         let mut state = self.state.lock().expect("outbox lock is never poisoned: no panics under it");
         if state.queue.is_empty() {
             return Poll::Pending;
         }
-        into.extend(state.queue.drain(..));
         state.bytes = 0;
-        Poll::Ready(())
+        Poll::Ready(std::mem::take(&mut state.queue))
+    }
+
+    /// Whether a close or an abandon is queued: the socket's remaining input is not read.
+    pub fn is_finished(&self) -> bool {
+        self.state.lock().expect("outbox lock is never poisoned: no panics under it").finished
     }
 
     /// Ready once the socket is to be dropped without ceremony, so that its task stops even

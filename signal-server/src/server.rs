@@ -3,21 +3,24 @@
 //! a moment for them to go.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngExt;
 use strangers_matchmaker::{Config as CoreConfig, Matchmaker};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::conn::RateSettings;
+use crate::conn::{self, RateSettings};
 use crate::http;
 use crate::hub::{ConnLimits, Hub};
 use crate::turn::IceConfig;
+use crate::ws::plain::PlainWs;
+use crate::ws::tls::TungsteniteWs;
 
 /// How long shutdown waits for sockets to close.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,6 +46,27 @@ pub fn build_hub(config: &Config) -> Arc<Hub> {
     Hub::new(core, ice, ConnLimits { per_ip: config.max_conns_per_ip, total: config.max_conns })
 }
 
+/// Serves one plain TCP connection: HTTP, then our own WebSocket codec after an upgrade.
+async fn serve_plain(tcp: TcpStream, ip: IpAddr, hub: Arc<Hub>, rate: RateSettings) {
+    // Boxed: the HTTP state is freed before the WebSocket's long life starts.
+    if let Some((tcp, leftover)) = Box::pin(http::front_door(tcp, &hub)).await {
+        conn::serve(hub, PlainWs::new(tcp, &leftover), ip, rate).await;
+    }
+}
+
+/// Serves one TLS connection: handshake, HTTP, then tungstenite after an upgrade.
+async fn serve_tls(acceptor: TlsAcceptor, tcp: TcpStream, ip: IpAddr, hub: Arc<Hub>, rate: RateSettings) {
+    let stream = match tokio::time::timeout(http::HEAD_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return debug!(%ip, error = %e, "TLS handshake failed"),
+        Err(_) => return debug!(%ip, "TLS handshake timed out"),
+    };
+    if let Some((stream, leftover)) = Box::pin(http::front_door(stream, &hub)).await {
+        let ws = TungsteniteWs::new(stream, leftover).await;
+        conn::serve(hub, ws, ip, rate).await;
+    }
+}
+
 /// Serves `listener` until `shutdown` completes.
 pub async fn run(
     listener: TcpListener,
@@ -65,16 +89,8 @@ pub async fn run(
                     let ip = peer.ip().to_canonical();
                     let hub = hub.clone();
                     match tls.clone() {
-                        None => { tasks.spawn(http::handle(tcp, ip, hub, rate)); }
-                        Some(acceptor) => {
-                            tasks.spawn(async move {
-                                match tokio::time::timeout(http::HEAD_TIMEOUT, acceptor.accept(tcp)).await {
-                                    Ok(Ok(stream)) => http::handle(stream, ip, hub, rate).await,
-                                    Ok(Err(e)) => debug!(%ip, error = %e, "TLS handshake failed"),
-                                    Err(_) => debug!(%ip, "TLS handshake timed out"),
-                                }
-                            });
-                        }
+                        None => { tasks.spawn(serve_plain(tcp, ip, hub, rate)); }
+                        Some(acceptor) => { tasks.spawn(serve_tls(acceptor, tcp, ip, hub, rate)); }
                     }
                 }
                 Err(e) => {
