@@ -49,6 +49,8 @@ impl Encoder {
         let mut encoder = Self { inner };
         encoder.set_bitrate(bitrate_bps)?;
         encoder.inner.set_inband_fec(true).map_err(OpusError::Config)?;
+        // Complexity 5 of 10: speech at call bitrates sounds the same, for about half the CPU.
+        encoder.inner.set_complexity(5).map_err(OpusError::Config)?;
         encoder.set_expected_loss(DEFAULT_EXPECTED_LOSS_PERCENT)?;
         Ok(encoder)
     }
