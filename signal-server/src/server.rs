@@ -4,13 +4,16 @@
 
 use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rand::RngExt;
 use strangers_matchmaker::{Config as CoreConfig, Matchmaker};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
@@ -46,24 +49,35 @@ pub fn build_hub(config: &Config) -> Arc<Hub> {
     Hub::new(core, ice, ConnLimits { per_ip: config.max_conns_per_ip, total: config.max_conns })
 }
 
-/// Serves one plain TCP connection: HTTP, then our own WebSocket codec after an upgrade.
-async fn serve_plain(tcp: TcpStream, ip: IpAddr, hub: Arc<Hub>, rate: RateSettings) {
-    // Boxed: the HTTP state is freed before the WebSocket's long life starts.
-    if let Some((tcp, leftover)) = Box::pin(http::front_door(tcp, &hub)).await {
-        conn::serve(hub, PlainWs::new(tcp, &leftover), ip, rate).await;
+/// Serves one plain TCP connection: HTTP, then our own WebSocket codec after an upgrade. The
+/// connection's long life runs in a task of its own, so that nothing of this one stays.
+async fn serve_plain(tcp: TcpStream, ip: IpAddr, hub: Arc<Hub>, rate: RateSettings, guard: TaskGuard) {
+    let Some((tcp, leftover)) = http::front_door(tcp, &hub).await else { return };
+    let ws = PlainWs::new(tcp, &leftover);
+    drop(leftover);
+    if let Some(connection) = conn::admit(hub, ws, ip, rate).await {
+        tokio::spawn(Tracked { future: connection, _guard: guard });
     }
 }
 
 /// Serves one TLS connection: handshake, HTTP, then tungstenite after an upgrade.
-async fn serve_tls(acceptor: TlsAcceptor, tcp: TcpStream, ip: IpAddr, hub: Arc<Hub>, rate: RateSettings) {
+async fn serve_tls(
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    ip: IpAddr,
+    hub: Arc<Hub>,
+    rate: RateSettings,
+    guard: TaskGuard,
+) {
     let stream = match tokio::time::timeout(http::HEAD_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return debug!(%ip, error = %e, "TLS handshake failed"),
         Err(_) => return debug!(%ip, "TLS handshake timed out"),
     };
-    if let Some((stream, leftover)) = Box::pin(http::front_door(stream, &hub)).await {
-        let ws = TungsteniteWs::new(stream, leftover).await;
-        conn::serve(hub, ws, ip, rate).await;
+    let Some((stream, leftover)) = http::front_door(stream, &hub).await else { return };
+    let ws = TungsteniteWs::new(stream, leftover).await;
+    if let Some(connection) = conn::admit(hub, ws, ip, rate).await {
+        tokio::spawn(Tracked { future: connection, _guard: guard });
     }
 }
 
@@ -78,7 +92,7 @@ pub async fn run(
     let timers = tokio::spawn(hub.clone().run_timers());
     let sweeper = tokio::spawn(hub.clone().run_sweeper(config.ping_interval(), config.idle_timeout()));
     let rate = RateSettings { per_second: config.rate_limit, burst: config.rate_burst() };
-    let mut tasks = JoinSet::new();
+    let tasks = TaskCount::default();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -89,8 +103,8 @@ pub async fn run(
                     let ip = peer.ip().to_canonical();
                     let hub = hub.clone();
                     match tls.clone() {
-                        None => { tasks.spawn(serve_plain(tcp, ip, hub, rate)); }
-                        Some(acceptor) => { tasks.spawn(serve_tls(acceptor, tcp, ip, hub, rate)); }
+                        None => { tokio::spawn(serve_plain(tcp, ip, hub, rate, tasks.guard())); }
+                        Some(acceptor) => { tokio::spawn(serve_tls(acceptor, tcp, ip, hub, rate, tasks.guard())); }
                     }
                 }
                 Err(e) => {
@@ -99,18 +113,77 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
     info!(open = hub.open_connections(), "shutting down: closing sockets with 1012");
     drop(listener);
     hub.shut_down();
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, tasks.all_done()).await;
     if drained.is_err() {
-        warn!(left = tasks.len(), "sockets still open after the drain timeout; dropping them");
-        tasks.abort_all();
+        // They end with the runtime.
+        warn!(left = tasks.open(), "sockets still open after the drain timeout; leaving them");
     }
     timers.abort();
     sweeper.abort();
     Ok(())
+}
+
+/// Counts the connection tasks still running, so that shutdown can wait for them. Lighter
+/// than a `JoinSet`, which keeps an entry per task, and it lets a task hand its count on to
+/// the task it spawns.
+#[derive(Clone, Default)]
+struct TaskCount(Arc<TaskCountInner>);
+
+#[derive(Default)]
+struct TaskCountInner {
+    open: AtomicUsize,
+    all_done: Notify,
+}
+
+/// Held by a running task; the count drops when the last holder of a connection's guard ends.
+struct TaskGuard(Arc<TaskCountInner>);
+
+impl TaskCount {
+    fn guard(&self) -> TaskGuard {
+        self.0.open.fetch_add(1, Ordering::SeqCst);
+        TaskGuard(self.0.clone())
+    }
+
+    fn open(&self) -> usize {
+        self.0.open.load(Ordering::SeqCst)
+    }
+
+    async fn all_done(&self) {
+        loop {
+            let notified = self.0.all_done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.all_done.notify_waiters();
+        }
+    }
+}
+
+/// A connection's task together with its guard.
+struct Tracked<F> {
+    future: F,
+    _guard: TaskGuard,
+}
+
+impl<F: Future + Unpin> Future for Tracked<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        Pin::new(&mut self.get_mut().future).poll(cx)
+    }
 }

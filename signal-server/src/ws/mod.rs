@@ -9,6 +9,7 @@ pub mod plain;
 pub mod tls;
 
 use std::io;
+use std::task::{Context, Poll};
 
 pub use frame::FrameError;
 
@@ -41,19 +42,19 @@ pub enum ReadError {
     Protocol(FrameError),
 }
 
-/// A server-side WebSocket after the upgrade.
+/// A server-side WebSocket after the upgrade, polled by the connection's hand-written future.
 ///
-/// Reading is split in two so that messages can borrow the transport's buffer: [`fill`]
+/// Reading is split in two so that messages can borrow the transport's buffer: [`poll_fill`]
 /// waits for bytes and takes them in, then [`next`] hands out every complete message.
-/// Writing is split the same way: frames are queued, then [`flush`] writes them together.
+/// Writing is split the same way: frames are queued, then [`poll_flush`] writes them together.
 ///
-/// [`fill`]: Transport::fill
+/// [`poll_fill`]: Transport::poll_fill
 /// [`next`]: Transport::next
-/// [`flush`]: Transport::flush
-pub trait Transport {
-    /// Waits until the client sent something and takes it in; false once the client hung up.
-    /// Cancel-safe: nothing read is lost if the future is dropped.
-    fn fill(&mut self) -> impl std::future::Future<Output = io::Result<bool>> + Send;
+/// [`poll_flush`]: Transport::poll_flush
+pub trait Transport: Unpin + Send + 'static {
+    /// Takes in what the client sent, or registers to be woken when it sends something;
+    /// `Ready(Ok(false))` once the client hung up.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>>;
 
     /// The next message already taken in, if any.
     fn next(&mut self) -> Option<Result<Incoming<'_>, ReadError>>;
@@ -65,6 +66,6 @@ pub trait Transport {
     /// Whether frames (queued, or answers to pings and closes) wait to be written.
     fn has_output(&self) -> bool;
 
-    /// Writes everything queued. Cancel-safe: what was written is not written again.
-    fn flush(&mut self) -> impl std::future::Future<Output = io::Result<()>> + Send;
+    /// Writes everything queued; what was written is never written again.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }

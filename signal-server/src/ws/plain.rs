@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::task::{ready, Context, Poll};
 
 use tokio::net::TcpStream;
 
@@ -48,11 +49,14 @@ impl PlainWs {
 }
 
 impl Transport for PlainWs {
-    async fn fill(&mut self) -> io::Result<bool> {
+    // Both directions poll the socket's readiness directly instead of awaiting `readable()` or
+    // `writable()`: those futures hold a waiter node of about 150 bytes, which would sit in
+    // every idle connection's task.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         loop {
-            self.tcp.readable().await?;
+            ready!(self.tcp.poll_read_ready(cx))?;
             if let Some(n) = self.try_fill()? {
-                return Ok(n > 0);
+                return Poll::Ready(Ok(n > 0));
             }
         }
     }
@@ -77,18 +81,19 @@ impl Transport for PlainWs {
         !self.out.is_empty()
     }
 
-    async fn flush(&mut self) -> io::Result<()> {
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.out.is_empty() {
             match self.tcp.try_write(&self.out) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                // Freed once written: an idle connection keeps no write buffer.
                 Ok(n) if n == self.out.len() => self.out = Vec::new(),
                 Ok(n) => {
                     self.out.drain(..n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.tcp.writable().await?,
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(self.tcp.poll_write_ready(cx))?,
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 }

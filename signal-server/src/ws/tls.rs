@@ -2,8 +2,10 @@
 //! plain codec. TLS sockets are few and off the hot path, so this favours simplicity.
 
 use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -36,20 +38,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> TungsteniteWs<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for TungsteniteWs<S> {
-    async fn fill(&mut self) -> io::Result<bool> {
-        let read = match self.ws.next().await {
-            None => return Ok(false),
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for TungsteniteWs<S> {
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        let read = match ready!(Pin::new(&mut self.ws).poll_next(cx)) {
+            None => return Poll::Ready(Ok(false)),
             Some(Ok(message)) => Ok(message),
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, .. }))) => {
                 Err(ReadError::TooLarge(size as u64))
             }
             Some(Err(WsError::Utf8(_))) => Err(ReadError::InvalidUtf8),
-            Some(Err(e)) => return Err(io::Error::other(e)),
+            Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
         };
         self.current = Some(read);
         self.handed_out = false;
-        Ok(true)
+        Poll::Ready(Ok(true))
     }
 
     fn next(&mut self) -> Option<Result<Incoming<'_>, ReadError>> {
@@ -87,12 +89,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for TungsteniteWs<S> {
         !self.queued.is_empty()
     }
 
-    async fn flush(&mut self) -> io::Result<()> {
-        // Drained one by one so that a cancelled flush does not send a frame twice.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut ws = Pin::new(&mut self.ws);
         while !self.queued.is_empty() {
+            ready!(ws.as_mut().poll_ready(cx)).map_err(io::Error::other)?;
             let message = self.queued.remove(0);
-            self.ws.feed(message).await.map_err(io::Error::other)?;
+            ws.as_mut().start_send(message).map_err(io::Error::other)?;
         }
-        self.ws.flush().await.map_err(io::Error::other)
+        ws.poll_flush(cx).map_err(io::Error::other)
     }
 }
