@@ -13,6 +13,9 @@ pub struct Counters {
     pub verify_errors: AtomicU64,
     pub out_of_order: AtomicU64,
     pub keyframes_requested: AtomicU64,
+    /// The selected candidate pair's round-trip time in microseconds (0 until measured); the
+    /// video jitter buffer's wait follows it.
+    pub rtt_us: AtomicU64,
     /// Width and height of the last decoded frame (`w << 32 | h`).
     pub size: AtomicU64,
     /// Glass-to-glass latencies (ms) of frames verified since the last report.

@@ -22,7 +22,8 @@ use crate::api::{CallStats, PathInfo};
 use crate::call::{CallEvent, Controls, EventSink};
 use crate::counters::Counters;
 use crate::media::frame::{now_us, SAMPLES_PER_FRAME, SAMPLE_RATE};
-use crate::media::{h264, h264_rtp, jitter, opus, pitch, stripe, VideoFrame};
+use crate::media::video_jitter::VideoJitter;
+use crate::media::{h264, jitter, opus, pitch, stripe, VideoFrame};
 use crate::slot::FrameSlot;
 use crate::sources::{AudioSource, VideoSource};
 
@@ -33,6 +34,14 @@ const PLI_SPACING: Duration = Duration::from_millis(300);
 
 async fn first_ssrc(track: &dyn Track) -> Option<u32> {
     track.ssrcs().await.first().copied()
+}
+
+/// Sleeps a task until `deadline`, or forever without one.
+async fn sleep_until_deadline(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sleeps a thread until `deadline`, or returns at once if it passed.
@@ -195,7 +204,8 @@ pub(crate) fn spawn_video_receiver(
     record: Option<(PathBuf, u32)>,
     events: Arc<EventSink>,
 ) {
-    let (units_tx, units_rx) = std_mpsc::sync_channel::<Vec<u8>>(8);
+    // Room for the frames a filled hole releases at once (a wait's worth at 30 fps).
+    let (units_tx, units_rx) = std_mpsc::sync_channel::<Vec<u8>>(16);
     // Shared with the call, so a keyframe can also be asked for on purpose.
     let need_keyframe = controls.need_keyframe.clone();
     {
@@ -203,22 +213,44 @@ pub(crate) fn spawn_video_receiver(
         let counters = counters.clone();
         tokio::spawn(async move {
             let media_ssrc = first_ssrc(track.as_ref()).await.unwrap_or(0);
-            let mut assembler = h264_rtp::Reassembler::default();
+            let mut jitter = VideoJitter::default();
+            let mut rtt_us = 0;
             let mut last_pli: Option<Instant> = None;
-            while let Some(event) = track.poll().await {
-                let TrackRemoteEvent::OnRtpPacket(packet) = event else { continue };
-                Counters::add(&counters.bytes_received, packet.payload.len() as u64);
-                let header = &packet.header;
-                match assembler.push(header.sequence_number, header.timestamp, header.marker, &packet.payload) {
-                    Some(Ok(unit)) => {
-                        // A full queue means the decoder fell behind: skip to a keyframe.
-                        let full = units_tx.try_send(unit.data).is_err();
-                        if full {
+            loop {
+                // Wake at the end of a wait for a missing packet even when no packet comes.
+                let deadline = jitter.next_deadline();
+                let event = tokio::select! {
+                    event = track.poll() => match event {
+                        Some(event) => Some(event),
+                        None => break,
+                    },
+                    () = sleep_until_deadline(deadline) => None,
+                };
+                let now = Instant::now();
+                let measured = Counters::get(&counters.rtt_us);
+                if measured != rtt_us && measured > 0 {
+                    rtt_us = measured;
+                    jitter.set_rtt(Duration::from_micros(measured));
+                }
+                if let Some(TrackRemoteEvent::OnRtpPacket(packet)) = event {
+                    Counters::add(&counters.bytes_received, packet.payload.len() as u64);
+                    let header = &packet.header;
+                    jitter.push(now, header.sequence_number, header.timestamp, header.marker, &packet.payload);
+                }
+                while let Some(result) = jitter.poll(now) {
+                    match result {
+                        Ok(unit) => {
+                            // A full queue means the decoder fell behind: skip to a keyframe.
+                            let full = units_tx.try_send(unit.data).is_err();
+                            if full {
+                                need_keyframe.store(true, Ordering::Relaxed);
+                            }
+                        }
+                        Err(gap) => {
+                            debug!(%gap, recovered = jitter.recovered(), given_up = jitter.given_up(), late = jitter.late(), wait = ?jitter.wait(), "video gap");
                             need_keyframe.store(true, Ordering::Relaxed);
                         }
                     }
-                    Some(Err(_gap)) => need_keyframe.store(true, Ordering::Relaxed),
-                    None => {}
                 }
                 if need_keyframe.load(Ordering::Relaxed) && last_pli.is_none_or(|t| t.elapsed() >= PLI_SPACING) {
                     need_keyframe.store(false, Ordering::Relaxed);
@@ -230,6 +262,12 @@ pub(crate) fn spawn_video_receiver(
                     }
                 }
             }
+            debug!(
+                recovered = jitter.recovered(),
+                given_up = jitter.given_up(),
+                late = jitter.late(),
+                "video receive ended"
+            );
         });
     }
     let spawned = std::thread::Builder::new().name("video-recv".into()).spawn(move || {
@@ -395,6 +433,9 @@ pub(crate) async fn report_stats(
         };
         last = now;
         transport_stats(pc.as_ref(), &mut stats).await;
+        if let Some(rtt_ms) = stats.rtt_ms.filter(|rtt| rtt.is_finite() && *rtt > 0.0) {
+            counters.rtt_us.store((rtt_ms * 1000.0) as u64, Ordering::Relaxed);
+        }
         events(CallEvent::Stats(stats));
     }
 }

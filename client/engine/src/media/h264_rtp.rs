@@ -54,6 +54,9 @@ pub enum Gap {
     /// The frame arrived whole but refers to a lost one (or to none yet); it was dropped.
     #[error("frame {timestamp} dropped while waiting for a keyframe")]
     AwaitingKeyframe { timestamp: u32 },
+    /// Packets from sequence number `first` on were not retransmitted in time and were given up.
+    #[error("{count} packets from sequence {first} never arrived")]
+    Unrecovered { first: u16, count: u16 },
 }
 
 /// Turns RTP payloads back into access units. See the module documentation.

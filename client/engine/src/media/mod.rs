@@ -1,4 +1,4 @@
-//! Media: raw frames, synthetic and file sources, codecs, RTP reassembly, jitter buffering and the
+//! Media: raw frames, synthetic and file sources, codecs, RTP reassembly, audio and video jitter buffering and the
 //! machine-readable stripe that lets tests verify every frame. Pure media code: no WebRTC, no
 //! tokio, no sockets and no clock reads except where a frame is stamped with its capture time.
 
@@ -12,6 +12,7 @@ pub mod pitch;
 pub mod png;
 pub mod stripe;
 pub mod tone;
+pub mod video_jitter;
 pub mod wav;
 pub mod y4m;
 
@@ -29,6 +30,7 @@ mod tests {
         is_send::<super::opus::Decoder>();
         is_send::<super::jitter::JitterBuffer>();
         is_send::<super::h264_rtp::Reassembler>();
+        is_send::<super::video_jitter::VideoJitter>();
         is_send::<super::pattern::PatternSource>();
         is_send::<super::y4m::Y4mSource>();
         is_send::<super::wav::WavSource>();
