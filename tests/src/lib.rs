@@ -33,6 +33,60 @@ fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// A command for the workspace binary `name`, run inside network namespace `netns` if given.
+fn program(netns: Option<&str>, name: &str) -> anyhow::Result<Command> {
+    let path = binary(name)?;
+    Ok(match netns {
+        // `ip netns exec` execs the program in place, so the child's pid is the program's own.
+        Some(netns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", netns]).arg(path);
+            command
+        }
+        None => Command::new(path),
+    })
+}
+
+/// A network namespace of the test's own with its loopback up, deleted when dropped (drop it
+/// after the processes running in it).
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates namespace `name` (it must not exist yet) and brings its loopback up, with a
+    /// multicast route: WebRTC's mDNS socket cannot join its group without one (ENODEV).
+    pub fn create(name: &str) -> anyhow::Result<Netns> {
+        run("ip", &["netns", "add", name])?;
+        let netns = Netns { name: name.to_owned() };
+        netns.exec(&["ip", "link", "set", "lo", "up", "multicast", "on"])?;
+        netns.exec(&["ip", "route", "add", "224.0.0.0/4", "dev", "lo"])?;
+        Ok(netns)
+    }
+
+    /// Runs a command inside the namespace and waits for it to succeed.
+    pub fn exec(&self, args: &[&str]) -> anyhow::Result<()> {
+        let mut full = vec!["netns", "exec", self.name.as_str()];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).stderr(Stdio::null()).status();
+    }
+}
+
+/// Runs a command to completion, failing with its stderr if it fails.
+fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let output = Command::new(program).args(args).output().with_context(|| format!("running {program}"))?;
+    if !output.status.success() {
+        bail!("{program} {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(())
+}
+
 /// A running signal server.
 pub struct Server {
     child: Child,
@@ -42,7 +96,12 @@ pub struct Server {
 impl Server {
     /// Starts `signal-server` on a free loopback port with extra flags.
     pub fn start(args: &[&str]) -> anyhow::Result<Server> {
-        let mut child = Command::new(binary("signal-server")?)
+        Self::start_in(None, args)
+    }
+
+    /// Starts `signal-server` on a free loopback port, inside network namespace `netns` if given.
+    pub fn start_in(netns: Option<&str>, args: &[&str]) -> anyhow::Result<Server> {
+        let mut child = program(netns, "signal-server")?
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::piped())
@@ -88,7 +147,12 @@ pub struct Client {
 impl Client {
     /// Starts `strangers --headless` against `server` with extra flags.
     pub fn start(name: &str, server: &str, args: &[&str]) -> anyhow::Result<Client> {
-        let mut child = Command::new(binary("strangers")?)
+        Self::start_in(None, name, server, args)
+    }
+
+    /// Starts `strangers --headless` against `server`, inside network namespace `netns` if given.
+    pub fn start_in(netns: Option<&str>, name: &str, server: &str, args: &[&str]) -> anyhow::Result<Client> {
+        let mut child = program(netns, "strangers")?
             .args(["--headless", "--server", server])
             .args(args)
             .stdin(Stdio::piped())
