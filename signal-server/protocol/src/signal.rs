@@ -30,10 +30,12 @@ impl PartialEq for SignalData {
     }
 }
 
+/// The shape of signal data, parsed in one pass: the `sdp` object is checked where it lies
+/// rather than kept raw and parsed again.
 #[derive(Deserialize)]
 struct Shape<'a> {
     #[serde(borrow)]
-    sdp: Option<&'a RawValue>,
+    sdp: Option<Sdp<'a>>,
     #[serde(borrow)]
     candidate: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -63,9 +65,7 @@ impl SignalData {
     }
 
     fn classify(raw: &RawValue) -> Result<SignalKind, ParseError> {
-        let shape: Shape = serde_json::from_str(raw.get()).map_err(|_| {
-            ParseError::bad("signal: \"data\" must be an object holding \"sdp\", \"candidate\" or \"restart\"")
-        })?;
+        let shape: Shape = serde_json::from_str(raw.get()).map_err(|_| Self::explain(raw))?;
         let present = [shape.sdp.is_some(), shape.candidate.is_some(), shape.restart.is_some()];
         if present.iter().filter(|p| **p).count() != 1 {
             return Err(ParseError::bad(
@@ -73,9 +73,6 @@ impl SignalData {
             ));
         }
         if let Some(sdp) = shape.sdp {
-            let sdp: Sdp = serde_json::from_str(sdp.get()).map_err(|_| {
-                ParseError::bad("signal: \"sdp\" must be {\"type\": \"offer\"|\"answer\", \"sdp\": string}")
-            })?;
             if !sdp.sdp.get().starts_with('"') {
                 return Err(ParseError::bad("signal: \"sdp.sdp\" must be a string"));
             }
@@ -98,6 +95,28 @@ impl SignalData {
             Some("true") => Ok(SignalKind::Restart),
             _ => Err(ParseError::bad("signal: \"restart\" must be true")),
         }
+    }
+
+    /// Says what is wrong with data that did not parse as a [`Shape`]. A slow path, taken
+    /// only for errors, so that the fast path can check the `sdp` object in the same pass.
+    fn explain(raw: &RawValue) -> ParseError {
+        #[derive(Deserialize)]
+        struct Loose<'a> {
+            #[serde(borrow)]
+            sdp: Option<&'a RawValue>,
+            #[serde(borrow)]
+            candidate: Option<&'a RawValue>,
+            #[serde(borrow)]
+            restart: Option<&'a RawValue>,
+        }
+        let Ok(loose) = serde_json::from_str::<Loose>(raw.get()) else {
+            return ParseError::bad("signal: \"data\" must be an object holding \"sdp\", \"candidate\" or \"restart\"");
+        };
+        let present = [loose.sdp.is_some(), loose.candidate.is_some(), loose.restart.is_some()];
+        if present.iter().filter(|p| **p).count() != 1 {
+            return ParseError::bad("signal: \"data\" must hold exactly one of \"sdp\", \"candidate\" or \"restart\"");
+        }
+        ParseError::bad("signal: \"sdp\" must be {\"type\": \"offer\"|\"answer\", \"sdp\": string}")
     }
 
     /// What the signal carries.
@@ -159,5 +178,16 @@ mod tests {
         ] {
             assert!(SignalData::from_json(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn names_the_problem() {
+        let message = |json: &str| SignalData::from_json(json).unwrap_err().to_string();
+        assert!(message("[]").contains("must be an object"));
+        assert!(message(r#"{"sdp":"v=0","candidate":{}}"#).contains("exactly one"));
+        assert!(message(r#"{"sdp":"v=0"}"#).contains("\"sdp\" must be"));
+        assert!(message(r#"{"sdp":{"type":"offer"}}"#).contains("\"sdp\" must be"));
+        assert!(message(r#"{"sdp":{"type":"pranswer","sdp":""}}"#).contains("offer\" or \"answer"));
+        assert!(message(r#"{"sdp":{"type":"offer","sdp":1}}"#).contains("must be a string"));
     }
 }
