@@ -111,28 +111,18 @@ fn lossy_call(test: &str) -> Option<[(Window, f64); 2]> {
     Some([(wa, asked_by_a), (wb, asked_by_b)])
 }
 
+/// The call holds, nothing corrupt is shown, and NACK with the video jitter buffer repairs
+/// nearly every loss without a keyframe, so the picture keeps moving (docs/BENCHMARKS.md, "Calls
+/// under packet loss"). One call checks all of it: two would share the two cores.
 #[test]
-fn a_call_holds_under_five_percent_udp_loss() {
-    let Some(sides) = lossy_call("a_call_holds_under_five_percent_udp_loss") else { return };
-    for (who, (w, _)) in ["a", "b"].iter().zip(&sides) {
+fn a_call_holds_and_video_recovers_under_five_percent_udp_loss() {
+    let Some(sides) = lossy_call("a_call_holds_and_video_recovers_under_five_percent_udp_loss") else { return };
+    for (who, (w, asked)) in ["a", "b"].iter().zip(&sides) {
         assert!(w.loss > 0.01, "{who}: the namespace drops packets: {w:?}");
         // Only whole frames are decoded, so nothing corrupt is ever shown.
         assert_eq!(w.verify_errors, 0.0, "{who}: corrupt frames: {w:?}");
-        // Frames keep coming (today mostly through keyframes: see the recovery test below).
-        assert!(w.frames_verified >= 2.0 * w.seconds as f64, "{who}: too few frames verified: {w:?}");
-        assert!(w.frozen_seconds < w.seconds, "{who}: never recovered: {w:?}");
-    }
-}
-
-/// The goal: NACK and the video jitter buffer repair nearly every loss without a keyframe. Not
-/// met yet: webrtc-rs 0.21's retransmissions mostly arrive later than 110 ms, or never, here
-/// (docs/BENCHMARKS.md, "Calls under packet loss"), so every loss still costs a keyframe.
-#[test]
-#[ignore = "NACK retransmissions arrive too late with webrtc-rs 0.21 here; see docs/BENCHMARKS.md"]
-fn video_recovers_through_nack_under_five_percent_udp_loss() {
-    let Some(sides) = lossy_call("video_recovers_through_nack_under_five_percent_udp_loss") else { return };
-    for (who, (w, asked)) in ["a", "b"].iter().zip(&sides) {
         assert!(w.mean_fps >= 20.0, "{who}: {w:?}");
+        assert!(w.frames_verified >= 20.0 * w.seconds as f64, "{who}: too few frames verified: {w:?}");
         assert!(w.frozen_seconds <= 2, "{who}: frozen too often: {w:?}");
         // At 5 % loss and several packets a frame, well over 100 frames a window lose a packet.
         assert!(*asked <= w.seconds as f64, "{who} asked for {asked} keyframes: {w:?}");
