@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use strangers_engine::call::CallSettings;
 use strangers_engine::engine::EngineConfig;
+use strangers_engine::peer::PeerSettings;
 use strangers_engine::signaling::SignalingConfig;
 use strangers_engine::sources::{AudioSpec, VideoSpec};
 
@@ -110,13 +111,15 @@ impl Cli {
                 backoff_max: Duration::from_secs(5),
             },
             call: CallSettings {
-                relay_only: self.relay_only,
-                bind_ip,
-                include_loopback: self.loopback,
-                ice_check_interval: Duration::from_millis(20),
-                bitrate_start: self.start_kbps * 1000,
-                bitrate_min: self.min_kbps * 1000,
-                bitrate_max: self.max_kbps * 1000,
+                peer: PeerSettings {
+                    relay_only: self.relay_only,
+                    bind_ip,
+                    include_loopback: self.loopback,
+                    ice_check_interval: Duration::from_millis(20),
+                    bitrate_start: self.start_kbps * 1000,
+                    bitrate_min: self.min_kbps * 1000,
+                    bitrate_max: self.max_kbps * 1000,
+                },
                 video,
                 audio,
                 record_dir: self.record_dir.clone(),

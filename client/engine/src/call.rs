@@ -3,11 +3,9 @@
 //! their source; incoming packets are polled by async tasks and decoded on threads. Every
 //! event carries the call's id in the engine, so news of an ended call is ignored.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use strangers_protocol::{IceServer, SignalData};
@@ -29,13 +27,7 @@ use crate::{pipeline, slot::FrameSlot};
 /// Settings of every call.
 #[derive(Debug, Clone)]
 pub struct CallSettings {
-    pub relay_only: bool,
-    pub bind_ip: IpAddr,
-    pub include_loopback: bool,
-    pub ice_check_interval: Duration,
-    pub bitrate_start: u32,
-    pub bitrate_min: u32,
-    pub bitrate_max: u32,
+    pub peer: PeerSettings,
     pub video: VideoSpec,
     pub audio: AudioSpec,
     /// Save received frames as PNG here, one in `record_every`.
@@ -46,13 +38,7 @@ pub struct CallSettings {
 impl Default for CallSettings {
     fn default() -> Self {
         CallSettings {
-            relay_only: false,
-            bind_ip: IpAddr::from([0, 0, 0, 0]),
-            include_loopback: false,
-            ice_check_interval: Duration::from_millis(20),
-            bitrate_start: 1_000_000,
-            bitrate_min: 100_000,
-            bitrate_max: 2_500_000,
+            peer: PeerSettings::default(),
             video: VideoSpec::Pattern { width: 640, height: 480, fps: 30 },
             audio: AudioSpec::Tone { hz: 440.0 },
             record_dir: None,
@@ -127,24 +113,14 @@ impl Call {
         slots: (Arc<FrameSlot>, Arc<FrameSlot>),
     ) -> Result<Call, CallError> {
         let offers_turn = ice_servers.iter().any(|s| s.urls.iter().any(|u| u.starts_with("turn")));
-        if settings.relay_only && !offers_turn {
+        if settings.peer.relay_only && !offers_turn {
             return Err(CallError::NoRelay);
         }
         // Open sources first: a bad file is a clear error before anything else happens.
         let video_source = settings.video.open()?;
         let audio_source = settings.audio.open()?;
-        let peer_settings = PeerSettings {
-            ice_servers,
-            relay_only: settings.relay_only,
-            bind_ip: settings.bind_ip,
-            include_loopback: settings.include_loopback,
-            ice_check_interval: settings.ice_check_interval,
-            bitrate_start: settings.bitrate_start,
-            bitrate_min: settings.bitrate_min,
-            bitrate_max: settings.bitrate_max,
-        };
         let (peer_tx, mut peer_rx) = mpsc::unbounded_channel();
-        let peer = Peer::start(&peer_settings, initiator, peer_tx).await?;
+        let peer = Peer::start(&settings.peer, &ice_servers, initiator, peer_tx).await?;
         let controls = Arc::new(Controls::default());
         let counters = Arc::new(Counters::default());
         let chat: Arc<Mutex<Option<Arc<dyn DataChannel>>>> = Arc::new(Mutex::new(None));

@@ -44,10 +44,9 @@ const NOMINATION_DELAY: Duration = Duration::from_millis(15);
 /// The label of the chat data channel.
 pub const CHAT_LABEL: &str = "chat";
 
-/// How to build a peer connection.
+/// How to build a peer connection (the ICE servers come from each `welcome`).
 #[derive(Debug, Clone)]
 pub struct PeerSettings {
-    pub ice_servers: Vec<IceServer>,
     /// Relay candidates only: the partner never learns our address.
     pub relay_only: bool,
     /// Local address to gather host candidates on (`0.0.0.0` for every interface).
@@ -210,11 +209,26 @@ fn local_track(kind: RtpCodecKind, codec: RTCRtpCodec) -> Result<Arc<TrackLocalS
     Ok(Arc::new(TrackLocalStaticSample::new(Instant::now(), track)?))
 }
 
+impl Default for PeerSettings {
+    fn default() -> Self {
+        PeerSettings {
+            relay_only: false,
+            bind_ip: IpAddr::from([0, 0, 0, 0]),
+            include_loopback: false,
+            ice_check_interval: Duration::from_millis(20),
+            bitrate_start: 1_000_000,
+            bitrate_min: 100_000,
+            bitrate_max: 2_500_000,
+        }
+    }
+}
+
 impl Peer {
     /// Builds the connection. The initiator adds its tracks and the chat channel and sends its
     /// offer at once; the other side waits for the offer.
     pub async fn start(
         settings: &PeerSettings,
+        ice_servers: &[IceServer],
         initiator: bool,
         events: mpsc::UnboundedSender<PeerEvent>,
     ) -> Result<Peer, PeerError> {
@@ -244,8 +258,7 @@ impl Peer {
         let registry = register_default_interceptors(registry, &mut media)?;
         let registry = registry.with(Slot::from(14_000), KeyframeTap::marking());
 
-        let ice_servers = settings
-            .ice_servers
+        let ice_servers = ice_servers
             .iter()
             .map(|s| RTCIceServer {
                 urls: s.urls.clone(),
