@@ -27,6 +27,11 @@ pub struct Config {
     #[arg(long = "stun-url", env = "STRANGERS_STUN_URLS", value_delimiter = ',', value_name = "URL")]
     pub stun_urls: Vec<String>,
 
+    /// UDP address on which to answer STUN Binding requests (off by default). The server cannot
+    /// know its public name: pair it with --stun-url stun:PUBLIC_HOST:PORT so clients use it.
+    #[arg(long, env = "STRANGERS_STUN_LISTEN", value_name = "ADDR")]
+    pub stun_listen: Option<SocketAddr>,
+
     /// A TURN server URL handed to clients with short-lived credentials (repeatable).
     #[arg(long = "turn-url", env = "STRANGERS_TURN_URLS", value_delimiter = ',', value_name = "URL")]
     pub turn_urls: Vec<String>,

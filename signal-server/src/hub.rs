@@ -31,6 +31,8 @@ pub struct HubCounters {
     pub messages_out: AtomicU64,
     pub connections_total: AtomicU64,
     pub refused_total: AtomicU64,
+    /// STUN Binding requests answered (`--stun-listen`).
+    pub stun_requests: AtomicU64,
 }
 
 impl HubCounters {

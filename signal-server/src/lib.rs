@@ -1,6 +1,6 @@
 //! The Strangers signal server as a library: the IO shell around the pure matchmaker. It
 //! accepts sockets, speaks PROTOCOL-v1 over WebSocket, serves /healthz and /metrics, and
-//! hands out TURN credentials. It never touches media. `main.rs` only parses flags, sets up
+//! hands out TURN credentials, and can answer STUN Binding requests. It never touches media. `main.rs` only parses flags, sets up
 //! logging and signals, and calls [`run`].
 
 pub mod config;
@@ -10,6 +10,7 @@ mod hub;
 mod metrics;
 mod outbox;
 mod server;
+mod stun;
 pub mod tls;
 pub mod turn;
 mod ws;

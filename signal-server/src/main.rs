@@ -3,8 +3,8 @@
 use anyhow::Context;
 use clap::Parser;
 use signal_server::{run, tls, Config};
-use tokio::net::TcpListener;
-use tracing::info;
+use tokio::net::{TcpListener, UdpSocket};
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -27,12 +27,23 @@ async fn main() -> anyhow::Result<()> {
     };
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let stun = match config.stun_listen {
+        None => None,
+        Some(at) => {
+            let socket = UdpSocket::bind(at).await.with_context(|| format!("cannot listen for STUN on udp {at}"))?;
+            info!(addr = %socket.local_addr()?, "answering STUN Binding requests");
+            if config.stun_urls.is_empty() {
+                warn!("--stun-listen without --stun-url: clients are not told about it (pass stun:PUBLIC_HOST:PORT)");
+            }
+            Some(socket)
+        }
+    };
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "wss" } else { "ws" };
     info!(%addr, "listening: {scheme}://{addr}/ws, /healthz, /metrics");
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("listening on {addr}");
-    run(listener, config, tls, shutdown_signal()).await
+    run(listener, stun, config, tls, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

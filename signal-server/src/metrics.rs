@@ -44,6 +44,12 @@ pub fn render(hub: &Hub) -> String {
         "WebSocket connections refused by a cap.",
         c.refused_total.load(Ordering::Relaxed),
     );
+    metric(
+        "stun_requests_total",
+        "counter",
+        "STUN Binding requests answered (--stun-listen).",
+        c.stun_requests.load(Ordering::Relaxed),
+    );
     metric("messages_received_total", "counter", "Client messages received.", c.messages_in.load(Ordering::Relaxed));
     metric("messages_sent_total", "counter", "Server messages sent.", c.messages_out.load(Ordering::Relaxed));
     let _ = writeln!(

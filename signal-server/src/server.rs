@@ -1,6 +1,6 @@
 //! The accept loop: takes an already-bound listener (tests bind 127.0.0.1:0), spawns one task
 //! per connection, and on shutdown stops accepting, closes every socket with 1012 and waits
-//! a moment for them to go.
+//! a moment for them to go. Beside it runs the STUN responder, if given a UDP socket.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rand::RngExt;
 use strangers_matchmaker::{Config as CoreConfig, Matchmaker};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::conn::{self, RateSettings};
 use crate::http;
 use crate::hub::{ConnLimits, Hub};
+use crate::stun;
 use crate::turn::IceConfig;
 use crate::ws::plain::PlainWs;
 use crate::ws::tls::TungsteniteWs;
@@ -81,9 +82,12 @@ async fn serve_tls(
     }
 }
 
-/// Serves `listener` until `shutdown` completes.
+/// Serves `listener`, and STUN Binding requests on `stun` if given, until `shutdown` completes.
+/// The sockets come bound (the binary binds `--listen` and `--stun-listen`), so tests can bind
+/// port 0 and know the address.
 pub async fn run(
     listener: TcpListener,
+    stun: Option<UdpSocket>,
     config: Config,
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
@@ -93,6 +97,7 @@ pub async fn run(
     let sweeper = tokio::spawn(hub.clone().run_sweeper(config.ping_interval(), config.idle_timeout()));
     let rate = RateSettings { per_second: config.rate_limit, burst: config.rate_burst() };
     let tasks = TaskCount::default();
+    let stun = stun.map(|socket| tokio::spawn(stun::serve(socket, hub.clone())));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -117,6 +122,11 @@ pub async fn run(
     }
     info!(open = hub.open_connections(), "shutting down: closing sockets with 1012");
     drop(listener);
+    if let Some(stun) = stun {
+        // Nothing to drain for UDP: stop now, and wait so that the socket is closed on return.
+        stun.abort();
+        let _ = stun.await;
+    }
     hub.shut_down();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, tasks.all_done()).await;
     if drained.is_err() {

@@ -60,6 +60,7 @@ async fn metrics_are_prometheus_text_with_every_documented_family() {
         ("strangers_resumes_total", "counter"),
         ("strangers_reports_total", "counter"),
         ("strangers_bans_total", "counter"),
+        ("strangers_stun_requests_total", "counter"),
         ("strangers_errors_total", "counter"),
     ] {
         assert!(response.body.contains(&format!("\n# TYPE {family} {kind}\n")), "{family} {kind}:\n{}", response.body);

@@ -54,6 +54,8 @@ pub fn config(flags: &[&str]) -> Config {
 /// The real server, running in this process until [`TestServer::shutdown`] or drop.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where the STUN responder listens, if the configuration has `--stun-listen`.
+    pub stun_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     tls: Option<TlsConnector>,
@@ -73,11 +75,16 @@ impl TestServer {
     async fn start_with(config: Config, acceptor: Option<TlsAcceptor>, tls: Option<TlsConnector>) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding 127.0.0.1:0");
         let addr = listener.local_addr().expect("a bound listener has an address");
+        let stun = match config.stun_listen {
+            None => None,
+            Some(at) => Some(tokio::net::UdpSocket::bind(at).await.expect("binding the STUN address")),
+        };
+        let stun_addr = stun.as_ref().map(|socket| socket.local_addr().expect("a bound socket has an address"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(signal_server::run(listener, config, acceptor, async {
+        let task = tokio::spawn(signal_server::run(listener, stun, config, acceptor, async {
             let _ = stopped.await;
         }));
-        TestServer { addr, stop: Some(stop), task: Some(task), tls }
+        TestServer { addr, stun_addr, stop: Some(stop), task: Some(task), tls }
     }
 
     /// Asks the server to shut down and waits for `run` to return; returns how long it took.
