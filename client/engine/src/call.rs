@@ -89,7 +89,6 @@ pub(crate) struct Controls {
     pub(crate) mute_audio: AtomicBool,
     pub(crate) mute_video: AtomicBool,
     pub(crate) keyframe: AtomicBool,
-    pub(crate) senders_started: AtomicBool,
     /// Set to make the video receiver ask the partner for a keyframe (PLI).
     pub(crate) need_keyframe: Arc<AtomicBool>,
 }
@@ -153,7 +152,6 @@ impl Call {
                         }
                         PeerEvent::State(RTCPeerConnectionState::Connected) => {
                             if let Some((video_source, audio_source)) = sources.take() {
-                                controls.senders_started.store(true, Ordering::Relaxed);
                                 // Keyframe requests from the partner. The track only has an
                                 // event channel once bound, that is after negotiation.
                                 let (track, controls_, counters_) = (video.clone(), controls.clone(), counters.clone());
