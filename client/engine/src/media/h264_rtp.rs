@@ -587,13 +587,7 @@ mod tests {
             frames.push((i * 3000, frame.data));
         }
         for seed in 1..=10u64 {
-            let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let mut next_random = move |range: u64| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                rng % range
-            };
+            let mut next_random = crate::media::test_rng::xorshift(seed);
             // Damage only the first two thirds, so the end shows recovery.
             let damaged = packets.len() * 2 / 3;
             let mut order: Vec<(u64, usize)> = Vec::new();

@@ -489,13 +489,7 @@ mod tests {
     #[test]
     fn random_networks_keep_the_invariants() {
         for seed in 1..=20u64 {
-            let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let mut next_random = move |range: u64| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                rng % range
-            };
+            let mut next_random = crate::media::test_rng::xorshift(seed);
             let start = Instant::now();
             let config = JitterConfig::default();
             let mut buffer = JitterBuffer::new(config);

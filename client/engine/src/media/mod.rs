@@ -11,6 +11,8 @@ pub mod pattern;
 pub mod pitch;
 pub mod png;
 pub mod stripe;
+#[cfg(test)]
+mod test_rng;
 pub mod tone;
 pub mod video_jitter;
 pub mod wav;

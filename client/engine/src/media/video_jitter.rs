@@ -507,13 +507,7 @@ mod tests {
         let mut jb = VideoJitter::default();
         jb.set_rtt(MS * 10);
         let t0 = Instant::now();
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next_random = move |range: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % range
-        };
+        let mut next_random = crate::media::test_rng::xorshift(1);
         // Arrivals as (time, order, packet), sent 33 ms apart per frame.
         let mut arrivals: Vec<(Instant, usize, Packet)> = Vec::new();
         let mut seq = 65_400u16;
