@@ -289,21 +289,23 @@ impl Call {
         self.controls.mute_video.store(muted, Ordering::Relaxed);
     }
 
+    /// Stops the pipelines first, so nothing writes into a closing connection.
     pub async fn close(self) {
+        self.stop();
+        self.peer.close().await;
+    }
+
+    fn stop(&self) {
         self.controls.stop.store(true, Ordering::Relaxed);
         for task in &self.tasks {
             task.abort();
         }
-        self.peer.close().await;
     }
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
-        self.controls.stop.store(true, Ordering::Relaxed);
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.stop();
     }
 }
 

@@ -194,11 +194,12 @@ impl Session {
     /// A message from the server.
     pub fn handle_server(&mut self, msg: ServerMsg) {
         match msg {
-            ServerMsg::Welcome { id, ice_servers, resumed, room, .. } => {
+            ServerMsg::Welcome { id, ice_servers, resumed, .. } => {
                 self.ice_servers = ice_servers;
                 self.notify(Notice::Welcome { id, resumed });
-                let still_in_room = resumed && room.is_some() && room.as_deref() == self.room.as_deref();
-                if self.in_room() && !still_in_room && !resumed {
+                // A resumed session keeps its room (if the room ended meanwhile, the held
+                // `partner_left` follows); a fresh one means the server forgot us.
+                if self.in_room() && !resumed {
                     // The server no longer knows our room: the call is over for it.
                     self.end_call();
                     self.notify(Notice::PartnerLeft { reason: PartnerLeftReason::Disconnect });

@@ -162,11 +162,11 @@ pub fn parse_close(payload: &[u8]) -> Result<Option<u16>, FrameError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A masked client frame, as a browser would send it.
-    pub fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
         let mask = [0x37u8, 0xfa, 0x21, 0x3d];
         let mut frame = vec![first];
         match payload.len() {

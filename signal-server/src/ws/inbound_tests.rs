@@ -3,26 +3,7 @@
 use super::*;
 use crate::ws::frame::{FrameError, MAX_CONTROL_PAYLOAD};
 
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// A masked client frame with the given first byte (FIN, RSV and opcode).
-fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&MASK);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    out
-}
+use crate::ws::frame::tests::client_frame as frame;
 
 /// What `next` says, owned, until it says `None`.
 #[derive(Debug, PartialEq)]
