@@ -60,6 +60,11 @@ pub struct Config {
     #[arg(long, env = "STRANGERS_MAX_CONNS", default_value_t = 0, value_name = "N")]
     pub max_conns: u32,
 
+    /// Threads serving sockets. One is the cheapest per match (no wake-ups between threads)
+    /// and serves thousands of matches a second; more help with TLS or a busier box.
+    #[arg(long, env = "STRANGERS_THREADS", default_value_t = 1, value_name = "N")]
+    pub threads: usize,
+
     /// Reports against one address, within the report window, that ban it (0: never).
     #[arg(long, env = "STRANGERS_REPORT_THRESHOLD", default_value_t = 3, value_name = "N")]
     pub report_threshold: u32,
@@ -125,6 +130,9 @@ impl Config {
         }
         if self.ping_interval <= 0.0 || self.idle_timeout <= self.ping_interval {
             return Err("--idle-timeout must be longer than --ping-interval, which must be positive".into());
+        }
+        if self.threads == 0 || self.threads > 1024 {
+            return Err("--threads must be between 1 and 1024".into());
         }
         if self.turn_ttl == 0 {
             return Err("--turn-ttl must be positive".into());

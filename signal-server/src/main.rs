@@ -7,8 +7,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Logs go to stderr; stdout carries only the "listening on" line scripts read.
@@ -21,6 +20,16 @@ async fn main() -> anyhow::Result<()> {
     if let Err(problem) = config.validate() {
         anyhow::bail!("invalid configuration: {problem}");
     }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.threads)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+/// Binds the sockets the configuration asks for and serves until a shutdown signal.
+async fn serve(config: Config) -> anyhow::Result<()> {
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,

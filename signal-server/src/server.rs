@@ -54,7 +54,10 @@ pub fn build_hub(config: &Config) -> Arc<Hub> {
 /// connection's long life runs in a task of its own, so that nothing of this one stays.
 async fn serve_plain(tcp: TcpStream, ip: IpAddr, hub: Arc<Hub>, rate: RateSettings, guard: TaskGuard) {
     let Some((tcp, leftover)) = http::front_door(tcp, &hub).await else { return };
-    let ws = PlainWs::new(tcp, &leftover);
+    let ws = match PlainWs::new(tcp, &leftover) {
+        Ok(ws) => ws,
+        Err(e) => return debug!(%ip, error = %e, "cannot register the upgraded socket"),
+    };
     drop(leftover);
     if let Some(connection) = conn::admit(hub, ws, ip, rate).await {
         tokio::spawn(Tracked { future: connection, _guard: guard });

@@ -73,7 +73,10 @@ async fn signals_racing_a_next_never_reach_the_next_partner() {
         a.send_text(&candidate(n));
     }
 
-    // b hears a prefix of a's signals, then its own requeue and the new match.
+    // b hears a prefix of a's signals, then its own requeue and the new match. How long the
+    // prefix is depends on how the server's reads of the two sockets interleave: no order
+    // between two sockets exists on the wire. What matters is that each signal is either
+    // relayed to b or refused to a, exactly once, and never reaches c.
     let mut relayed_to_b = 0;
     let room = loop {
         let msg = b.recv_text().await;
@@ -86,7 +89,6 @@ async fn signals_racing_a_next_never_reach_the_next_partner() {
         let matched = b.expect("matched").await;
         break matched["room"].clone();
     };
-    assert!(relayed_to_b >= N / 2, "signals sent before next reach b: {relayed_to_b}");
     assert_eq!(c.expect("matched").await["room"], room);
 
     // a hears that b left, then a refusal for every signal b did not get.
