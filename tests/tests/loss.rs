@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use strangers_system_tests::{Client, Netns, Server};
+use strangers_system_tests::{is_root, Client, Netns, Server};
 
 const T: Duration = Duration::from_secs(30);
 /// How long the call is measured.
@@ -16,13 +16,6 @@ const MEASURED: Duration = Duration::from_secs(15);
 const MEDIA: [&str; 9] = ["--loopback", "--bind", "127.0.0.1", "--width", "640", "--height", "480", "--fps", "30"];
 /// Percent of UDP packets dropped.
 const LOSS_PERCENT: u32 = 5;
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status.lines().find_map(|line| line.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().next())
-            == Some("0")
-    })
-}
 
 /// Drops `percent` % of UDP packets at random as they are received. Dropping on input rather
 /// than output matters: a packet dropped on output fails the sender's `sendto` with EPERM, which
