@@ -64,7 +64,11 @@ impl NatKind {
         // which makes the mapping endpoint-independent; fully-random picks a fresh port per flow.
         let masquerade = if self == NatKind::Symmetric { "masquerade fully-random" } else { "masquerade" };
         // Unsolicited inbound UDP is handed to the client on the same port, from anyone (full
-        // cone) or from addresses the client has sent to (address-restricted).
+        // cone) or from addresses the client has sent to (address-restricted); what is left
+        // is dropped before conntrack records it, as home routers do. A recorded flow to the
+        // router itself would take the tuple the client's own mapping needs later, and
+        // masquerade would then move the client to another port (a Linux artefact that turns
+        // every NAT symmetric when the stranger's first check arrives early).
         let admit = match self {
             NatKind::FullCone => format!("iifname \"wan\" meta l4proto udp ct state new dnat to {client}"),
             NatKind::AddressRestricted => {
@@ -80,6 +84,9 @@ impl NatKind {
   }}
   chain map_out {{ type nat hook postrouting priority srcnat; policy accept;
     oifname \"wan\" {masquerade}
+  }}
+  chain to_router {{ type filter hook input priority filter; policy accept;
+    iifname \"wan\" meta l4proto udp ct state new drop
   }}
   chain filter_through {{ type filter hook forward priority filter; policy drop;
     ct state established,related accept

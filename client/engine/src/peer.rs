@@ -289,6 +289,9 @@ impl Peer {
             .with_host_acceptance_min_wait(Some(NOMINATION_DELAY))
             .with_srflx_acceptance_min_wait(Some(NOMINATION_DELAY))
             .with_prflx_acceptance_min_wait(Some(NOMINATION_DELAY))
+            // A relayed pair is accepted only after 2 s by default, giving direct pairs a chance
+            // first; with relay-only there are none to wait for.
+            .with_relay_acceptance_min_wait(settings.relay_only.then_some(NOMINATION_DELAY))
             .with_ice_connection_attempts(Some(settings.ice_check_interval), Some(25))
             .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), Some(ICE_KEEPALIVE))
             .build();
