@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
+pub mod lossy;
 pub mod nat;
 pub mod turn_probe;
 

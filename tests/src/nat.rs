@@ -115,6 +115,20 @@ impl Home {
         Some(self.host.name.as_str())
     }
 
+    /// Drops `percent` % of the UDP packets reaching the home from outside, at random (media,
+    /// feedback, retransmissions and STUN alike), on the router's way in.
+    pub fn add_inbound_udp_loss(&self, percent: u32) -> anyhow::Result<()> {
+        let rules = format!(
+            "table ip loss {{
+  chain inbound {{ type filter hook forward priority filter - 5; policy accept;
+    iifname \"wan\" meta l4proto udp numgen random mod 100 < {percent} drop
+  }}
+}}
+"
+        );
+        nft(&self.router, &rules)
+    }
+
     /// Forgets the router's UDP mappings, as a NAT does when they time out (UDP mappings live
     /// for tens of seconds, TCP ones for hours, so the signaling connection survives).
     pub fn flush_udp_mappings(&self) -> anyhow::Result<()> {
@@ -147,16 +161,11 @@ pub struct Lab {
     pub public: Netns,
 }
 
-/// Options of the signal server the lab runs.
-pub struct LabOptions<'a> {
-    /// Extra `signal-server` flags.
-    pub server_args: &'a [&'a str],
-}
-
 impl Lab {
-    /// Builds the public network with the signal server and coturn, and one home per entry
-    /// of `homes`. `tag` tells this lab's namespaces apart from other labs of the same run.
-    pub fn build(tag: &str, homes: &[NatKind], options: LabOptions<'_>) -> anyhow::Result<Lab> {
+    /// Builds the public network with the signal server (given extra `server_args`) and coturn,
+    /// and one home per entry of `homes`. `tag` tells this lab's namespaces apart from other
+    /// labs of the same run.
+    pub fn build(tag: &str, homes: &[NatKind], server_args: &[&str]) -> anyhow::Result<Lab> {
         remove_stale_labs();
         let prefix = format!("{PREFIX}{}-{tag}", std::process::id());
         let public = Netns::create(&format!("{prefix}-pub"))?;
@@ -184,7 +193,7 @@ impl Lab {
             "--turn-secret",
             &turn.secret,
         ];
-        args.extend_from_slice(options.server_args);
+        args.extend_from_slice(server_args);
         let server = Server::start_listening_in(Some(public.name.as_str()), "0.0.0.0:0", &args)?;
         Ok(Lab { server, turn, homes: built, public })
     }
