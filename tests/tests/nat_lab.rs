@@ -240,31 +240,57 @@ fn a_flushed_nat_mapping_is_recovered_by_an_ice_restart() {
     let Some((_turn, lab)) = lab_for_calls(test, "i", &[NatKind::FullCone, NatKind::Symmetric], &[]) else { return };
     let (mut a, mut b, result) =
         meet(&lab, (&lab.homes[0], &lab.homes[1]), "restart", &MEDIA, &[]).expect("the call starts");
-    eprintln!("before the flush: pair {:?}", result.path);
+    let frames = |e: &Value| e["frames_verified"].as_u64().unwrap_or(0);
     let flushed = Instant::now();
     lab.homes[1].flush_udp_mappings().expect("flush");
-    // Media stops somewhere, ICE notices, restarts, and video flows both ways again.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let restarted = loop {
-        let tick = Duration::from_millis(100);
-        if let Some(e) = [&mut a, &mut b].into_iter().find_map(|c| c.wait_event(tick, "ice_restarted").ok()) {
-            break e;
+    // Media stops, ICE notices (failed), restarts, and video flows both ways again. Events are
+    // read as they come, so the times below are when they happened (to a tenth of a second).
+    let deadline = flushed + Duration::from_secs(40);
+    let (mut failed_at, mut restarted) = (None, None);
+    // Per side: frames verified when the restart completed, and when the count moved again.
+    let mut frames_then: [Option<u64>; 2] = [None, None];
+    let mut back_at: [Option<Duration>; 2] = [None, None];
+    while back_at.iter().any(Option::is_none) {
+        assert!(Instant::now() < deadline, "video did not come back; a: {:?}\nb: {:?}", tail(&a), tail(&b));
+        for (i, c) in [&mut a, &mut b].into_iter().enumerate() {
+            while let Ok(e) = c.wait_for(Duration::from_millis(50), "any event", |_| true) {
+                let now = flushed.elapsed();
+                if e["event"] == "connection_state" && e["state"] == "failed" {
+                    failed_at.get_or_insert(now);
+                }
+                if e["event"] == "ice_restarted" && restarted.is_none() {
+                    restarted = Some((now, e["ms"].as_u64().unwrap_or_default()));
+                }
+                if e["event"] != "stats" || restarted.is_none() {
+                    continue;
+                }
+                let then = *frames_then[i].get_or_insert(frames(&e));
+                if frames(&e) > then {
+                    back_at[i].get_or_insert(now);
+                }
+            }
         }
-        assert!(Instant::now() < deadline, "no ICE restart completed; a: {:?}\nb: {:?}", tail(&a), tail(&b));
-    };
-    let mut back = Vec::new();
-    for c in [&mut a, &mut b] {
-        let before = c.seen_named("stats").last().and_then(|s| s["frames_verified"].as_u64()).unwrap_or(0);
-        c.wait_for(T, "video after the restart", |e| {
-            e["event"] == "stats" && e["frames_verified"].as_u64().unwrap_or(0) >= before + FRAMES
-        })
-        .unwrap();
-        back.push(flushed.elapsed());
     }
+    // And it lasts: each side verifies a run of frames on the new path.
+    let mut path = None;
+    for c in [&mut a, &mut b] {
+        let now = c.seen_named("stats").last().map(|e| frames(e)).unwrap_or(0);
+        let stats =
+            c.wait_for(T, "video after the restart", |e| e["event"] == "stats" && frames(e) >= now + FRAMES).unwrap();
+        assert_eq!(stats["verify_errors"], 0, "{}: corrupt frames: {stats}", c.name);
+        path.get_or_insert(path_of(&stats));
+    }
+    let (restarted_at, restart_ms) = restarted.expect("the loop ends only after a restart");
+    let secs = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
     eprintln!(
-        "ICE restart: {} ms from failure to connected; video flowing both ways {:.1} s after the flush",
-        restarted["ms"],
-        back.iter().max().expect("two sides").as_secs_f64()
+        "ICE restart after a flushed mapping: failed at {:.1} s, restarted at {:.1} s ({restart_ms} ms from failure to \
+         connected), video back at {:.1} s (a) and {:.1} s (b) after the flush; pair {:?} -> {:?}",
+        secs(failed_at),
+        restarted_at.as_secs_f64(),
+        secs(back_at[0]),
+        secs(back_at[1]),
+        result.path,
+        path.expect("two sides"),
     );
     for c in [&a, &b] {
         assert!(c.seen_named("partner_left").is_empty(), "{}: the call ended", c.name);
