@@ -109,8 +109,9 @@ impl Drop for Netns {
     fn drop(&mut self) {
         // Whatever still runs inside (a process a test forgot, or a panicking test's) goes first.
         if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).stderr(Stdio::null()).output() {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse().ok()) {
+                // SAFETY: kill only sends a signal; the pids were just listed inside this namespace.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
         let _ = Command::new("ip").args(["netns", "del", &self.name]).stderr(Stdio::null()).status();

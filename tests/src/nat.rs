@@ -198,10 +198,30 @@ impl Lab {
         Ok(Lab { server, turn, homes: built, public })
     }
 
+    /// The signal server's port.
+    pub fn server_port(&self) -> u16 {
+        self.server.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("the server prints ADDR:PORT")
+    }
+
     /// The signal server's WebSocket URL as the homes reach it.
     pub fn ws_url(&self) -> String {
-        let port = self.server.addr.rsplit(':').next().unwrap_or_default();
-        format!("ws://{PUBLIC_IP}:{port}/ws")
+        format!("ws://{PUBLIC_IP}:{}/ws", self.server_port())
+    }
+
+    /// The value of counter `strangers_<name>` on the signal server's /metrics.
+    pub fn metric(&self, name: &str) -> anyhow::Result<u64> {
+        let addr = std::net::SocketAddr::from((PUBLIC_IP, self.server_port()));
+        let text = self.public.run_inside(|| {
+            let mut conn = std::net::TcpStream::connect(addr)?;
+            conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+            conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut conn, &mut text)?;
+            Ok(text)
+        })?;
+        let wanted = format!("strangers_{name} ");
+        let line = text.lines().find(|l| l.starts_with(&wanted)).with_context(|| format!("no {wanted}in /metrics"))?;
+        line[wanted.len()..].trim().parse().with_context(|| format!("unreadable metric: {line}"))
     }
 }
 
@@ -308,7 +328,10 @@ fn remove_stale_labs() {
         let name = line.split_whitespace().next().unwrap_or_default();
         let Some(rest) = name.strip_prefix(PREFIX) else { continue };
         let pid = rest.split('-').next().unwrap_or_default();
-        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        // A zombie (killed, not yet reaped) counts as gone.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+        if state.is_some_and(|s| s != "Z") {
             continue;
         }
         drop(Netns { name: name.to_owned() });

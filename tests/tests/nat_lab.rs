@@ -176,9 +176,18 @@ fn direct_possible(a: NatKind, b: NatKind) -> bool {
 fn every_nat_pairing_connects_with_verified_video() {
     let Some((_turn, lab)) = matrix_lab("every_nat_pairing_connects_with_verified_video", "m") else { return };
     let started = Instant::now();
-    let results = run_matrix(&lab, &[], |_, _, _, _| Ok(()));
+    let results = run_matrix(&lab, &[], |_, _, ca, cb| {
+        for c in [ca, cb] {
+            let kinds: Vec<_> = c.seen_named("local_candidate").iter().map(|e| e["kind"].clone()).collect();
+            anyhow::ensure!(kinds.iter().any(|k| k == "srflx"), "{}: no server-reflexive candidate: {kinds:?}", c.name);
+        }
+        Ok(())
+    });
     print_table("NAT matrix (direct allowed)", &results);
     eprintln!("matrix wall time: {:.1} s", started.elapsed().as_secs_f64());
+    // Server-reflexive candidates came from the signal server's own STUN responder.
+    let stun = lab.metric("stun_requests_total").expect("metrics");
+    assert!(stun >= 8, "the STUN responder answered {stun} requests");
     for ((a, b), outcome) in &results {
         let r = outcome.as_ref().unwrap_or_else(|e| panic!("{} / {}: {e:#}", a.name(), b.name()));
         let relayed = r.path.0 == "relay" || r.path.1 == "relay";
@@ -346,7 +355,7 @@ fn turn_refuses_private_peers_and_bad_credentials() {
     let turn = SocketAddr::from((PUBLIC_IP, TURN_PORT));
     let home = &lab.homes[0];
     let stranger = SocketAddr::from((lab.homes[1].public_ip, 40_000));
-    let server_port: u16 = lab.server.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+    let server_port = lab.server_port();
     let url = lab.ws_url();
     home.host
         .run_inside(|| {
