@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit, property, integration and system tests. Installs what it
-# needs first (scripts/setup.sh). Every test talks only to loopback and cleans up after itself.
+# needs first (scripts/setup.sh). Every test talks only to loopback or into network namespaces
+# of its own (the NAT lab, as root), and cleans up after itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

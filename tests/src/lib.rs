@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
+pub mod lossy;
+pub mod nat;
+pub mod turn_probe;
+
 /// The directory holding the workspace's binaries (`target/debug` or `target/release`).
 pub fn bin_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("STRANGERS_BIN_DIR") {
@@ -47,6 +51,14 @@ fn program(netns: Option<&str>, name: &str) -> anyhow::Result<Command> {
     })
 }
 
+/// Whether the tests run as root (network namespaces and nftables need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status.lines().find_map(|line| line.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().next())
+            == Some("0")
+    })
+}
+
 /// A network namespace of the test's own with its loopback up, deleted when dropped (drop it
 /// after the processes running in it).
 pub struct Netns {
@@ -70,16 +82,44 @@ impl Netns {
         full.extend_from_slice(args);
         run("ip", &full)
     }
+
+    /// Runs `work` on a thread of its own that has entered the namespace, so the sockets it
+    /// opens live there (the test's other threads stay where they were).
+    pub fn run_inside<T: Send>(&self, work: impl FnOnce() -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+                    // SAFETY: setns only reads the descriptor, which stays open for the call, and
+                    // changes the network namespace of this thread alone.
+                    let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+                    if rc != 0 {
+                        bail!("setns into {}: {}", self.name, std::io::Error::last_os_error());
+                    }
+                    work()
+                })
+                .join()
+                .map_err(|_| anyhow!("the thread inside {} panicked", self.name))?
+        })
+    }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        // Whatever still runs inside (a process a test forgot, or a panicking test's) goes first.
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).stderr(Stdio::null()).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse().ok()) {
+                // SAFETY: kill only sends a signal; the pids were just listed inside this namespace.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
         let _ = Command::new("ip").args(["netns", "del", &self.name]).stderr(Stdio::null()).status();
     }
 }
 
 /// Runs a command to completion, failing with its stderr if it fails.
-fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     let output = Command::new(program).args(args).output().with_context(|| format!("running {program}"))?;
     if !output.status.success() {
         bail!("{program} {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
@@ -101,8 +141,13 @@ impl Server {
 
     /// Starts `signal-server` on a free loopback port, inside network namespace `netns` if given.
     pub fn start_in(netns: Option<&str>, args: &[&str]) -> anyhow::Result<Server> {
+        Self::start_listening_in(netns, "127.0.0.1:0", args)
+    }
+
+    /// Starts `signal-server` listening on `listen`, inside network namespace `netns` if given.
+    pub fn start_listening_in(netns: Option<&str>, listen: &str, args: &[&str]) -> anyhow::Result<Server> {
         let mut child = program(netns, "signal-server")?
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

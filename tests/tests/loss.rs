@@ -5,10 +5,10 @@
 //! rather than through a keyframe per loss. Needs root (network namespaces and nftables); it is
 //! skipped, saying so, without it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::Value;
-use strangers_system_tests::{Client, Netns, Server};
+use strangers_system_tests::lossy::{measure, Window};
+use strangers_system_tests::{is_root, Client, Netns, Server};
 
 const T: Duration = Duration::from_secs(30);
 /// How long the call is measured.
@@ -16,13 +16,6 @@ const MEASURED: Duration = Duration::from_secs(15);
 const MEDIA: [&str; 9] = ["--loopback", "--bind", "127.0.0.1", "--width", "640", "--height", "480", "--fps", "30"];
 /// Percent of UDP packets dropped.
 const LOSS_PERCENT: u32 = 5;
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status.lines().find_map(|line| line.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().next())
-            == Some("0")
-    })
-}
 
 /// Drops `percent` % of UDP packets at random as they are received. Dropping on input rather
 /// than output matters: a packet dropped on output fails the sender's `sendto` with EPERM, which
@@ -43,40 +36,9 @@ fn add_udp_loss(netns: &Netns, percent: u32) {
     }
 }
 
-fn number(stats: &Value, field: &str) -> f64 {
-    stats[field].as_f64().unwrap_or_else(|| panic!("no {field} in {stats}"))
-}
-
-/// What one side saw over the measured window.
-#[derive(Debug)]
-struct Window {
-    seconds: usize,
-    frames_verified: f64,
-    mean_fps: f64,
-    frozen_seconds: usize,
-    verify_errors: f64,
-    /// Keyframes the other side asked this side for.
-    keyframes_requested: f64,
-    loss: f64,
-}
-
-fn window(stats: &[Value]) -> Window {
-    let (first, last) = (&stats[0], &stats[stats.len() - 1]);
-    let fps: Vec<f64> = stats[1..].iter().map(|s| number(s, "recv_fps")).collect();
-    Window {
-        seconds: fps.len(),
-        frames_verified: number(last, "frames_verified") - number(first, "frames_verified"),
-        mean_fps: fps.iter().sum::<f64>() / fps.len() as f64,
-        frozen_seconds: fps.iter().filter(|&&f| f < 10.0).count(),
-        verify_errors: number(last, "verify_errors"),
-        keyframes_requested: number(last, "keyframes_requested") - number(first, "keyframes_requested"),
-        loss: number(last, "loss"),
-    }
-}
-
-/// Runs a 640x480 call in a lossy namespace and returns what a and b received, with the
-/// keyframes each asked for; `None` when not root.
-fn lossy_call(test: &str) -> Option<[(Window, f64); 2]> {
+/// Runs a 640x480 call in a lossy namespace and returns what a and b received; `None` when not
+/// root.
+fn lossy_call(test: &str) -> Option<[Window; 2]> {
     if !is_root() {
         eprintln!("skipped: {test} needs root for network namespaces and nftables");
         return None;
@@ -92,23 +54,9 @@ fn lossy_call(test: &str) -> Option<[(Window, f64); 2]> {
         c.wait_event(T, "connected").unwrap();
         c.wait_event(T, "first_frame").unwrap();
     }
-    // Let congestion control settle, then measure both sides second by second.
-    std::thread::sleep(Duration::from_secs(2));
-    let (mut sa, mut sb) = (Vec::new(), Vec::new());
-    let end = Instant::now() + MEASURED;
-    while Instant::now() < end || sa.len() < 2 || sb.len() < 2 {
-        sa.push(a.wait_event(Duration::from_secs(5), "stats").unwrap());
-        sb.push(b.wait_event(Duration::from_secs(5), "stats").unwrap());
-    }
-    let (wa, wb) = (window(&sa), window(&sb));
-    eprintln!("a received: {wa:?}\nb received: {wb:?}");
-    for (who, c) in [("a", &a), ("b", &b)] {
-        assert!(c.seen_named("partner_left").is_empty(), "{who}: the call ended");
-        assert_eq!(c.seen_named("matched").len(), 1, "{who}: the call was replaced by another");
-    }
-    // a's keyframe requests are counted at b (the sender), and the other way round.
-    let (asked_by_a, asked_by_b) = (wb.keyframes_requested, wa.keyframes_requested);
-    Some([(wa, asked_by_a), (wb, asked_by_b)])
+    let sides = measure(&mut a, &mut b, Duration::from_secs(2), MEASURED);
+    eprintln!("a received: {:?}\nb received: {:?}", sides[0], sides[1]);
+    Some(sides)
 }
 
 /// The call holds, nothing corrupt is shown, and NACK with the video jitter buffer repairs
@@ -117,14 +65,8 @@ fn lossy_call(test: &str) -> Option<[(Window, f64); 2]> {
 #[test]
 fn a_call_holds_and_video_recovers_under_five_percent_udp_loss() {
     let Some(sides) = lossy_call("a_call_holds_and_video_recovers_under_five_percent_udp_loss") else { return };
-    for (who, (w, asked)) in ["a", "b"].iter().zip(&sides) {
-        assert!(w.loss > 0.01, "{who}: the namespace drops packets: {w:?}");
-        // Only whole frames are decoded, so nothing corrupt is ever shown.
-        assert_eq!(w.verify_errors, 0.0, "{who}: corrupt frames: {w:?}");
-        assert!(w.mean_fps >= 20.0, "{who}: {w:?}");
-        assert!(w.frames_verified >= 20.0 * w.seconds as f64, "{who}: too few frames verified: {w:?}");
-        assert!(w.frozen_seconds <= 2, "{who}: frozen too often: {w:?}");
-        // At 5 % loss and several packets a frame, well over 100 frames a window lose a packet.
-        assert!(*asked <= w.seconds as f64, "{who} asked for {asked} keyframes: {w:?}");
+    for (who, w) in ["a", "b"].iter().zip(&sides) {
+        w.assert_recovered(who);
+        w.assert_repaired_by_nack(who);
     }
 }

@@ -41,6 +41,13 @@ const H264_PT: PayloadType = 102;
 const OPUS_PT: PayloadType = 111;
 /// How long the controlling ICE agent waits after a direct pair works before nominating it.
 const NOMINATION_DELAY: Duration = Duration::from_millis(15);
+/// Silence on the selected pair before ICE reports it disconnected, then further silence before
+/// it reports failure (which starts an ICE restart), and the keepalive that keeps an idle pair
+/// and its NAT mappings alive. webrtc-rs defaults to 5 s + 25 s: a frozen call for half a minute
+/// before any repair. Media counts as activity, so a live call never idles into these.
+const ICE_DISCONNECTED_AFTER: Duration = Duration::from_secs(3);
+const ICE_FAILED_AFTER: Duration = Duration::from_secs(2);
+const ICE_KEEPALIVE: Duration = Duration::from_secs(1);
 /// The label of the chat data channel.
 pub const CHAT_LABEL: &str = "chat";
 
@@ -282,7 +289,11 @@ impl Peer {
             .with_host_acceptance_min_wait(Some(NOMINATION_DELAY))
             .with_srflx_acceptance_min_wait(Some(NOMINATION_DELAY))
             .with_prflx_acceptance_min_wait(Some(NOMINATION_DELAY))
+            // A relayed pair is accepted only after 2 s by default, giving direct pairs a chance
+            // first; with relay-only there are none to wait for.
+            .with_relay_acceptance_min_wait(settings.relay_only.then_some(NOMINATION_DELAY))
             .with_ice_connection_attempts(Some(settings.ice_check_interval), Some(25))
+            .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), Some(ICE_KEEPALIVE))
             .build();
         let pc = PeerConnectionBuilder::new()
             .with_configuration(config)

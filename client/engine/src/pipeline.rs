@@ -448,8 +448,10 @@ async fn transport_stats(pc: &dyn PeerConnection, stats: &mut CallStats) {
             report.get(&transport.selected_candidate_pair_id)
         {
             stats.rtt_ms = Some(pair.current_round_trip_time * 1000.0);
-            // Candidate entries are keyed by a type prefix plus the id the pair names.
-            let kind = |id: &str| {
+            // Candidate entries are keyed by a type prefix plus the id the pair names. A remote
+            // candidate learned from a connectivity check was never signalled, so it has no
+            // entry: it is peer-reflexive.
+            let kind = |id: &str, missing: &str| {
                 report
                     .iter()
                     .find_map(|entry| match entry {
@@ -461,10 +463,12 @@ async fn transport_stats(pc: &dyn PeerConnection, stats: &mut CallStats) {
                         }
                         _ => None,
                     })
-                    .unwrap_or_else(|| "unknown".to_string())
+                    .unwrap_or_else(|| missing.to_string())
             };
-            stats.path =
-                Some(PathInfo { local: kind(&pair.local_candidate_id), remote: kind(&pair.remote_candidate_id) });
+            stats.path = Some(PathInfo {
+                local: kind(&pair.local_candidate_id, "unknown"),
+                remote: kind(&pair.remote_candidate_id, "prflx"),
+            });
         }
     }
     let (mut lost, mut received) = (0i64, 0u64);

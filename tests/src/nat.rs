@@ -1,0 +1,371 @@
+//! The NAT lab: hosts in Linux network namespaces joined by veth pairs. A "public" namespace
+//! holds the internet's switch (a bridge on 20.0.0.0/24, outside every range TURN refuses to
+//! relay to), the signal server with its STUN responder, and a real coturn running the shipped
+//! `assets/turnserver.conf`. Each home network is a router namespace (nftables NAT of one of
+//! four kinds) with one client namespace behind it on an RFC 1918 network.
+//!
+//! Namespaces are named `strangers-lab-<pid>-<tag>-<host>`, so labs of parallel tests never
+//! meet, and a lab left by a crashed run (its pid gone) is removed when the next one starts.
+//! Dropping a [`Lab`] kills every process left in its namespaces and deletes them, even when a
+//! test panics. This module only builds topology; tests live in `tests/tests/nat_lab.rs`.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::{run, Netns, Server};
+
+/// Every lab namespace starts with this.
+const PREFIX: &str = "strangers-lab-";
+/// The public side's address: signal server, STUN and TURN all listen here.
+pub const PUBLIC_IP: Ipv4Addr = Ipv4Addr::new(20, 0, 0, 1);
+/// A private address of the server's machine (on its loopback), which TURN must never reach.
+pub const SERVER_PRIVATE_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
+pub const STUN_PORT: u16 = 3479;
+pub const TURN_PORT: u16 = 3478;
+
+/// How a home router translates and filters (RFC 4787 terms in brackets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatKind {
+    /// Full cone: one mapping per internal port, and anyone may send to it
+    /// [endpoint-independent mapping and filtering].
+    FullCone,
+    /// One mapping per internal port; replies are let in from any port of an address the
+    /// client has sent to [endpoint-independent mapping, address-dependent filtering].
+    AddressRestricted,
+    /// One mapping per internal port; only the exact address and port the client sent to may
+    /// answer [endpoint-independent mapping, address-and-port-dependent filtering].
+    PortRestricted,
+    /// A new random external port for every destination [address-and-port-dependent mapping
+    /// and filtering].
+    Symmetric,
+}
+
+impl NatKind {
+    pub const ALL: [NatKind; 4] =
+        [NatKind::FullCone, NatKind::AddressRestricted, NatKind::PortRestricted, NatKind::Symmetric];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NatKind::FullCone => "full cone",
+            NatKind::AddressRestricted => "address-restricted",
+            NatKind::PortRestricted => "port-restricted",
+            NatKind::Symmetric => "symmetric",
+        }
+    }
+
+    /// The router's nftables ruleset. `wan` faces the public network, `lan` the home; `client`
+    /// is the one host at home.
+    fn ruleset(self, client: Ipv4Addr) -> String {
+        // Masquerade keeps the internal port when it is free (one client per home, so always),
+        // which makes the mapping endpoint-independent; fully-random picks a fresh port per flow.
+        let masquerade = if self == NatKind::Symmetric { "masquerade fully-random" } else { "masquerade" };
+        // Unsolicited inbound UDP is handed to the client on the same port, from anyone (full
+        // cone) or from addresses the client has sent to (address-restricted); what is left
+        // is dropped before conntrack records it, as home routers do. A recorded flow to the
+        // router itself would take the tuple the client's own mapping needs later, and
+        // masquerade would then move the client to another port (a Linux artefact that turns
+        // every NAT symmetric when the stranger's first check arrives early).
+        let admit = match self {
+            NatKind::FullCone => format!("iifname \"wan\" meta l4proto udp ct state new dnat to {client}"),
+            NatKind::AddressRestricted => {
+                format!("iifname \"wan\" meta l4proto udp ct state new ip saddr @contacted dnat to {client}")
+            }
+            NatKind::PortRestricted | NatKind::Symmetric => String::new(),
+        };
+        format!(
+            "table ip lab {{
+  set contacted {{ type ipv4_addr; flags dynamic, timeout; timeout 5m; }}
+  chain admit_in {{ type nat hook prerouting priority dstnat; policy accept;
+    {admit}
+  }}
+  chain map_out {{ type nat hook postrouting priority srcnat; policy accept;
+    oifname \"wan\" {masquerade}
+  }}
+  chain to_router {{ type filter hook input priority filter; policy accept;
+    iifname \"wan\" meta l4proto udp ct state new drop
+  }}
+  chain filter_through {{ type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    iifname \"lan\" oifname \"wan\" update @contacted {{ ip daddr }} accept
+    iifname \"wan\" ct status dnat accept
+  }}
+}}
+"
+        )
+    }
+}
+
+/// One home network: a NAT router and the client's host behind it.
+pub struct Home {
+    pub kind: NatKind,
+    /// The client's namespace (dropped before its router).
+    pub host: Netns,
+    pub router: Netns,
+    /// The router's public address: what strangers see of this home.
+    pub public_ip: Ipv4Addr,
+    pub private_ip: Ipv4Addr,
+}
+
+impl Home {
+    pub fn ns(&self) -> Option<&str> {
+        Some(self.host.name.as_str())
+    }
+
+    /// Drops `percent` % of the UDP packets reaching the home from outside, at random (media,
+    /// feedback, retransmissions and STUN alike), on the router's way in.
+    pub fn add_inbound_udp_loss(&self, percent: u32) -> anyhow::Result<()> {
+        let rules = format!(
+            "table ip loss {{
+  chain inbound {{ type filter hook forward priority filter - 5; policy accept;
+    iifname \"wan\" meta l4proto udp numgen random mod 100 < {percent} drop
+  }}
+}}
+"
+        );
+        nft(&self.router, &rules)
+    }
+
+    /// Forgets the router's UDP mappings, as a NAT does when they time out (UDP mappings live
+    /// for tens of seconds, TCP ones for hours, so the signaling connection survives).
+    pub fn flush_udp_mappings(&self) -> anyhow::Result<()> {
+        self.router
+            .exec(&["conntrack", "-D", "-p", "udp"])
+            .context("conntrack -D (is the conntrack package installed?)")
+    }
+}
+
+/// coturn on the public network, run with the shipped configuration.
+pub struct LabTurn {
+    child: Child,
+    pub secret: String,
+    conf: std::path::PathBuf,
+}
+
+impl Drop for LabTurn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.conf);
+    }
+}
+
+/// A whole lab. Fields drop in order: processes, homes, then the public namespace.
+pub struct Lab {
+    pub server: Server,
+    pub turn: LabTurn,
+    pub homes: Vec<Home>,
+    pub public: Netns,
+}
+
+impl Lab {
+    /// Builds the public network with the signal server (given extra `server_args`) and coturn,
+    /// and one home per entry of `homes`. `tag` tells this lab's namespaces apart from other
+    /// labs of the same run.
+    pub fn build(tag: &str, homes: &[NatKind], server_args: &[&str]) -> anyhow::Result<Lab> {
+        remove_stale_labs();
+        let prefix = format!("{PREFIX}{}-{tag}", std::process::id());
+        let public = Netns::create(&format!("{prefix}-pub"))?;
+        public.exec(&["ip", "link", "add", "br0", "type", "bridge"])?;
+        public.exec(&["ip", "addr", "add", &format!("{PUBLIC_IP}/24"), "dev", "br0"])?;
+        public.exec(&["ip", "link", "set", "br0", "up"])?;
+        public.exec(&["ip", "addr", "add", &format!("{SERVER_PRIVATE_IP}/32"), "dev", "lo"])?;
+
+        let mut built = Vec::new();
+        for (i, &kind) in homes.iter().enumerate() {
+            built.push(build_home(&prefix, &public, i, kind)?);
+        }
+
+        let turn = start_turn(&public, &prefix)?;
+        let stun_listen = format!("{PUBLIC_IP}:{STUN_PORT}");
+        let stun_url = format!("stun:{PUBLIC_IP}:{STUN_PORT}");
+        let turn_url = format!("turn:{PUBLIC_IP}:{TURN_PORT}?transport=udp");
+        let mut args = vec![
+            "--stun-listen",
+            &stun_listen,
+            "--stun-url",
+            &stun_url,
+            "--turn-url",
+            &turn_url,
+            "--turn-secret",
+            &turn.secret,
+        ];
+        args.extend_from_slice(server_args);
+        let server = Server::start_listening_in(Some(public.name.as_str()), "0.0.0.0:0", &args)?;
+        Ok(Lab { server, turn, homes: built, public })
+    }
+
+    /// The signal server's port.
+    pub fn server_port(&self) -> u16 {
+        self.server.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("the server prints ADDR:PORT")
+    }
+
+    /// The signal server's WebSocket URL as the homes reach it.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{PUBLIC_IP}:{}/ws", self.server_port())
+    }
+
+    /// The value of counter `strangers_<name>` on the signal server's /metrics.
+    pub fn metric(&self, name: &str) -> anyhow::Result<u64> {
+        let addr = std::net::SocketAddr::from((PUBLIC_IP, self.server_port()));
+        let text = self.public.run_inside(|| {
+            let mut conn = std::net::TcpStream::connect(addr)?;
+            conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+            conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut conn, &mut text)?;
+            Ok(text)
+        })?;
+        let wanted = format!("strangers_{name} ");
+        let line = text.lines().find(|l| l.starts_with(&wanted)).with_context(|| format!("no {wanted}in /metrics"))?;
+        line[wanted.len()..].trim().parse().with_context(|| format!("unreadable metric: {line}"))
+    }
+}
+
+fn build_home(prefix: &str, public: &Netns, i: usize, kind: NatKind) -> anyhow::Result<Home> {
+    let n = u8::try_from(i + 1).context("at most 200 homes")?;
+    let public_ip = Ipv4Addr::new(20, 0, 0, 10 + n);
+    let router_lan = Ipv4Addr::new(192, 168, n, 1);
+    let private_ip = Ipv4Addr::new(192, 168, n, 2);
+    let router = Netns::create(&format!("{prefix}-r{n}"))?;
+    let host = Netns::create(&format!("{prefix}-h{n}"))?;
+    let uplink = format!("up{n}");
+    // The router's wan end is created in the router, its other end on the public bridge.
+    run(
+        "ip",
+        &["link", "add", "wan", "netns", &router.name, "type", "veth", "peer", "name", &uplink, "netns", &public.name],
+    )?;
+    public.exec(&["ip", "link", "set", &uplink, "master", "br0", "up"])?;
+    run(
+        "ip",
+        &["link", "add", "lan", "netns", &router.name, "type", "veth", "peer", "name", "eth0", "netns", &host.name],
+    )?;
+    router.exec(&["ip", "addr", "add", &format!("{public_ip}/24"), "dev", "wan"])?;
+    router.exec(&["ip", "addr", "add", &format!("{router_lan}/24"), "dev", "lan"])?;
+    router.exec(&["ip", "link", "set", "wan", "up"])?;
+    router.exec(&["ip", "link", "set", "lan", "up"])?;
+    router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    let rules = kind.ruleset(private_ip);
+    nft(&router, &rules).with_context(|| format!("{} router rules", kind.name()))?;
+    host.exec(&["ip", "addr", "add", &format!("{private_ip}/24"), "dev", "eth0"])?;
+    host.exec(&["ip", "link", "set", "eth0", "up"])?;
+    host.exec(&["ip", "route", "add", "default", "via", &router_lan.to_string()])?;
+    Ok(Home { kind, host, router, public_ip, private_ip })
+}
+
+/// coturn with `assets/turnserver.conf` as shipped, except what a lab must change: where it
+/// listens and relays, its secret, and where it logs (TLS is off: the lab has no certificate).
+/// coturn lets its configuration file win over command-line flags, so the lab writes a copy of
+/// the file with those lines replaced.
+fn start_turn(public: &Netns, prefix: &str) -> anyhow::Result<LabTurn> {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/turnserver.conf");
+    let text = std::fs::read_to_string(shipped).with_context(|| format!("reading {shipped}"))?;
+    let replaced = ["listening-port", "tls-listening-port", "static-auth-secret", "cert", "pkey", "log-file"];
+    let mut conf: String = text
+        .lines()
+        .filter(|line| {
+            let key = line.split('=').next().unwrap_or_default().trim();
+            !replaced.contains(&key)
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let secret = format!("lab-secret-{}", std::process::id());
+    conf.push_str(&format!(
+        "\n# Lab overrides.\nlistening-ip={PUBLIC_IP}\nrelay-ip={PUBLIC_IP}\nlistening-port={TURN_PORT}\n\
+         static-auth-secret={secret}\nno-tls\nno-dtls\nlog-file=stdout\npidfile=/dev/null\n"
+    ));
+    let path = std::env::temp_dir().join(format!("{prefix}-turnserver.conf"));
+    std::fs::write(&path, conf)?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", &public.name, "turnserver", "-c"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting turnserver: is coturn installed (bash scripts/setup.sh)?")?;
+    let turn = LabTurn { child, secret, conf: path };
+    wait_udp_listener(public, TURN_PORT)?;
+    Ok(turn)
+}
+
+/// Loads an nftables ruleset into the namespace.
+fn nft(netns: &Netns, rules: &str) -> anyhow::Result<()> {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &netns.name, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running nft (is nftables installed?)")?;
+    child.stdin.take().context("stdin was piped")?.write_all(rules.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("nft in {} failed: {}\n{rules}", netns.name, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Waits until something listens on UDP `port` in the namespace.
+fn wait_udp_listener(netns: &Netns, port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let wanted = format!(":{port} ");
+    while Instant::now() < deadline {
+        let out = Command::new("ip").args(["netns", "exec", &netns.name, "ss", "-uln"]).output()?;
+        if String::from_utf8_lossy(&out.stdout).contains(&wanted) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listens on UDP port {port} in {}", netns.name)
+}
+
+/// Deletes namespaces (and kills their processes) left by lab runs whose process is gone.
+fn remove_stale_labs() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
+        let pid = rest.split('-').next().unwrap_or_default();
+        // A zombie (killed, not yet reaped) counts as gone.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+        if state.is_some_and(|s| s != "Z") {
+            continue;
+        }
+        drop(Netns { name: name.to_owned() });
+    }
+}
+
+/// Counts packets arriving at a host, with nftables counters in the host's own namespace
+/// (after its router's translation, so sources are what the host really receives from).
+pub struct Capture<'a> {
+    netns: &'a Netns,
+}
+
+impl<'a> Capture<'a> {
+    /// Starts one counter per `(name, nft match)`, e.g. `("relay", "ip saddr 20.0.0.1 udp sport
+    /// 49160-65535")`. Names are single words.
+    pub fn start(netns: &'a Netns, watched: &[(&str, String)]) -> anyhow::Result<Capture<'a>> {
+        let mut rules = String::from("table ip capture {\n  chain in { type filter hook input priority -10;\n");
+        for (name, matcher) in watched {
+            rules.push_str(&format!("    {matcher} counter comment \"{name}\"\n"));
+        }
+        rules.push_str("  }\n}\n");
+        nft(netns, &rules)?;
+        Ok(Capture { netns })
+    }
+
+    /// Packets counted by counter `name` so far.
+    pub fn packets(&self, name: &str) -> anyhow::Result<u64> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.netns.name, "nft", "list", "table", "ip", "capture"])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let wanted = format!("comment \"{name}\"");
+        let line = text.lines().find(|l| l.contains(&wanted)).with_context(|| format!("no counter {name}"))?;
+        let packets = line.split("packets ").nth(1).and_then(|s| s.split_whitespace().next());
+        packets.and_then(|p| p.parse().ok()).with_context(|| format!("unreadable counter: {line}"))
+    }
+}

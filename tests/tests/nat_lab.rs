@@ -1,0 +1,408 @@
+//! The NAT lab (`tests/src/nat.rs`): real clients behind real NAT routers in network
+//! namespaces meet through the real signal server, with the signal server's STUN responder and
+//! a real coturn running the shipped configuration on the "public" network.
+//!
+//! - Every pairing of the four NAT kinds connects and carries verified video; the candidate
+//!   types of the winning pair are recorded (symmetric to symmetric must go through TURN).
+//! - Relay-only mode connects in every pairing, and the far side never receives a packet from
+//!   the privacy user's real (public) address.
+//! - A NAT mapping flushed mid-call is recovered by an ICE restart.
+//! - coturn refuses to relay into private and loopback addresses, and refuses expired and
+//!   forged credentials.
+//!
+//! Needs root (namespaces, nftables); each test says it is skipped without it. The heavy tests
+//! take turns (the machine may have two cores); `--nocapture` prints the figures that
+//! docs/NAT.md reports.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use strangers_system_tests::lossy::measure;
+use strangers_system_tests::nat::{Capture, Home, Lab, NatKind, PUBLIC_IP, SERVER_PRIVATE_IP, TURN_PORT};
+use strangers_system_tests::turn_probe::{Answer, TurnProbe};
+use strangers_system_tests::{is_root, Client, RawPeer};
+
+const T: Duration = Duration::from_secs(30);
+/// Small video keeps four calls at once affordable; the NAT, not the codec, is under test.
+const MEDIA: [&str; 6] = ["--width", "320", "--height", "240", "--fps", "15"];
+/// Frames each side must verify before a call counts as carrying video.
+const FRAMES: u64 = 30;
+/// coturn's relay ports (assets/turnserver.conf `min-port`..`max-port`).
+const RELAY_PORTS: &str = "49160-65535";
+
+/// Calls take turns across tests: each test runs up to four at once.
+static CALLS: Mutex<()> = Mutex::new(());
+
+/// Builds a lab with these homes once this test's turn to make calls comes; `None` (the test
+/// is skipped, saying so) without root. The lab drops before the turn is handed on.
+fn lab_for_calls(
+    test: &str,
+    tag: &str,
+    homes: &[NatKind],
+    server_args: &[&str],
+) -> Option<(MutexGuard<'static, ()>, Lab)> {
+    if !is_root() {
+        eprintln!("skipped: {test} needs root for network namespaces and nftables");
+        return None;
+    }
+    let turn = CALLS.lock().unwrap_or_else(|e| e.into_inner());
+    Some((turn, Lab::build(tag, homes, server_args).expect("the lab builds")))
+}
+
+/// One call between two homes, as measured on the side that joined second.
+#[derive(Debug, Clone)]
+struct CallResult {
+    /// Candidate types of the selected pair, seen from `a`: (a's local, a's remote).
+    path: (String, String),
+    /// From the second client's find to ICE and DTLS up, and to its first decoded frame.
+    connected_ms: u64,
+    first_frame_ms: u64,
+}
+
+fn path_of(stats: &Value) -> (String, String) {
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
+    (text(&stats["path"]["local"]), text(&stats["path"]["remote"]))
+}
+
+/// Waits until a client has verified `FRAMES` frames with no error, and returns that stats line.
+fn verified(c: &mut Client) -> anyhow::Result<Value> {
+    let stats = c.wait_for(T, "verified frames", |e| {
+        e["event"] == "stats" && e["frames_verified"].as_u64().unwrap_or(0) >= FRAMES
+    })?;
+    anyhow::ensure!(stats["verify_errors"] == 0, "{}: corrupt frames: {stats}", c.name);
+    Ok(stats)
+}
+
+/// Starts a client in `a`, then one in `b` once `a` waits, and returns both once each has
+/// verified video. They meet through an interest of their own, so calls running at once in the
+/// same lab pair as meant.
+fn meet(
+    lab: &Lab,
+    (a, b): (&Home, &Home),
+    tag: &str,
+    media: &[&str],
+    a_flags: &[&str],
+) -> anyhow::Result<(Client, Client, CallResult)> {
+    let url = lab.ws_url();
+    let interest = format!("cell-{tag}");
+    let mut args: Vec<&str> = vec!["--interests", &interest, "--exit-after", "120"];
+    args.extend_from_slice(media);
+    let mut a_args = args.clone();
+    a_args.extend_from_slice(a_flags);
+    let mut ca = Client::start_in(a.ns(), &format!("{tag}/a"), &url, &a_args)?;
+    ca.wait_event(T, "queued")?;
+    let mut cb = Client::start_in(b.ns(), &format!("{tag}/b"), &url, &args)?;
+    let connected = cb.wait_event(T, "connected")?;
+    let first = cb.wait_event(T, "first_frame")?;
+    ca.wait_event(T, "first_frame")?;
+    let stats = verified(&mut ca)?;
+    verified(&mut cb)?;
+    let result = CallResult {
+        path: path_of(&stats),
+        connected_ms: connected["ms_since_find"].as_u64().unwrap_or_default(),
+        first_frame_ms: first["ms_since_find"].as_u64().unwrap_or_default(),
+    };
+    Ok((ca, cb, result))
+}
+
+/// A lab with a home of every kind on side a (homes 0-3) and on side b (homes 4-7).
+fn matrix_lab(test: &str, tag: &str) -> Option<(MutexGuard<'static, ()>, Lab)> {
+    let kinds: Vec<NatKind> = NatKind::ALL.iter().chain(NatKind::ALL.iter()).copied().collect();
+    lab_for_calls(test, tag, &kinds, &["--interest-wait", "300"])
+}
+
+/// Runs every cell of the 4x4 matrix, four at a time (each a-home and b-home in one call per
+/// round), and returns the results in row order with `check` run on each call.
+fn run_matrix<F>(lab: &Lab, a_flags: &[&str], check: F) -> Vec<((NatKind, NatKind), anyhow::Result<CallResult>)>
+where
+    F: Fn(&Home, &Home, &mut Client, &mut Client) -> anyhow::Result<()> + Sync,
+{
+    let mut results = Vec::new();
+    for round in 0..4 {
+        let cells: Vec<(usize, usize)> = (0..4).map(|i| (i, (i + round) % 4)).collect();
+        let outcomes: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = cells
+                .iter()
+                .map(|&(i, j)| {
+                    let (a, b) = (&lab.homes[i], &lab.homes[4 + j]);
+                    let check = &check;
+                    scope.spawn(move || {
+                        let (mut ca, mut cb, result) = meet(lab, (a, b), &format!("{i}{j}"), &MEDIA, a_flags)?;
+                        check(a, b, &mut ca, &mut cb)?;
+                        Ok(result)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("a cell's thread does not panic")).collect()
+        });
+        for (&(i, j), outcome) in cells.iter().zip(outcomes) {
+            results.push(((NatKind::ALL[i], NatKind::ALL[j]), outcome));
+        }
+    }
+    results.sort_by_key(|((a, b), _)| {
+        (NatKind::ALL.iter().position(|k| k == a), NatKind::ALL.iter().position(|k| k == b))
+    });
+    results
+}
+
+fn print_table(title: &str, results: &[((NatKind, NatKind), anyhow::Result<CallResult>)]) {
+    eprintln!("\n{title}\n| a \\ b | pair (a local / a remote) | connected ms | first frame ms |\n|---|---|---|---|");
+    for ((a, b), outcome) in results {
+        match outcome {
+            Ok(r) => eprintln!(
+                "| {} / {} | {} / {} | {} | {} |",
+                a.name(),
+                b.name(),
+                r.path.0,
+                r.path.1,
+                r.connected_ms,
+                r.first_frame_ms
+            ),
+            Err(e) => eprintln!("| {} / {} | FAILED: {e:#} | | |", a.name(), b.name()),
+        }
+    }
+}
+
+/// Whether theory says two NATs of these kinds can talk directly: only a symmetric NAT facing
+/// a symmetric or port-restricted one leaves no hole that both sides can find.
+fn direct_possible(a: NatKind, b: NatKind) -> bool {
+    use NatKind::{PortRestricted, Symmetric};
+    !matches!((a, b), (Symmetric, Symmetric) | (Symmetric, PortRestricted) | (PortRestricted, Symmetric))
+}
+
+#[test]
+fn every_nat_pairing_connects_with_verified_video() {
+    let Some((_turn, lab)) = matrix_lab("every_nat_pairing_connects_with_verified_video", "m") else { return };
+    let started = Instant::now();
+    let results = run_matrix(&lab, &[], |_, _, ca, cb| {
+        for c in [ca, cb] {
+            let kinds: Vec<_> = c.seen_named("local_candidate").iter().map(|e| e["kind"].clone()).collect();
+            anyhow::ensure!(kinds.iter().any(|k| k == "srflx"), "{}: no server-reflexive candidate: {kinds:?}", c.name);
+        }
+        Ok(())
+    });
+    print_table("NAT matrix (direct allowed)", &results);
+    eprintln!("matrix wall time: {:.1} s", started.elapsed().as_secs_f64());
+    // Server-reflexive candidates came from the signal server's own STUN responder.
+    let stun = lab.metric("stun_requests_total").expect("metrics");
+    assert!(stun >= 8, "the STUN responder answered {stun} requests");
+    for ((a, b), outcome) in &results {
+        let r = outcome.as_ref().unwrap_or_else(|e| panic!("{} / {}: {e:#}", a.name(), b.name()));
+        let relayed = r.path.0 == "relay" || r.path.1 == "relay";
+        if !direct_possible(*a, *b) {
+            assert!(relayed, "{} / {} cannot go direct, yet the pair is {:?}", a.name(), b.name(), r.path);
+        } else {
+            assert!(!relayed, "{} / {} can go direct, yet it went through TURN: {:?}", a.name(), b.name(), r.path);
+        }
+    }
+}
+
+#[test]
+fn relay_only_connects_everywhere_and_hides_the_address() {
+    let Some((_turn, lab)) = matrix_lab("relay_only_connects_everywhere_and_hides_the_address", "r") else { return };
+    let started = Instant::now();
+    // On every b host: count UDP from each a router's public address (must stay zero: a is
+    // the privacy user) and from coturn's relay ports (where a's media must come from).
+    let mut watched: Vec<(String, String)> = lab.homes[..4]
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (format!("a{i}"), format!("ip saddr {} meta l4proto udp", h.public_ip)))
+        .collect();
+    watched.push(("relay".into(), format!("ip saddr {PUBLIC_IP} udp sport {RELAY_PORTS}")));
+    let watched: Vec<(&str, String)> = watched.iter().map(|(n, m)| (n.as_str(), m.clone())).collect();
+    let captures: Vec<Capture<'_>> =
+        lab.homes[4..].iter().map(|h| Capture::start(&h.host, &watched).expect("counters")).collect();
+    let results = run_matrix(&lab, &["--relay-only"], |a, b, ca, cb| {
+        let kinds: Vec<_> = ca.seen_named("local_candidate").iter().map(|e| e["kind"].clone()).collect();
+        anyhow::ensure!(!kinds.is_empty() && kinds.iter().all(|k| k == "relay"), "a sent {kinds:?}");
+        let stats = verified(cb)?;
+        anyhow::ensure!(stats["path"]["remote"] == "relay", "b's remote is not a relay: {stats}");
+        let capture = &captures[lab.homes[4..].iter().position(|h| std::ptr::eq(h, b)).expect("a b home")];
+        let a_index = lab.homes[..4].iter().position(|h| std::ptr::eq(h, a)).expect("an a home");
+        let leaked = capture.packets(&format!("a{a_index}"))?;
+        let relayed = capture.packets("relay")?;
+        anyhow::ensure!(leaked == 0, "{leaked} packets from a's real address reached b");
+        anyhow::ensure!(relayed > 0, "no relay packet reached b");
+        Ok(())
+    });
+    print_table("Relay-only matrix (a is relay-only)", &results);
+    eprintln!("relay-only wall time: {:.1} s", started.elapsed().as_secs_f64());
+    for ((a, b), outcome) in &results {
+        let r = outcome.as_ref().unwrap_or_else(|e| panic!("{} / {}: {e:#}", a.name(), b.name()));
+        assert_eq!(r.path.0, "relay", "{} / {}: {:?}", a.name(), b.name(), r.path);
+    }
+    // Every a was relay-only all along: nothing from any of their real addresses anywhere.
+    for (capture, home) in captures.iter().zip(&lab.homes[4..]) {
+        for i in 0..4 {
+            assert_eq!(capture.packets(&format!("a{i}")).unwrap(), 0, "a{i} leaked to {}", home.host.name);
+        }
+    }
+}
+
+#[test]
+fn a_flushed_nat_mapping_is_recovered_by_an_ice_restart() {
+    // The symmetric side gets a new port for every flow, so after the flush its packets come
+    // from an address the stranger never checked, and the stranger's reach the old, dead port.
+    let test = "a_flushed_nat_mapping_is_recovered_by_an_ice_restart";
+    let Some((_turn, lab)) = lab_for_calls(test, "i", &[NatKind::FullCone, NatKind::Symmetric], &[]) else { return };
+    let (mut a, mut b, result) =
+        meet(&lab, (&lab.homes[0], &lab.homes[1]), "restart", &MEDIA, &[]).expect("the call starts");
+    let frames = |e: &Value| e["frames_verified"].as_u64().unwrap_or(0);
+    let flushed = Instant::now();
+    lab.homes[1].flush_udp_mappings().expect("flush");
+    // Media stops, ICE notices (failed), restarts, and video flows both ways again. Events are
+    // read as they come, so the times below are when they happened (to a tenth of a second).
+    let deadline = flushed + Duration::from_secs(40);
+    let (mut failed_at, mut restarted) = (None, None);
+    // Per side: frames verified when the restart completed, and when the count moved again.
+    let mut frames_then: [Option<u64>; 2] = [None, None];
+    let mut back_at: [Option<Duration>; 2] = [None, None];
+    while back_at.iter().any(Option::is_none) {
+        assert!(Instant::now() < deadline, "video did not come back; a: {:?}\nb: {:?}", tail(&a), tail(&b));
+        for (i, c) in [&mut a, &mut b].into_iter().enumerate() {
+            while let Ok(e) = c.wait_for(Duration::from_millis(50), "any event", |_| true) {
+                let now = flushed.elapsed();
+                if e["event"] == "connection_state" && e["state"] == "failed" {
+                    failed_at.get_or_insert(now);
+                }
+                if e["event"] == "ice_restarted" && restarted.is_none() {
+                    restarted = Some((now, e["ms"].as_u64().unwrap_or_default()));
+                }
+                if e["event"] != "stats" || restarted.is_none() {
+                    continue;
+                }
+                let then = *frames_then[i].get_or_insert(frames(&e));
+                if frames(&e) > then {
+                    back_at[i].get_or_insert(now);
+                }
+            }
+        }
+    }
+    // And it lasts: each side verifies a run of frames on the new path.
+    let mut path = None;
+    for c in [&mut a, &mut b] {
+        let now = c.seen_named("stats").last().map(|e| frames(e)).unwrap_or(0);
+        let stats =
+            c.wait_for(T, "video after the restart", |e| e["event"] == "stats" && frames(e) >= now + FRAMES).unwrap();
+        assert_eq!(stats["verify_errors"], 0, "{}: corrupt frames: {stats}", c.name);
+        path.get_or_insert(path_of(&stats));
+    }
+    let (restarted_at, restart_ms) = restarted.expect("the loop ends only after a restart");
+    let secs = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
+    eprintln!(
+        "ICE restart after a flushed mapping: failed at {:.1} s, restarted at {:.1} s ({restart_ms} ms from failure to \
+         connected), video back at {:.1} s (a) and {:.1} s (b) after the flush; pair {:?} -> {:?}",
+        secs(failed_at),
+        restarted_at.as_secs_f64(),
+        secs(back_at[0]),
+        secs(back_at[1]),
+        result.path,
+        path.expect("two sides"),
+    );
+    for c in [&a, &b] {
+        assert!(c.seen_named("partner_left").is_empty(), "{}: the call ended", c.name);
+        assert_eq!(c.seen_named("matched").len(), 1, "{}: a new call replaced this one", c.name);
+    }
+}
+
+#[test]
+fn a_relayed_call_across_lossy_routers_holds_and_recovers() {
+    // Port-restricted and symmetric cannot meet directly: every packet crosses coturn, and each
+    // router drops 5 % of what comes in, so each direction loses about 5 % on its way.
+    let test = "a_relayed_call_across_lossy_routers_holds_and_recovers";
+    let homes = [NatKind::PortRestricted, NatKind::Symmetric];
+    let Some((_turn, lab)) = lab_for_calls(test, "l", &homes, &[]) else { return };
+    for home in &lab.homes {
+        home.add_inbound_udp_loss(5).expect("loss rules");
+    }
+    let media = ["--width", "640", "--height", "480", "--fps", "30"];
+    let (mut a, mut b, result) =
+        meet(&lab, (&lab.homes[0], &lab.homes[1]), "loss", &media, &[]).expect("the call starts");
+    assert!(result.path.0 == "relay" || result.path.1 == "relay", "not relayed: {:?}", result.path);
+    let sides = measure(&mut a, &mut b, Duration::from_secs(2), Duration::from_secs(15));
+    eprintln!("relayed call at 5 % loss per direction:\na received: {:?}\nb received: {:?}", sides[0], sides[1]);
+    // Frame rate and keyframe requests are reported, not bounded: through a relay on a loaded
+    // machine more retransmissions come too late (tests/tests/loss.rs bounds both on one host).
+    for (who, w) in ["a", "b"].iter().zip(&sides) {
+        w.assert_recovered(who);
+    }
+}
+
+/// A client's events other than statistics, for failure messages.
+fn tail(c: &Client) -> Vec<String> {
+    c.seen.iter().filter(|e| e["event"] != "stats").map(|e| e.to_string()).collect()
+}
+
+/// A TURN credential in the REST scheme the signal server uses.
+fn credential(lab: &Lab, username: &str) -> String {
+    signal_server::turn::turn_credential(&lab.turn.secret, username)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs()
+}
+
+#[test]
+fn turn_refuses_private_peers_and_bad_credentials() {
+    if !is_root() {
+        eprintln!("skipped: turn_refuses_private_peers_and_bad_credentials needs root for network namespaces");
+        return;
+    }
+    // No calls: this test does not wait for a turn.
+    let lab = Lab::build("s", &[NatKind::PortRestricted, NatKind::FullCone], &[]).expect("the lab builds");
+    let turn = SocketAddr::from((PUBLIC_IP, TURN_PORT));
+    let home = &lab.homes[0];
+    let stranger = SocketAddr::from((lab.homes[1].public_ip, 40_000));
+    let server_port = lab.server_port();
+    let url = lab.ws_url();
+    home.host
+        .run_inside(|| {
+            // Real credentials, as the signal server hands them to a client.
+            let mut peer = RawPeer::connect(&url)?;
+            peer.send(r#"{"type":"hello","version":1}"#)?;
+            let welcome = peer.expect("welcome")?;
+            let server = welcome["ice_servers"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["username"].is_string()))
+                .ok_or_else(|| anyhow::anyhow!("no TURN server in {welcome}"))?;
+            let (user, pass) = (server["username"].as_str().unwrap_or(""), server["credential"].as_str().unwrap_or(""));
+            let mut probe = TurnProbe::new(turn, user, pass)?;
+            assert_eq!(probe.allocate()?, Answer::Success, "a fresh credential allocates");
+            // A public lab address may be relayed to.
+            assert_eq!(probe.permit(stranger)?, Answer::Success, "relaying to a public address");
+            // The server's loopback, its private address, its home network and another home's
+            // private address are all refused.
+            let forbidden: [Ipv4Addr; 5] = [
+                Ipv4Addr::LOCALHOST,
+                SERVER_PRIVATE_IP,
+                Ipv4Addr::new(127, 0, 0, 53),
+                lab.homes[1].private_ip,
+                Ipv4Addr::new(172, 16, 0, 1),
+            ];
+            for ip in forbidden {
+                let answer = probe.permit(SocketAddr::from((ip, server_port)))?;
+                assert_eq!(answer.code(), Some(403), "relaying to {ip}: {answer:?}");
+            }
+            for ip in [Ipv4Addr::new(100, 64, 0, 1), Ipv4Addr::new(169, 254, 0, 1), Ipv4Addr::new(0, 1, 2, 3)] {
+                let answer = probe.permit(SocketAddr::from((ip, 9)))?;
+                assert_eq!(answer.code(), Some(403), "relaying to {ip}: {answer:?}");
+            }
+
+            // An expired credential, correctly signed, is refused.
+            let expired = format!("{}:someone", unix_now() - 60);
+            let answer = TurnProbe::new(turn, &expired, &credential(&lab, &expired))?.allocate()?;
+            assert_eq!(answer.code(), Some(401), "an expired credential: {answer:?}");
+            // A forged one (signed with another secret) is refused.
+            let forged_user = format!("{}:someone", unix_now() + 3600);
+            let forged = signal_server::turn::turn_credential("not-the-secret", &forged_user);
+            let answer = TurnProbe::new(turn, &forged_user, &forged)?.allocate()?;
+            assert_eq!(answer.code(), Some(401), "a forged credential: {answer:?}");
+            // The same username with its true signature works (the probe itself is sound).
+            let good = TurnProbe::new(turn, &forged_user, &credential(&lab, &forged_user))?.allocate()?;
+            assert_eq!(good, Answer::Success);
+            Ok(())
+        })
+        .expect("probing TURN from a home");
+}
