@@ -317,7 +317,7 @@ fn a_relayed_call_across_lossy_routers_holds_and_recovers() {
     for home in &lab.homes {
         home.add_inbound_udp_loss(5).expect("loss rules");
     }
-    let media = ["--width", "640", "--height", "480", "--fps", "30"];
+    let media = ["--width", "320", "--height", "240", "--fps", "30"];
     let (mut a, mut b, result) =
         meet(&lab, (&lab.homes[0], &lab.homes[1]), "loss", &media, &[]).expect("the call starts");
     assert!(result.path.0 == "relay" || result.path.1 == "relay", "not relayed: {:?}", result.path);
@@ -388,6 +388,13 @@ fn turn_refuses_private_peers_and_bad_credentials() {
             for ip in [Ipv4Addr::new(100, 64, 0, 1), Ipv4Addr::new(169, 254, 0, 1), Ipv4Addr::new(0, 1, 2, 3)] {
                 let answer = probe.permit(SocketAddr::from((ip, 9)))?;
                 assert_eq!(answer.code(), Some(403), "relaying to {ip}: {answer:?}");
+            }
+
+            // Nor can they be reached written as IPv4-mapped IPv6 addresses.
+            for ip in [Ipv4Addr::LOCALHOST, SERVER_PRIVATE_IP] {
+                let mapped = SocketAddr::from((ip.to_ipv6_mapped(), server_port));
+                let answer = probe.permit(mapped)?;
+                assert_ne!(answer, Answer::Success, "relaying to {mapped}");
             }
 
             // An expired credential, correctly signed, is refused.
