@@ -99,6 +99,13 @@ impl NatKind {
     }
 }
 
+/// Which of a router's mappings to forget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    Udp,
+    All,
+}
+
 /// One home network: a NAT router and the client's host behind it.
 pub struct Home {
     pub kind: NatKind,
@@ -129,12 +136,15 @@ impl Home {
         nft(&self.router, &rules)
     }
 
-    /// Forgets the router's UDP mappings, as a NAT does when they time out (UDP mappings live
-    /// for tens of seconds, TCP ones for hours, so the signaling connection survives).
-    pub fn flush_udp_mappings(&self) -> anyhow::Result<()> {
-        self.router
-            .exec(&["conntrack", "-D", "-p", "udp"])
-            .context("conntrack -D (is the conntrack package installed?)")
+    /// Forgets the router's mappings: only the UDP ones, as a NAT does when they time out (UDP
+    /// mappings live for tens of seconds, TCP ones for hours, so the signaling connection
+    /// survives), or all of them, as a router restart does (signaling breaks too).
+    pub fn flush_mappings(&self, flush: Flush) -> anyhow::Result<()> {
+        let args: &[&str] = match flush {
+            Flush::Udp => &["conntrack", "-D", "-p", "udp"],
+            Flush::All => &["conntrack", "-F"],
+        };
+        self.router.exec(args).context("conntrack (is the conntrack package installed?)")
     }
 }
 

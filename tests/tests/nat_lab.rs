@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use strangers_system_tests::lossy::measure;
-use strangers_system_tests::nat::{Capture, Home, Lab, NatKind, PUBLIC_IP, SERVER_PRIVATE_IP, TURN_PORT};
+use strangers_system_tests::nat::{Capture, Flush, Home, Lab, NatKind, PUBLIC_IP, SERVER_PRIVATE_IP, TURN_PORT};
 use strangers_system_tests::turn_probe::{Answer, TurnProbe};
 use strangers_system_tests::{is_root, Client, RawPeer};
 
@@ -243,15 +243,27 @@ fn relay_only_connects_everywhere_and_hides_the_address() {
 
 #[test]
 fn a_flushed_nat_mapping_is_recovered_by_an_ice_restart() {
-    // The symmetric side gets a new port for every flow, so after the flush its packets come
-    // from an address the stranger never checked, and the stranger's reach the old, dead port.
-    let test = "a_flushed_nat_mapping_is_recovered_by_an_ice_restart";
-    let Some((_turn, lab)) = lab_for_calls(test, "i", &[NatKind::FullCone, NatKind::Symmetric], &[]) else { return };
+    recovers_from_a_flush("a_flushed_nat_mapping_is_recovered_by_an_ice_restart", "i", Flush::Udp);
+}
+
+/// The router forgets its TCP mappings too, so the signaling socket dies in the same moment:
+/// the restart's first offer or answer can be relayed into the dead socket and lost, and the
+/// failed side asks again until the call is back.
+#[test]
+fn a_router_that_forgets_every_mapping_is_recovered_by_an_ice_restart() {
+    recovers_from_a_flush("a_router_that_forgets_every_mapping_is_recovered_by_an_ice_restart", "j", Flush::All);
+}
+
+/// A full-cone / symmetric call; then the symmetric router forgets its mappings. The symmetric
+/// side gets a new port for every flow, so after the flush its packets come from an address the
+/// stranger never checked, and the stranger's reach the old, dead port.
+fn recovers_from_a_flush(test: &str, tag: &str, flush: Flush) {
+    let Some((_turn, lab)) = lab_for_calls(test, tag, &[NatKind::FullCone, NatKind::Symmetric], &[]) else { return };
     let (mut a, mut b, result) =
         meet(&lab, (&lab.homes[0], &lab.homes[1]), "restart", &MEDIA, &[]).expect("the call starts");
     let frames = |e: &Value| e["frames_verified"].as_u64().unwrap_or(0);
     let flushed = Instant::now();
-    lab.homes[1].flush_udp_mappings().expect("flush");
+    lab.homes[1].flush_mappings(flush).expect("flush");
     // Media stops, ICE notices (failed), restarts, and video flows both ways again. Events are
     // read as they come, so the times below are when they happened (to a tenth of a second).
     let deadline = flushed + Duration::from_secs(40);
@@ -292,7 +304,7 @@ fn a_flushed_nat_mapping_is_recovered_by_an_ice_restart() {
     let (restarted_at, restart_ms) = restarted.expect("the loop ends only after a restart");
     let secs = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
     eprintln!(
-        "ICE restart after a flushed mapping: failed at {:.1} s, restarted at {:.1} s ({restart_ms} ms from failure to \
+        "ICE restart after a flush of {flush:?} mappings: failed at {:.1} s, restarted at {:.1} s ({restart_ms} ms from failure to \
          connected), video back at {:.1} s (a) and {:.1} s (b) after the flush; pair {:?} -> {:?}",
         secs(failed_at),
         restarted_at.as_secs_f64(),
