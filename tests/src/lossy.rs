@@ -61,7 +61,8 @@ pub fn measure(a: &mut Client, b: &mut Client, settle: Duration, measured: Durat
         sb.push(b.wait_event(Duration::from_secs(5), "stats").unwrap());
     }
     for c in [&*a, &*b] {
-        assert!(c.seen_named("partner_left").is_empty(), "{}: the call ended", c.name);
+        let news: Vec<String> = c.seen.iter().filter(|e| e["event"] != "stats").map(|e| e.to_string()).collect();
+        assert!(c.seen_named("partner_left").is_empty(), "{}: the call ended: {news:?}", c.name);
         assert_eq!(c.seen_named("matched").len(), 1, "{}: the call was replaced by another", c.name);
     }
     // a's keyframe requests are counted at b (the sender), and the other way round.
