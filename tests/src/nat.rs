@@ -163,6 +163,23 @@ impl Drop for LabTurn {
     }
 }
 
+/// A STUN server for NAT behaviour discovery (RFC 5780: answers from a second address and
+/// port on request), coturn with no relay, on the public network.
+pub struct BehaviourStun {
+    child: Child,
+}
+
+impl Drop for BehaviourStun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The behaviour discovery server's two addresses and port.
+pub const BEHAVIOUR_IPS: [Ipv4Addr; 2] = [Ipv4Addr::new(20, 0, 0, 2), Ipv4Addr::new(20, 0, 0, 3)];
+pub const BEHAVIOUR_PORT: u16 = 3490;
+
 /// A whole lab. Fields drop in order: processes, homes, then the public namespace.
 pub struct Lab {
     pub server: Server,
@@ -206,6 +223,31 @@ impl Lab {
         args.extend_from_slice(server_args);
         let server = Server::start_listening_in(Some(public.name.as_str()), "0.0.0.0:0", &args)?;
         Ok(Lab { server, turn, homes: built, public })
+    }
+
+    /// Starts a STUN server for NAT behaviour discovery on two more public addresses.
+    pub fn start_behaviour_stun(&self) -> anyhow::Result<BehaviourStun> {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.public.name, "turnserver", "-n", "--stun-only", "--no-cli"]);
+        for ip in BEHAVIOUR_IPS {
+            self.public.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "br0"])?;
+            command.args(["--listening-ip", &ip.to_string()]);
+        }
+        let port = BEHAVIOUR_PORT.to_string();
+        command.args([
+            "--listening-port",
+            &port,
+            "--no-tls",
+            "--no-dtls",
+            "--log-file",
+            "stdout",
+            "--pidfile",
+            "/dev/null",
+        ]);
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().context("starting turnserver")?;
+        let stun = BehaviourStun { child };
+        wait_udp_listener(&self.public, BEHAVIOUR_PORT)?;
+        Ok(stun)
     }
 
     /// The signal server's port.

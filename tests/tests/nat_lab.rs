@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use strangers_system_tests::lossy::measure;
-use strangers_system_tests::nat::{Capture, Flush, Home, Lab, NatKind, PUBLIC_IP, SERVER_PRIVATE_IP, TURN_PORT};
+use strangers_system_tests::nat::{
+    Capture, Flush, Home, Lab, NatKind, BEHAVIOUR_IPS, BEHAVIOUR_PORT, PUBLIC_IP, SERVER_PRIVATE_IP, TURN_PORT,
+};
 use strangers_system_tests::turn_probe::{Answer, TurnProbe};
 use strangers_system_tests::{is_root, Client, RawPeer};
 
@@ -341,6 +343,50 @@ fn a_relayed_call_across_lossy_routers_holds_and_recovers() {
     for (who, w) in ["a", "b"].iter().zip(&sides) {
         w.assert_recovered(who);
     }
+}
+
+/// coturn's own NAT behaviour discovery (RFC 5780), run from every home, finds the mapping and
+/// filtering each router claims to do.
+#[test]
+fn the_lab_routers_behave_as_named() {
+    if !is_root() {
+        eprintln!("skipped: the_lab_routers_behave_as_named needs root for network namespaces");
+        return;
+    }
+    let lab = Lab::build("n", &NatKind::ALL, &[]).expect("the lab builds");
+    let _stun = lab.start_behaviour_stun().expect("the discovery server starts");
+    // What turnutils_natdiscovery prints for each kind: mapping, then filtering.
+    let expected = |kind: NatKind| match kind {
+        NatKind::FullCone => ["Endpoint Independent Mapping", "Endpoint Independent Filtering"],
+        NatKind::AddressRestricted => ["Endpoint Independent Mapping", "Address Dependent Filtering"],
+        NatKind::PortRestricted => ["Endpoint Independent Mapping", "Address and Port Dependent Filtering"],
+        NatKind::Symmetric => ["Address and Port Dependent Mapping", "Address and Port Dependent Filtering"],
+    };
+    // Filtering first: the mapping test sends to the server's second address, which an
+    // address-restricted router would then admit.
+    let discover = |home: &Home, test: &str| {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &home.host.name, "turnutils_natdiscovery", test, "-p"])
+            .arg(BEHAVIOUR_PORT.to_string())
+            .arg(BEHAVIOUR_IPS[0].to_string())
+            .output()
+            .expect("turnutils_natdiscovery runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let found = text.lines().find_map(|l| l.strip_prefix("NAT with")).map(|l| l.trim().trim_end_matches('!'));
+        found
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("{}: no verdict from natdiscovery {test}:\n{text}", home.kind.name()))
+    };
+    std::thread::scope(|scope| {
+        for home in &lab.homes {
+            scope.spawn(move || {
+                let filtering = discover(home, "-f");
+                let mapping = discover(home, "-m");
+                eprintln!("{}: {mapping}, {filtering}", home.kind.name());
+                assert_eq!([mapping.as_str(), filtering.as_str()], expected(home.kind), "{}", home.kind.name());
+            });
+        }
+    });
 }
 
 /// A client's events other than statistics, for failure messages.
