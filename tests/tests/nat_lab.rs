@@ -2,11 +2,15 @@
 //! namespaces meet through the real signal server, with the signal server's STUN responder and
 //! a real coturn running the shipped configuration on the "public" network.
 //!
+//! - The routers are what they are named: coturn's NAT behaviour discovery says so.
 //! - Every pairing of the four NAT kinds connects and carries verified video; the candidate
-//!   types of the winning pair are recorded (symmetric to symmetric must go through TURN).
+//!   types of the winning pair are recorded (direct wherever a direct path exists, through TURN
+//!   where none does, symmetric to symmetric included).
 //! - Relay-only mode connects in every pairing, and the far side never receives a packet from
 //!   the privacy user's real (public) address.
-//! - A NAT mapping flushed mid-call is recovered by an ICE restart.
+//! - NAT mappings flushed mid-call (UDP ones, or all with signaling) are recovered by an ICE
+//!   restart within the same call.
+//! - A relayed call across routers dropping 5 % of inbound UDP holds and recovers.
 //! - coturn refuses to relay into private and loopback addresses, and refuses expired and
 //!   forged credentials.
 //!
