@@ -99,6 +99,13 @@ impl NatKind {
     }
 }
 
+/// Which of a router's mappings to forget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    Udp,
+    All,
+}
+
 /// One home network: a NAT router and the client's host behind it.
 pub struct Home {
     pub kind: NatKind,
@@ -129,12 +136,15 @@ impl Home {
         nft(&self.router, &rules)
     }
 
-    /// Forgets the router's UDP mappings, as a NAT does when they time out (UDP mappings live
-    /// for tens of seconds, TCP ones for hours, so the signaling connection survives).
-    pub fn flush_udp_mappings(&self) -> anyhow::Result<()> {
-        self.router
-            .exec(&["conntrack", "-D", "-p", "udp"])
-            .context("conntrack -D (is the conntrack package installed?)")
+    /// Forgets the router's mappings: only the UDP ones, as a NAT does when they time out (UDP
+    /// mappings live for tens of seconds, TCP ones for hours, so the signaling connection
+    /// survives), or all of them, as a router restart does (signaling breaks too).
+    pub fn flush_mappings(&self, flush: Flush) -> anyhow::Result<()> {
+        let args: &[&str] = match flush {
+            Flush::Udp => &["conntrack", "-D", "-p", "udp"],
+            Flush::All => &["conntrack", "-F"],
+        };
+        self.router.exec(args).context("conntrack (is the conntrack package installed?)")
     }
 }
 
@@ -152,6 +162,23 @@ impl Drop for LabTurn {
         let _ = std::fs::remove_file(&self.conf);
     }
 }
+
+/// A STUN server for NAT behaviour discovery (RFC 5780: answers from a second address and
+/// port on request), coturn with no relay, on the public network.
+pub struct BehaviourStun {
+    child: Child,
+}
+
+impl Drop for BehaviourStun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The behaviour discovery server's two addresses and port.
+pub const BEHAVIOUR_IPS: [Ipv4Addr; 2] = [Ipv4Addr::new(20, 0, 0, 2), Ipv4Addr::new(20, 0, 0, 3)];
+pub const BEHAVIOUR_PORT: u16 = 3490;
 
 /// A whole lab. Fields drop in order: processes, homes, then the public namespace.
 pub struct Lab {
@@ -196,6 +223,31 @@ impl Lab {
         args.extend_from_slice(server_args);
         let server = Server::start_listening_in(Some(public.name.as_str()), "0.0.0.0:0", &args)?;
         Ok(Lab { server, turn, homes: built, public })
+    }
+
+    /// Starts a STUN server for NAT behaviour discovery on two more public addresses.
+    pub fn start_behaviour_stun(&self) -> anyhow::Result<BehaviourStun> {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.public.name, "turnserver", "-n", "--stun-only", "--no-cli"]);
+        for ip in BEHAVIOUR_IPS {
+            self.public.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "br0"])?;
+            command.args(["--listening-ip", &ip.to_string()]);
+        }
+        let port = BEHAVIOUR_PORT.to_string();
+        command.args([
+            "--listening-port",
+            &port,
+            "--no-tls",
+            "--no-dtls",
+            "--log-file",
+            "stdout",
+            "--pidfile",
+            "/dev/null",
+        ]);
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().context("starting turnserver")?;
+        let stun = BehaviourStun { child };
+        wait_udp_listener(&self.public, BEHAVIOUR_PORT)?;
+        Ok(stun)
     }
 
     /// The signal server's port.

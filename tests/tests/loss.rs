@@ -67,6 +67,7 @@ fn a_call_holds_and_video_recovers_under_five_percent_udp_loss() {
     let Some(sides) = lossy_call("a_call_holds_and_video_recovers_under_five_percent_udp_loss") else { return };
     for (who, w) in ["a", "b"].iter().zip(&sides) {
         w.assert_recovered(who);
+        w.assert_rarely_frozen(who);
         w.assert_repaired_by_nack(who);
     }
 }

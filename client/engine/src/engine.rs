@@ -14,6 +14,11 @@ use crate::session::{Action, Notice, PeerInput, Phase, Session, UserInput};
 use crate::signaling::{self, SignalingConfig, SignalingEvent, SignalingHandle};
 use crate::slot::FrameSlot;
 
+/// While a call stays failed, its ICE restart is asked for again this often: the restart's
+/// offer or answer can be lost with a signaling socket that died in the same network change
+/// (the server may relay into the dead socket before it notices).
+const RESTART_RETRY: Duration = Duration::from_secs(6);
+
 /// Everything the engine needs to run.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -55,6 +60,7 @@ pub fn start(config: EngineConfig) -> (EngineHandle, mpsc::UnboundedReceiver<Eve
             events: event_tx,
             slots,
             restart_started: None,
+            restart_retry_at: None,
             muted: (false, false),
             first_frame_size: (0, 0),
         };
@@ -73,6 +79,8 @@ struct Engine {
     slots: (Arc<FrameSlot>, Arc<FrameSlot>),
     /// When the current ICE restart began (to report how long recovery took).
     restart_started: Option<Instant>,
+    /// While the call is failed: when to ask for the ICE restart again.
+    restart_retry_at: Option<Instant>,
     muted: (bool, bool),
     first_frame_size: (u32, u32),
 }
@@ -85,7 +93,14 @@ impl Engine {
     ) {
         let (call_tx, mut call_events) = mpsc::unbounded_channel::<(u64, CallEvent)>();
         loop {
+            let retry_at = self.restart_retry_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
+                () = tokio::time::sleep_until(retry_at.into()), if self.restart_retry_at.is_some() => {
+                    let now = Instant::now();
+                    debug!("still failed: asking for the ICE restart again");
+                    self.restart_retry_at = Some(now + RESTART_RETRY);
+                    self.session.handle_peer(now, PeerInput::Failed);
+                }
                 command = commands.recv() => match command {
                     None | Some(Command::Shutdown) => break,
                     Some(command) => self.handle_command(command).await,
@@ -165,6 +180,7 @@ impl Engine {
                 if let Some(started) = self.restart_started.take() {
                     self.emit(Event::IceRestarted { ms: started.elapsed().as_millis() as u64 });
                 }
+                self.restart_retry_at = None;
                 self.emit(Event::ConnectionState { state: "connected".into() });
                 self.session.handle_peer(now, PeerInput::Connected);
             }
@@ -175,6 +191,7 @@ impl Engine {
             CallEvent::Failed => {
                 self.emit(Event::ConnectionState { state: "failed".into() });
                 self.restart_started.get_or_insert(now);
+                self.restart_retry_at.get_or_insert(now + RESTART_RETRY);
                 self.session.handle_peer(now, PeerInput::Failed);
             }
             CallEvent::FirstFrame { width, height } => {
@@ -198,6 +215,8 @@ impl Engine {
                     if let Some((_, old)) = self.call.take() {
                         old.close().await;
                     }
+                    self.restart_started = None;
+                    self.restart_retry_at = None;
                     let id = self.next_call_id;
                     self.next_call_id += 1;
                     let tx = call_tx.clone();
@@ -223,6 +242,7 @@ impl Engine {
                     }
                     self.slots.0.clear();
                     self.restart_started = None;
+                    self.restart_retry_at = None;
                 }
                 Action::ApplySignal(data) => {
                     if let Some((_, call)) = &mut self.call {

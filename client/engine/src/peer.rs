@@ -363,6 +363,12 @@ impl Peer {
             if is_offer && self.initiator {
                 return Err(PeerError::BadSignal("the initiator received an offer".into()));
             }
+            if !is_offer && self.pc.pending_local_description().await.is_none() {
+                // An answer to an offer already answered: a restart asked for again after its
+                // first offer seemed lost, whose answer came after all. Nothing to apply.
+                debug!("stale answer ignored");
+                return Ok(());
+            }
             self.pc.set_remote_description(desc).await.map_err(|e| PeerError::BadSignal(format!("{e}")))?;
             if is_offer {
                 if self.video_sender.is_none() {
