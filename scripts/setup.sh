@@ -4,7 +4,7 @@
 # (or sudo) for the packages.
 set -euo pipefail
 
-packages=(build-essential pkg-config cmake nasm libclang-dev libasound2-dev libvpx-dev coturn iproute2 nftables)
+packages=(build-essential pkg-config cmake nasm libclang-dev libasound2-dev libvpx-dev coturn iproute2 nftables redis-server)
 
 missing=()
 for p in "${packages[@]}"; do
