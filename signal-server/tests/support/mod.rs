@@ -6,6 +6,7 @@
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod node;
 pub mod redis;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+pub use self::node::NodeProcess;
 pub use self::redis::RedisServer;
 
 /// Where a test server keeps its pairing state.
@@ -93,6 +95,11 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// A handle on a server running elsewhere (a process), to connect clients to it.
+    pub fn at(addr: SocketAddr) -> TestServer {
+        TestServer { addr, stun_addr: None, stop: None, task: None, tls: None, redis: None }
+    }
+
     /// Starts a plain server on `backend`; for Redis, with a redis-server of its own.
     pub async fn start_on(backend: Backend, config: Config) -> TestServer {
         match backend {

@@ -95,6 +95,18 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// The keys matching `pattern` (KEYS: fine for a test's small database).
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        let reply = self.command(&["KEYS", pattern]);
+        reply
+            .split("\r\n")
+            .filter(|l| !l.is_empty() && !l.starts_with('*') && !l.starts_with('$'))
+            .map(String::from)
+            .collect()
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
