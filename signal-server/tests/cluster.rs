@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{candidate, config, loopback, relayed, Client, Event, NodeProcess, RedisServer, TestServer};
+use support::node::NodeProcess;
+use support::{candidate, config, loopback, relayed, Client, Event, RedisServer, TestServer};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -48,18 +49,15 @@ async fn strangers_on_two_nodes_meet_and_their_signals_cross_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_interest_is_found_on_another_node_and_the_queue_is_shared() {
     let (_redis, nodes) = cluster(3, &["--interest-wait", "30"]).await;
-    let mut a = nodes[0].connect().await;
-    a.hello_with(json!({"type": "hello", "version": 1, "interests": ["chess"]})).await;
-    let mut b = nodes[1].connect().await;
-    b.hello_with(json!({"type": "hello", "version": 1, "interests": ["go"]})).await;
-    let mut c = nodes[2].connect().await;
-    c.hello_with(json!({"type": "hello", "version": 1, "interests": ["Chess", "art"]})).await;
-    a.send_json(json!({"type": "find"}));
-    a.expect("queued").await;
-    b.send_json(json!({"type": "find"}));
-    b.expect("queued").await;
-    c.send_json(json!({"type": "find"}));
-    c.expect("queued").await;
+    let mut clients = Vec::new();
+    for (node, interests) in nodes.iter().zip([json!(["chess"]), json!(["go"]), json!(["Chess", "art"])]) {
+        let mut client = node.connect().await;
+        client.hello_with(json!({"type": "hello", "version": 1, "interests": interests})).await;
+        client.send_json(json!({"type": "find"}));
+        client.expect("queued").await;
+        clients.push(client);
+    }
+    let [mut a, mut b, mut c]: [Client; 3] = clients.try_into().ok().unwrap();
     let mc = c.expect("matched").await;
     let ma = a.expect("matched").await;
     assert_eq!(ma["room"], mc["room"]);
@@ -299,7 +297,7 @@ async fn hundreds_of_clients_churning_across_three_nodes_keep_every_invariant() 
     reporter.abort();
     // No self match, no double match: every room has exactly two distinct members, one of
     // whom makes the offer.
-    let rooms = seen.rooms.lock().unwrap();
+    let rooms = std::mem::take(&mut *seen.rooms.lock().unwrap());
     assert!(rooms.len() >= CLIENTS * ROOMS_EACH / 2, "{} rooms", rooms.len());
     for (room, members) in rooms.iter() {
         assert_eq!(members.len(), 2, "room {room}: {members:?}");

@@ -32,7 +32,6 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-pub use self::node::NodeProcess;
 pub use self::redis::RedisServer;
 
 /// Where a test server keeps its pairing state.
