@@ -55,6 +55,18 @@ pub struct Settings {
     pub ban_duration: Duration,
 }
 
+/// The longest a round trip to Redis may take before it counts as failed. (Whether a script
+/// that timed out ran is unknown: the client is told `unavailable` and may retry.)
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A Redis request bounded by [`ROUND_TRIP_TIMEOUT`].
+async fn bounded<T>(request: impl std::future::Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
+    match tokio::time::timeout(ROUND_TRIP_TIMEOUT, request).await {
+        Ok(reply) => reply,
+        Err(_) => Err(redis::RedisError::from((redis::ErrorKind::Io, "Redis did not answer in time"))),
+    }
+}
+
 /// Why the backend could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -97,6 +109,8 @@ pub struct Link {
     stats_script: redis::Script,
     /// Whether the last heartbeat reached Redis (/healthz).
     healthy: AtomicBool,
+    /// Whether this node hears its channel (/healthz).
+    subscribed: AtomicBool,
     /// Bans heard of on the `bans` channel, so banned addresses are refused at the door.
     bans: Mutex<HashMap<IpAddr, Instant>>,
     pub counters: RedisCounters,
@@ -133,9 +147,9 @@ impl Link {
         self.bans.lock().expect("ban list lock is never poisoned").insert(ip, Instant::now() + duration);
     }
 
-    /// Whether Redis answered the last heartbeat.
+    /// Whether Redis answered the last heartbeat and this node hears its channel.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.healthy.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
     }
 
     /// The cluster's gauges and counters, read from Redis (`stats.lua`).
@@ -143,7 +157,7 @@ impl Link {
         let mut con = self.reads.clone();
         let mut invocation = self.stats_script.prepare_invoke();
         invocation.arg(&self.node).arg("0").arg("0").arg("0").arg("0");
-        let v: Vec<u64> = invocation.invoke_async(&mut con).await?;
+        let v: Vec<u64> = bounded(invocation.invoke_async(&mut con)).await?;
         let at = |i: usize| v.get(i).copied().unwrap_or(0);
         Ok(Stats {
             connections: 0,
@@ -198,10 +212,10 @@ impl Shared {
         let cmd = self.eval_cmd(script, args);
         self.link.counters.round_trips.fetch_add(1, Ordering::Relaxed);
         self.link.counters.scripts.fetch_add(1, Ordering::Relaxed);
-        let mut reply = cmd.query_async::<(String, u64)>(con).await;
+        let mut reply = bounded(cmd.query_async::<(String, u64)>(con)).await;
         if matches!(&reply, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)) {
-            self.scripts.load_all(con).await?;
-            reply = cmd.query_async(con).await;
+            bounded(self.scripts.load_all(con)).await?;
+            reply = bounded(cmd.query_async(con)).await;
         }
         match reply {
             Ok((text, matches)) => {
@@ -262,6 +276,7 @@ pub async fn connect(settings: Settings) -> Result<(Arc<Link>, Pending), Backend
         reads: manager.clone(),
         stats_script: scripts.stats.clone(),
         healthy: AtomicBool::new(true),
+        subscribed: AtomicBool::new(true),
         commands,
         bans: Mutex::new(HashMap::new()),
         counters: RedisCounters::default(),

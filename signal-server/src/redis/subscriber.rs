@@ -39,6 +39,7 @@ pub(crate) async fn run(shared: Arc<Shared>, client: redis::Client, first: redis
                     info!("Redis subscription back: asking every socket to reconnect and resume");
                     shared.link.counters.restarts.fetch_add(1, Ordering::Relaxed);
                     hub.restart_all();
+                    shared.link.subscribed.store(true, Ordering::Relaxed);
                     backoff = Duration::from_millis(100);
                     p
                 }
@@ -62,6 +63,7 @@ pub(crate) async fn run(shared: Arc<Shared>, client: redis::Client, first: redis
                 Err(e) => error!(error = %e, "unreadable batch from a script"),
             }
         }
+        shared.link.subscribed.store(false, Ordering::Relaxed);
         warn!("Redis subscription lost");
     }
 }

@@ -16,7 +16,7 @@ use strangers_protocol::{ClientMsg, ErrorCode, ServerMsg};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::{Command, Shared};
+use super::{bounded, Command, Shared};
 use crate::hub::Hub;
 
 /// Most scripts in one pipeline.
@@ -69,27 +69,26 @@ pub(crate) async fn run(
         if calls.is_empty() {
             continue;
         }
-        let mut failed = run_batch(&shared, &mut con, calls).await;
+        let (mut closes, refused): (Vec<_>, Vec<_>) =
+            run_batch(&shared, &mut con, calls).await.into_iter().partition(|(call, _)| call.is_close);
+        for (call, _) in refused {
+            hub.deliver(
+                call.conn,
+                &ServerMsg::error(
+                    ErrorCode::Unavailable,
+                    "matchmaking is unavailable for a moment (its store is unreachable); retry shortly",
+                ),
+            );
+        }
         for attempt in 1..CLOSE_ATTEMPTS {
-            failed.retain(|(call, _)| call.is_close);
-            if failed.is_empty() {
+            if closes.is_empty() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-            failed = run_batch(&shared, &mut con, failed.into_iter().map(|(call, _)| call).collect()).await;
+            closes = run_batch(&shared, &mut con, closes.into_iter().map(|(call, _)| call).collect()).await;
         }
-        for (call, error) in failed {
-            if call.is_close {
-                warn!(%error, "could not tell Redis a socket closed");
-            } else {
-                hub.deliver(
-                    call.conn,
-                    &ServerMsg::error(
-                        ErrorCode::Unavailable,
-                        "matchmaking is unavailable for a moment (its store is unreachable); retry shortly",
-                    ),
-                );
-            }
+        for (_, error) in closes {
+            warn!(%error, "could not tell Redis a socket closed");
         }
     }
 }
@@ -144,7 +143,7 @@ async fn run_batch(shared: &Shared, con: &mut ConnectionManager, calls: Vec<Call
         }
     }
     if !forgotten.is_empty() {
-        if let Err(e) = shared.scripts.load_all(con).await {
+        if let Err(e) = bounded(shared.scripts.load_all(con)).await {
             failed.extend(fail_all(shared, forgotten, e));
             return failed;
         }
@@ -184,7 +183,7 @@ async fn pipeline(shared: &Shared, con: &mut ConnectionManager, calls: &[Call]) 
     let counters = &shared.link.counters;
     counters.round_trips.fetch_add(1, Ordering::Relaxed);
     counters.scripts.fetch_add(calls.len() as u64, Ordering::Relaxed);
-    pipe.query_async(con).await
+    bounded(pipe.query_async(con)).await
 }
 
 /// A new public session id (64 random bits) and secret resume token (256 random bits).

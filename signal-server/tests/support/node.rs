@@ -19,10 +19,15 @@ impl NodeProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_signal-server"))
             .args(["--listen", "127.0.0.1:0", "--redis", &redis.url()])
             .args(flags)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("STRANGERS_TEST_NODE_LOG").unwrap_or_else(|_| "off".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // STRANGERS_TEST_NODE_LOG=info shows the nodes' logs.
+            .stderr(if std::env::var_os("STRANGERS_TEST_NODE_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("starting the signal-server binary");
         let stdout = child.stdout.take().expect("stdout is piped");
