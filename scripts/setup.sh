@@ -4,7 +4,7 @@
 # (or sudo) for the packages.
 set -euo pipefail
 
-packages=(build-essential pkg-config cmake nasm libclang-dev libasound2-dev libvpx-dev coturn iproute2 nftables conntrack)
+packages=(build-essential pkg-config cmake nasm libclang-dev libasound2-dev libvpx-dev coturn iproute2 nftables conntrack redis-server)
 
 missing=()
 for p in "${packages[@]}"; do

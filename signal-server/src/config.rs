@@ -97,6 +97,16 @@ pub struct Config {
     #[arg(long, env = "STRANGERS_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
 
+    /// Share the pairing state with other signal servers through this Redis (redis://HOST:PORT[/DB]).
+    /// Without it, everything stays in this process's memory.
+    #[arg(long, env = "STRANGERS_REDIS", hide_env_values = true, value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// With --redis: seconds without a heartbeat after which a node is taken for dead and its
+    /// sessions are held for a resume on another node.
+    #[arg(long, env = "STRANGERS_NODE_TIMEOUT", default_value_t = 5.0, value_name = "SECS")]
+    pub node_timeout: f64,
+
     /// Log format: "text" or "json".
     #[arg(long, env = "STRANGERS_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -134,6 +144,14 @@ impl Config {
         if self.threads == 0 || self.threads > 1024 {
             return Err("--threads must be between 1 and 1024".into());
         }
+        if let Some(url) = &self.redis {
+            if !url.starts_with("redis://") && !url.starts_with("redis+unix://") && !url.starts_with("unix://") {
+                return Err("--redis must be a redis://HOST:PORT URL (or unix://PATH)".into());
+            }
+        }
+        if !(0.3..=3600.0).contains(&self.node_timeout) {
+            return Err("--node-timeout must be between 0.3 and 3600 seconds".into());
+        }
         if self.turn_ttl == 0 {
             return Err("--turn-ttl must be positive".into());
         }
@@ -150,6 +168,10 @@ impl Config {
 
     pub fn ping_interval(&self) -> Duration {
         Duration::from_secs_f64(self.ping_interval)
+    }
+
+    pub fn node_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.node_timeout)
     }
 
     pub fn idle_timeout(&self) -> Duration {

@@ -75,9 +75,15 @@ where
             }
             return Some((stream, leftover));
         }
-        ("GET", "/healthz") => respond(&mut stream, OK, "text/plain", b"ok\n", &[]).await,
+        ("GET", "/healthz") => match hub.remote() {
+            Some(remote) if !remote.is_healthy() => {
+                respond(&mut stream, UNAVAILABLE, "text/plain", b"redis unreachable\n", &[]).await
+            }
+            _ => respond(&mut stream, OK, "text/plain", b"ok\n", &[]).await,
+        },
         ("GET", "/metrics") => {
-            let body = metrics::render(hub);
+            let stats = hub.stats().await;
+            let body = metrics::render(hub, &stats);
             respond(&mut stream, OK, "text/plain; version=0.0.4", body.as_bytes(), &[]).await
         }
         ("GET", _) => {
@@ -96,6 +102,7 @@ const METHOD_NOT_ALLOWED: Status = (405, "Method Not Allowed");
 const REQUEST_TIMEOUT: Status = (408, "Request Timeout");
 const HEADERS_TOO_LARGE: Status = (431, "Request Header Fields Too Large");
 const UPGRADE_REQUIRED: Status = (426, "Upgrade Required");
+const UNAVAILABLE: Status = (503, "Service Unavailable");
 
 struct Head {
     method: String,

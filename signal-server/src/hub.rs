@@ -13,6 +13,7 @@ use strangers_protocol::{close, ClientMsg, ErrorCode, ServerMsg};
 use tokio::sync::Notify;
 
 use crate::outbox::{Outbox, Outgoing};
+use crate::redis::{Link, Record};
 use crate::turn::IceConfig;
 
 /// Why a socket was refused before it could speak.
@@ -68,10 +69,12 @@ pub struct Hub {
     epoch: Instant,
     timer_changed: Notify,
     pub counters: HubCounters,
+    /// With `--redis`, the shared backend that replaces the in-memory matchmaker.
+    remote: Option<Arc<Link>>,
 }
 
 impl Hub {
-    pub fn new(core: Matchmaker, ice: IceConfig, limits: ConnLimits) -> Arc<Hub> {
+    pub fn new(core: Matchmaker, ice: IceConfig, limits: ConnLimits, remote: Option<Arc<Link>>) -> Arc<Hub> {
         Arc::new(Hub {
             inner: Mutex::new(Inner {
                 core,
@@ -86,6 +89,7 @@ impl Hub {
             epoch: Instant::now(),
             timer_changed: Notify::new(),
             counters: HubCounters::default(),
+            remote,
         })
     }
 
@@ -121,14 +125,28 @@ impl Hub {
         outbox.heard_at(self.millis());
         inner.outboxes.insert(conn, (outbox, ip));
         self.counters.connections_total.fetch_add(1, Ordering::Relaxed);
-        inner.core.handle_open(Instant::now(), conn, ip);
-        self.dispatch(&mut inner);
+        match &self.remote {
+            None => {
+                inner.core.handle_open(Instant::now(), conn, ip);
+                self.dispatch(&mut inner);
+            }
+            Some(remote) if remote.is_banned(ip) => {
+                self.send(&inner, conn, &ServerMsg::error(ErrorCode::Banned, "this address is banned for a while"));
+                if let Some((outbox, _)) = inner.outboxes.get(&conn) {
+                    outbox.push(Outgoing::Close(close::POLICY, "banned"));
+                }
+            }
+            Some(remote) => remote.opened(conn, ip),
+        }
         Ok(conn)
     }
 
     /// A parsed message from a socket.
     pub fn message(&self, conn: ConnId, msg: ClientMsg) {
         self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
+        if let Some(remote) = &self.remote {
+            return remote.message(conn, msg);
+        }
         let mut inner = self.lock();
         inner.core.handle_message(Instant::now(), conn, msg);
         self.dispatch(&mut inner);
@@ -152,8 +170,65 @@ impl Hub {
                 }
             }
         }
-        inner.core.handle_close(Instant::now(), conn, how);
-        self.dispatch(&mut inner);
+        match &self.remote {
+            None => {
+                inner.core.handle_close(Instant::now(), conn, how);
+                self.dispatch(&mut inner);
+            }
+            Some(remote) => remote.closed(conn, how),
+        }
+    }
+
+    /// Sends one message on a socket, if it is still open (the Redis backend's direct answers).
+    pub(crate) fn deliver(&self, conn: ConnId, msg: &ServerMsg) {
+        let inner = self.lock();
+        self.send(&inner, conn, msg);
+    }
+
+    /// Applies what the Redis backend published for this node's sockets, in order.
+    pub(crate) fn apply(&self, batch: &[Record<'_>]) {
+        let inner = self.lock();
+        for record in batch {
+            match *record {
+                Record::Text { conn, text } => {
+                    if let Some((outbox, _)) = inner.outboxes.get(&conn) {
+                        self.counters.messages_out.fetch_add(1, Ordering::Relaxed);
+                        outbox.push(Outgoing::Text(text.to_string()));
+                    }
+                }
+                Record::Error { conn, code, message } => self.send(&inner, conn, &ServerMsg::error(code, message)),
+                Record::Welcome { conn, session_id, token, resumed, room } => {
+                    let msg =
+                        self.welcome(session_id.to_string(), token.to_string(), resumed, room.map(str::to_string));
+                    self.send(&inner, conn, &msg);
+                }
+                Record::Close { conn, code } => {
+                    let reason = match code {
+                        close::REPLACED => "resumed elsewhere",
+                        close::POLICY => "banned",
+                        _ => "closed by the server",
+                    };
+                    if let Some((outbox, _)) = inner.outboxes.get(&conn) {
+                        outbox.push(Outgoing::Close(code, reason));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks every open socket to reconnect and resume (close 1012), keeping the door open:
+    /// the Redis backend lost what it had published for this node.
+    pub(crate) fn restart_all(&self) {
+        let inner = self.lock();
+        for (outbox, _) in inner.outboxes.values() {
+            outbox.push(Outgoing::Close(close::SERVICE_RESTART, "server restarting"));
+        }
+    }
+
+    fn welcome(&self, id: String, resume: String, resumed: bool, room: Option<String>) -> ServerMsg {
+        let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let ice_servers = self.ice.ice_servers(&id, unix_now);
+        ServerMsg::Welcome { id, resume, ice_servers, resumed, room }
     }
 
     /// Turns the core's outputs into frames, in order, then rearms the timer if needed.
@@ -162,9 +237,7 @@ impl Hub {
             match output {
                 Output::Send { conn, msg } => self.send(inner, conn, &msg),
                 Output::Welcome { conn, session_id, resume_token, resumed, room } => {
-                    let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-                    let ice_servers = self.ice.ice_servers(&session_id, unix_now);
-                    let msg = ServerMsg::Welcome { id: session_id, resume: resume_token, ice_servers, resumed, room };
+                    let msg = self.welcome(session_id, resume_token, resumed, room);
                     self.send(inner, conn, &msg);
                 }
                 Output::Close { conn, code, reason } => {
@@ -251,7 +324,19 @@ impl Hub {
         self.lock().outboxes.len()
     }
 
-    pub fn stats(&self) -> Stats {
+    /// This server's gauges and counters; with Redis, the whole cluster's, read from Redis
+    /// (this node's own figures if Redis does not answer).
+    pub async fn stats(&self) -> Stats {
+        if let Some(remote) = &self.remote {
+            if let Ok(stats) = remote.cluster_stats().await {
+                return stats;
+            }
+        }
         self.lock().core.stats(Instant::now())
+    }
+
+    /// The Redis backend, if this server runs with one.
+    pub fn remote(&self) -> Option<&Link> {
+        self.remote.as_deref()
     }
 }

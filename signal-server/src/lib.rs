@@ -9,6 +9,7 @@ mod http;
 mod hub;
 mod metrics;
 mod outbox;
+pub mod redis;
 mod server;
 mod stun;
 pub mod tls;

@@ -3,13 +3,13 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+use strangers_matchmaker::Stats;
 use strangers_protocol::ErrorCode;
 
 use crate::hub::Hub;
 
 /// Renders every gauge and counter.
-pub fn render(hub: &Hub) -> String {
-    let stats = hub.stats();
+pub fn render(hub: &Hub, stats: &Stats) -> String {
     let c = &hub.counters;
     let mut out = String::with_capacity(2048);
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
@@ -52,6 +52,19 @@ pub fn render(hub: &Hub) -> String {
     );
     metric("messages_received_total", "counter", "Client messages received.", c.messages_in.load(Ordering::Relaxed));
     metric("messages_sent_total", "counter", "Server messages sent.", c.messages_out.load(Ordering::Relaxed));
+    if let Some(remote) = hub.remote() {
+        let r = &remote.counters;
+        for (name, help, value) in [
+            ("redis_round_trips_total", "Round trips to Redis (a pipeline of scripts counts once).", &r.round_trips),
+            ("redis_background_round_trips_total", "Of those, heartbeats and timer runs.", &r.background),
+            ("redis_scripts_total", "Scripts this node ran in Redis.", &r.scripts),
+            ("redis_errors_total", "Scripts that failed.", &r.errors),
+            ("redis_node_matches_total", "Pairs formed by scripts this node ran.", &r.matches),
+            ("redis_restarts_total", "Times this node asked its sockets to reconnect and resume.", &r.restarts),
+        ] {
+            metric(name, "counter", help, value.load(Ordering::Relaxed));
+        }
+    }
     let _ = writeln!(
         out,
         "# HELP strangers_errors_total Error messages sent, by code.\n# TYPE strangers_errors_total counter"

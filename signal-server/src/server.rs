@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::conn::{self, RateSettings};
 use crate::http;
 use crate::hub::{ConnLimits, Hub};
+use crate::redis;
 use crate::stun;
 use crate::turn::IceConfig;
 use crate::ws::plain::PlainWs;
@@ -29,13 +30,16 @@ use crate::ws::tls::TungsteniteWs;
 /// How long shutdown waits for sockets to close.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Builds the hub a configuration describes.
-pub fn build_hub(config: &Config) -> Arc<Hub> {
+/// Most bytes of signal data held for a session whose socket is down.
+const PENDING_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// Builds the hub a configuration describes; `remote` is the Redis backend, if any.
+pub fn build_hub(config: &Config, remote: Option<Arc<redis::Link>>) -> Arc<Hub> {
     let core = Matchmaker::new(CoreConfig {
         resume_grace: config.resume_grace(),
         interest_wait: config.interest_wait(),
         pending_max_msgs: config.max_pending_signals,
-        pending_max_bytes: 4 * 1024 * 1024,
+        pending_max_bytes: PENDING_MAX_BYTES,
         report_threshold: config.report_threshold,
         report_window: Duration::from_secs(config.report_window),
         ban_duration: Duration::from_secs(config.ban_duration),
@@ -47,8 +51,28 @@ pub fn build_hub(config: &Config) -> Arc<Hub> {
         turn_secret: config.turn_secret.clone().filter(|_| !config.turn_urls.is_empty()),
         turn_ttl_secs: config.turn_ttl,
     };
-    Hub::new(core, ice, ConnLimits { per_ip: config.max_conns_per_ip, total: config.max_conns })
+    Hub::new(core, ice, ConnLimits { per_ip: config.max_conns_per_ip, total: config.max_conns }, remote)
 }
+
+/// What the Redis backend needs from the configuration.
+fn redis_settings(config: &Config, url: &str) -> redis::Settings {
+    redis::Settings {
+        url: url.to_string(),
+        node_timeout: config.node_timeout(),
+        session_ttl: SESSION_TTL.max(config.resume_grace() * 2),
+        resume_grace: config.resume_grace(),
+        interest_wait: config.interest_wait(),
+        max_pending_signals: config.max_pending_signals,
+        max_pending_bytes: PENDING_MAX_BYTES,
+        report_threshold: config.report_threshold,
+        report_window: Duration::from_secs(config.report_window),
+        ban_duration: Duration::from_secs(config.ban_duration),
+    }
+}
+
+/// TTL of a session's keys in Redis; the node holding a session extends it every
+/// heartbeat-refresh, so only the keys of sessions no node holds any more run out.
+const SESSION_TTL: Duration = Duration::from_secs(600);
 
 /// Serves one plain TCP connection: HTTP, then our own WebSocket codec after an upgrade. The
 /// connection's long life runs in a task of its own, so that nothing of this one stays.
@@ -95,7 +119,16 @@ pub async fn run(
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let hub = build_hub(&config);
+    let (hub, backend) = match &config.redis {
+        None => (build_hub(&config, None), None),
+        Some(url) => {
+            let (link, pending) = redis::connect(redis_settings(&config, url)).await?;
+            info!(node = %link.node, redis = %redis::redact(url), "sharing pairing state through Redis");
+            let hub = build_hub(&config, Some(link));
+            let backend = pending.spawn(hub.clone()).await;
+            (hub, Some(backend))
+        }
+    };
     let timers = tokio::spawn(hub.clone().run_timers());
     let sweeper = tokio::spawn(hub.clone().run_sweeper(config.ping_interval(), config.idle_timeout()));
     let rate = RateSettings { per_second: config.rate_limit, burst: config.rate_burst() };
@@ -138,6 +171,9 @@ pub async fn run(
     }
     timers.abort();
     sweeper.abort();
+    if let Some(backend) = backend {
+        backend.stop();
+    }
     Ok(())
 }
 

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{candidate, config, loopback, match_pair, relayed, Client, TestServer};
+use support::{candidate, config, loopback, match_pair, relayed, Backend, Client, TestServer};
 
 /// A greeted client from `127.0.0.<last>`.
 async fn greeted_from(server: &TestServer, last: u8) -> Client {
@@ -16,9 +16,8 @@ async fn greeted_from(server: &TestServer, last: u8) -> Client {
     client
 }
 
-#[tokio::test]
-async fn a_report_needs_a_partner_and_changes_nothing_visible_below_the_threshold() {
-    let server = TestServer::start(config(&["--report-threshold", "3"])).await;
+async fn a_report_needs_a_partner_and_changes_nothing_visible_below_the_threshold(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--report-threshold", "3"])).await;
     let mut lonely = server.greeted().await;
     lonely.send_json(json!({"type": "report", "reason": "nobody"}));
     lonely.expect_error("not_matched").await;
@@ -38,10 +37,12 @@ async fn a_report_needs_a_partner_and_changes_nothing_visible_below_the_threshol
     assert_eq!(metrics.get("strangers_bans_total"), 0.0);
 }
 
-#[tokio::test]
-async fn reports_from_two_matches_ban_the_address_for_the_ban_duration() {
-    let server =
-        TestServer::start(config(&["--report-threshold", "2", "--report-window", "60", "--ban-duration", "1"])).await;
+async fn reports_from_two_matches_ban_the_address_for_the_ban_duration(backend: Backend) {
+    let server = TestServer::start_on(
+        backend,
+        config(&["--report-threshold", "2", "--report-window", "60", "--ban-duration", "1"]),
+    )
+    .await;
 
     // A bystanding pair on other addresses, matched before anything happens.
     let mut x = greeted_from(&server, 10).await;
@@ -94,9 +95,8 @@ async fn reports_from_two_matches_ban_the_address_for_the_ban_duration() {
     assert_eq!(server.metrics().await.get("strangers_bans_active"), 0.0);
 }
 
-#[tokio::test]
-async fn reports_count_per_address_not_per_session() {
-    let server = TestServer::start(config(&["--report-threshold", "2", "--ban-duration", "60"])).await;
+async fn reports_count_per_address_not_per_session(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--report-threshold", "2", "--ban-duration", "60"])).await;
     let mut reporter_1 = greeted_from(&server, 3).await;
     let mut reporter_2 = greeted_from(&server, 4).await;
 
@@ -117,3 +117,9 @@ async fn reports_count_per_address_not_per_session() {
     reporter_2.expect_partner_left("disconnect").await;
     reporter_1.expect_silence(100).await;
 }
+
+on_both_backends!(
+    a_report_needs_a_partner_and_changes_nothing_visible_below_the_threshold,
+    reports_from_two_matches_ban_the_address_for_the_ban_duration,
+    reports_count_per_address_not_per_session,
+);

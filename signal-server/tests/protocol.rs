@@ -3,11 +3,10 @@
 mod support;
 
 use serde_json::json;
-use support::{candidate, config, match_pair, relayed, TestServer};
+use support::{candidate, config, match_pair, relayed, Backend, TestServer};
 
-#[tokio::test]
-async fn hello_is_answered_with_a_welcome_and_nothing_else() {
-    let server = TestServer::start(config(&[])).await;
+async fn hello_is_answered_with_a_welcome_and_nothing_else(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&[])).await;
     let mut client = server.connect().await;
     let welcome = client.hello().await;
     let fields: Vec<&str> = welcome.as_object().unwrap().keys().map(String::as_str).collect();
@@ -24,18 +23,19 @@ async fn hello_is_answered_with_a_welcome_and_nothing_else() {
     assert_ne!(other.token, client.token);
 }
 
-#[tokio::test]
-async fn stun_urls_are_handed_out_as_given() {
-    let server =
-        TestServer::start(config(&["--stun-url", "stun:127.0.0.1:3478", "--stun-url", "stuns:127.0.0.1:5349"])).await;
+async fn stun_urls_are_handed_out_as_given(backend: Backend) {
+    let server = TestServer::start_on(
+        backend,
+        config(&["--stun-url", "stun:127.0.0.1:3478", "--stun-url", "stuns:127.0.0.1:5349"]),
+    )
+    .await;
     let mut client = server.connect().await;
     let welcome = client.hello().await;
     assert_eq!(welcome["ice_servers"], json!([{"urls": ["stun:127.0.0.1:3478"]}, {"urls": ["stuns:127.0.0.1:5349"]}]));
 }
 
-#[tokio::test]
-async fn two_finds_make_a_match_with_one_initiator() {
-    let server = TestServer::start(config(&[])).await;
+async fn two_finds_make_a_match_with_one_initiator(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&[])).await;
     let mut a = server.greeted().await;
     let mut b = server.greeted().await;
     a.send_json(json!({"type": "find"}));
@@ -53,9 +53,8 @@ async fn two_finds_make_a_match_with_one_initiator() {
     b.expect_silence(0).await;
 }
 
-#[tokio::test]
-async fn find_while_queued_is_a_no_op() {
-    let server = TestServer::start(config(&[])).await;
+async fn find_while_queued_is_a_no_op(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&[])).await;
     let mut a = server.greeted().await;
     a.send_json(json!({"type": "find"}));
     a.expect("queued").await;
@@ -70,9 +69,8 @@ async fn find_while_queued_is_a_no_op() {
     a.expect_silence(200).await;
 }
 
-#[tokio::test]
-async fn signals_are_relayed_verbatim_in_both_directions_and_never_echoed() {
-    let server = TestServer::start(config(&[])).await;
+async fn signals_are_relayed_verbatim_in_both_directions_and_never_echoed(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&[])).await;
     let (mut a, mut b, _) = server.pair().await;
     let offer = r#"{"type":"signal","data":{"sdp":{"type":"offer","sdp":"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n"}}}"#;
     a.send_text(offer);
@@ -88,9 +86,8 @@ async fn signals_are_relayed_verbatim_in_both_directions_and_never_echoed() {
     b.expect_silence(0).await;
 }
 
-#[tokio::test]
-async fn next_tells_the_partner_and_requeues_the_leaver() {
-    let server = TestServer::start(config(&[])).await;
+async fn next_tells_the_partner_and_requeues_the_leaver(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&[])).await;
     let (mut a, mut b, room) = server.pair().await;
     b.send_json(json!({"type": "next"}));
     a.expect_partner_left("next").await;
@@ -112,9 +109,8 @@ async fn next_tells_the_partner_and_requeues_the_leaver() {
     c.expect_silence(0).await;
 }
 
-#[tokio::test]
-async fn stop_while_matched_tells_the_partner_and_leaves_the_client_idle() {
-    let server = TestServer::start(config(&[])).await;
+async fn stop_while_matched_tells_the_partner_and_leaves_the_client_idle(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&[])).await;
     let (mut a, mut b, _) = server.pair().await;
     b.send_json(json!({"type": "stop"}));
     a.expect_partner_left("stop").await;
@@ -132,9 +128,8 @@ async fn stop_while_matched_tells_the_partner_and_leaves_the_client_idle() {
     a.expect("matched").await;
 }
 
-#[tokio::test]
-async fn stop_while_queued_leaves_the_queue() {
-    let server = TestServer::start(config(&[])).await;
+async fn stop_while_queued_leaves_the_queue(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&[])).await;
     let mut a = server.greeted().await;
     a.send_json(json!({"type": "find"}));
     a.expect("queued").await;
@@ -148,9 +143,8 @@ async fn stop_while_queued_leaves_the_queue() {
     a.expect_silence(0).await;
 }
 
-#[tokio::test]
-async fn signal_and_report_need_a_partner() {
-    let server = TestServer::start(config(&[])).await;
+async fn signal_and_report_need_a_partner(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&[])).await;
     let mut a = server.greeted().await;
     a.send_text(&candidate(1));
     a.expect_error("not_matched").await;
@@ -163,9 +157,8 @@ async fn signal_and_report_need_a_partner() {
     a.expect_silence(100).await;
 }
 
-#[tokio::test]
-async fn find_while_matched_is_refused_and_the_room_survives() {
-    let server = TestServer::start(config(&[])).await;
+async fn find_while_matched_is_refused_and_the_room_survives(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&[])).await;
     let (mut a, mut b, _) = server.pair().await;
     a.send_json(json!({"type": "find"}));
     a.expect_error("bad_message").await;
@@ -174,9 +167,8 @@ async fn find_while_matched_is_refused_and_the_room_survives() {
     assert_eq!(b.recv_text().await, relayed(7));
 }
 
-#[tokio::test]
-async fn hello_must_come_first_and_only_once() {
-    let server = TestServer::start(config(&[])).await;
+async fn hello_must_come_first_and_only_once(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&[])).await;
     let mut a = server.connect().await;
     a.send_json(json!({"type": "find"}));
     a.expect_error("bad_message").await;
@@ -189,27 +181,24 @@ async fn hello_must_come_first_and_only_once() {
     a.expect("queued").await;
 }
 
-#[tokio::test]
-async fn an_unknown_version_is_refused_with_version() {
-    let server = TestServer::start(config(&[])).await;
+async fn an_unknown_version_is_refused_with_version(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&[])).await;
     let mut a = server.connect().await;
     a.send_json(json!({"type": "hello", "version": 2}));
     a.expect_error("version").await;
     a.hello().await;
 }
 
-#[tokio::test]
-async fn unknown_fields_are_ignored() {
-    let server = TestServer::start(config(&[])).await;
+async fn unknown_fields_are_ignored(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&[])).await;
     let mut a = server.connect().await;
     a.hello_with(json!({"type": "hello", "version": 1, "client": "test", "resume": null})).await;
     a.send_json(json!({"type": "find", "when": "now", "data": 5}));
     a.expect("queued").await;
 }
 
-#[tokio::test]
-async fn strangers_sharing_an_interest_are_paired_first() {
-    let server = TestServer::start(config(&["--interest-wait", "0.3"])).await;
+async fn strangers_sharing_an_interest_are_paired_first(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--interest-wait", "0.3"])).await;
     let mut a = server.connect().await;
     a.hello_with(json!({"type": "hello", "version": 1, "interests": ["Chess", "go"]})).await;
     let mut b = server.connect().await;
@@ -239,9 +228,8 @@ async fn strangers_sharing_an_interest_are_paired_first() {
     assert_eq!(matched_d["initiator"], json!(false));
 }
 
-#[tokio::test]
-async fn repeated_matches_get_fresh_room_ids() {
-    let server = TestServer::start(config(&[])).await;
+async fn repeated_matches_get_fresh_room_ids(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&[])).await;
     let mut a = server.greeted().await;
     let mut b = server.greeted().await;
     let first = match_pair(&mut a, &mut b).await;
@@ -250,3 +238,21 @@ async fn repeated_matches_get_fresh_room_ids() {
     let second = match_pair(&mut a, &mut b).await;
     assert_ne!(first, second, "every match gets a fresh room id");
 }
+
+on_both_backends!(
+    hello_is_answered_with_a_welcome_and_nothing_else,
+    stun_urls_are_handed_out_as_given,
+    two_finds_make_a_match_with_one_initiator,
+    find_while_queued_is_a_no_op,
+    signals_are_relayed_verbatim_in_both_directions_and_never_echoed,
+    next_tells_the_partner_and_requeues_the_leaver,
+    stop_while_matched_tells_the_partner_and_leaves_the_client_idle,
+    stop_while_queued_leaves_the_queue,
+    signal_and_report_need_a_partner,
+    find_while_matched_is_refused_and_the_room_survives,
+    hello_must_come_first_and_only_once,
+    an_unknown_version_is_refused_with_version,
+    unknown_fields_are_ignored,
+    strangers_sharing_an_interest_are_paired_first,
+    repeated_matches_get_fresh_room_ids,
+);

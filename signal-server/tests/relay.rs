@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::json;
-use support::{candidate, config, relayed, Client, TestServer};
+use support::{candidate, config, relayed, Backend, Client, TestServer};
 
 /// Collects `count` text frames.
 async fn texts(client: &mut Client, count: usize) -> Vec<String> {
@@ -15,9 +15,8 @@ async fn texts(client: &mut Client, count: usize) -> Vec<String> {
     got
 }
 
-#[tokio::test]
-async fn signals_arrive_exactly_once_and_in_order_while_both_sides_talk() {
-    let server = TestServer::start(config(&["--rate-limit", "0"])).await;
+async fn signals_arrive_exactly_once_and_in_order_while_both_sides_talk(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--rate-limit", "0"])).await;
     let (mut a, mut b, _) = server.pair().await;
     const N: usize = 300;
     for n in 0..N {
@@ -34,9 +33,8 @@ async fn signals_arrive_exactly_once_and_in_order_while_both_sides_talk() {
     assert_eq!(metrics.get("strangers_signals_relayed_total"), (2 * N) as f64);
 }
 
-#[tokio::test]
-async fn rooms_never_hear_each_other() {
-    let server = TestServer::start(config(&["--rate-limit", "0"])).await;
+async fn rooms_never_hear_each_other(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--rate-limit", "0"])).await;
     let (mut a, mut b, room_ab) = server.pair().await;
     let (mut c, mut d, room_cd) = server.pair().await;
     assert_ne!(room_ab, room_cd);
@@ -55,9 +53,8 @@ async fn rooms_never_hear_each_other() {
     }
 }
 
-#[tokio::test]
-async fn signals_racing_a_next_never_reach_the_next_partner() {
-    let server = TestServer::start(config(&["--rate-limit", "0"])).await;
+async fn signals_racing_a_next_never_reach_the_next_partner(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--rate-limit", "0"])).await;
     let (mut a, mut b, _) = server.pair().await;
     let mut c = server.greeted().await;
     c.send_json(json!({"type": "find"}));
@@ -119,9 +116,8 @@ async fn signals_racing_a_next_never_reach_the_next_partner() {
     c.expect_silence(0).await;
 }
 
-#[tokio::test]
-async fn a_partner_switching_rooms_back_and_forth_gets_only_current_signals() {
-    let server = TestServer::start(config(&["--rate-limit", "0"])).await;
+async fn a_partner_switching_rooms_back_and_forth_gets_only_current_signals(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--rate-limit", "0"])).await;
     let mut a = server.greeted().await;
     let mut b = server.greeted().await;
     for round in 0..5 {
@@ -135,3 +131,10 @@ async fn a_partner_switching_rooms_back_and_forth_gets_only_current_signals() {
     }
     b.expect_silence(100).await;
 }
+
+on_both_backends!(
+    signals_arrive_exactly_once_and_in_order_while_both_sides_talk,
+    rooms_never_hear_each_other,
+    signals_racing_a_next_never_reach_the_next_partner,
+    a_partner_switching_rooms_back_and_forth_gets_only_current_signals,
+);

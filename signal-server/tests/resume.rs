@@ -7,11 +7,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{candidate, config, relayed, RawPeer, TestServer};
+use support::{candidate, config, relayed, Backend, RawPeer, TestServer};
 
-#[tokio::test]
-async fn an_abrupt_drop_keeps_the_room_and_buffers_signals_until_the_resume() {
-    let server = TestServer::start(config(&["--resume-grace", "10"])).await;
+async fn an_abrupt_drop_keeps_the_room_and_buffers_signals_until_the_resume(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--resume-grace", "10"])).await;
     let (mut a, b, room) = server.pair().await;
     let (id, token) = (b.id.clone(), b.token.clone());
     b.drop_abruptly();
@@ -46,9 +45,8 @@ async fn an_abrupt_drop_keeps_the_room_and_buffers_signals_until_the_resume() {
     assert_eq!(metrics.get("strangers_sessions_dropped"), 0.0);
 }
 
-#[tokio::test]
-async fn a_tcp_reset_is_a_drop_too() {
-    let server = TestServer::start(config(&["--resume-grace", "10"])).await;
+async fn a_tcp_reset_is_a_drop_too(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--resume-grace", "10"])).await;
     let (mut a, b, room) = server.pair().await;
     let token = b.token.clone();
     b.reset();
@@ -61,9 +59,8 @@ async fn a_tcp_reset_is_a_drop_too() {
     a.expect_silence(100).await;
 }
 
-#[tokio::test]
-async fn after_the_grace_period_the_partner_hears_disconnect() {
-    let server = TestServer::start(config(&["--resume-grace", "0.6"])).await;
+async fn after_the_grace_period_the_partner_hears_disconnect(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--resume-grace", "0.6"])).await;
     let (mut a, b, _) = server.pair().await;
     let token = b.token.clone();
     let dropped = Instant::now();
@@ -87,9 +84,8 @@ async fn after_the_grace_period_the_partner_hears_disconnect() {
     assert_eq!(metrics.get("strangers_resumes_total"), 0.0);
 }
 
-#[tokio::test]
-async fn buffered_signals_die_with_an_expired_session() {
-    let server = TestServer::start(config(&["--resume-grace", "0.3"])).await;
+async fn buffered_signals_die_with_an_expired_session(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--resume-grace", "0.3"])).await;
     let (mut a, b, _) = server.pair().await;
     let token = b.token.clone();
     b.drop_abruptly();
@@ -101,9 +97,8 @@ async fn buffered_signals_die_with_an_expired_session() {
     b.expect_silence(150).await;
 }
 
-#[tokio::test]
-async fn a_clean_close_ends_the_session_at_once() {
-    let server = TestServer::start(config(&["--resume-grace", "30"])).await;
+async fn a_clean_close_ends_the_session_at_once(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--resume-grace", "30"])).await;
     let (mut a, b, _) = server.pair().await;
     let token = b.token.clone();
     let closed = Instant::now();
@@ -115,9 +110,8 @@ async fn a_clean_close_ends_the_session_at_once() {
     server.wait_metric("strangers_sessions_dropped", 0.0).await;
 }
 
-#[tokio::test]
-async fn a_clean_close_while_queued_leaves_the_queue() {
-    let server = TestServer::start(config(&["--resume-grace", "30"])).await;
+async fn a_clean_close_while_queued_leaves_the_queue(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--resume-grace", "30"])).await;
     let mut a = server.greeted().await;
     a.send_json(json!({"type": "find"}));
     a.expect("queued").await;
@@ -128,9 +122,8 @@ async fn a_clean_close_while_queued_leaves_the_queue() {
     b.expect_silence(200).await;
 }
 
-#[tokio::test]
-async fn a_queued_session_whose_socket_dropped_is_never_matched_until_it_resumes() {
-    let server = TestServer::start(config(&["--resume-grace", "10"])).await;
+async fn a_queued_session_whose_socket_dropped_is_never_matched_until_it_resumes(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--resume-grace", "10"])).await;
     let mut a = server.greeted().await;
     a.send_json(json!({"type": "find"}));
     a.expect("queued").await;
@@ -158,9 +151,8 @@ async fn a_queued_session_whose_socket_dropped_is_never_matched_until_it_resumes
     a.expect_silence(100).await;
 }
 
-#[tokio::test]
-async fn a_resume_replaces_a_socket_that_is_still_open() {
-    let server = TestServer::start(config(&["--resume-grace", "10"])).await;
+async fn a_resume_replaces_a_socket_that_is_still_open(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--resume-grace", "10"])).await;
     let (mut a, mut b, room) = server.pair().await;
     let mut b2 = server.connect().await;
     let welcome = b2.resume(&b.token).await;
@@ -176,9 +168,8 @@ async fn a_resume_replaces_a_socket_that_is_still_open() {
     assert_eq!(metrics.get("strangers_resumes_total"), 1.0);
 }
 
-#[tokio::test]
-async fn the_buffer_for_a_dropped_partner_is_bounded_and_says_so() {
-    let server = TestServer::start(config(&["--resume-grace", "10", "--max-pending-signals", "3"])).await;
+async fn the_buffer_for_a_dropped_partner_is_bounded_and_says_so(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--resume-grace", "10", "--max-pending-signals", "3"])).await;
     let (mut a, b, _) = server.pair().await;
     let token = b.token.clone();
     b.drop_abruptly();
@@ -197,9 +188,8 @@ async fn the_buffer_for_a_dropped_partner_is_bounded_and_says_so() {
     b.expect_silence(150).await;
 }
 
-#[tokio::test]
-async fn leaving_a_dropped_partner_discards_what_was_buffered_for_it() {
-    let server = TestServer::start(config(&["--resume-grace", "10"])).await;
+async fn leaving_a_dropped_partner_discards_what_was_buffered_for_it(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--resume-grace", "10"])).await;
     let (mut a, b, _) = server.pair().await;
     let token = b.token.clone();
     b.drop_abruptly();
@@ -227,9 +217,8 @@ async fn leaving_a_dropped_partner_discards_what_was_buffered_for_it() {
     assert_eq!(b.recv_text().await, relayed(50));
 }
 
-#[tokio::test]
-async fn both_sides_dropping_and_resuming_keep_the_room() {
-    let server = TestServer::start(config(&["--resume-grace", "10"])).await;
+async fn both_sides_dropping_and_resuming_keep_the_room(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--resume-grace", "10"])).await;
     let (a, b, room) = server.pair().await;
     let (token_a, token_b) = (a.token.clone(), b.token.clone());
     a.drop_abruptly();
@@ -246,17 +235,12 @@ async fn both_sides_dropping_and_resuming_keep_the_room() {
     assert_eq!(a.recv_text().await, relayed(2));
 }
 
-#[tokio::test]
-async fn a_half_open_socket_is_detected_by_pings_and_its_partner_told_after_the_grace() {
+async fn a_half_open_socket_is_detected_by_pings_and_its_partner_told_after_the_grace(backend: Backend) {
     let (idle, grace) = (0.6, 0.4);
-    let server = TestServer::start(config(&[
-        "--ping-interval",
-        "0.2",
-        "--idle-timeout",
-        &idle.to_string(),
-        "--resume-grace",
-        &grace.to_string(),
-    ]))
+    let server = TestServer::start_on(
+        backend,
+        config(&["--ping-interval", "0.2", "--idle-timeout", &idle.to_string(), "--resume-grace", &grace.to_string()]),
+    )
     .await;
     // A raw peer says hello and find, then never reads again and never answers a ping.
     let mut raw = RawPeer::upgrade(&server).await;
@@ -282,10 +266,12 @@ async fn a_half_open_socket_is_detected_by_pings_and_its_partner_told_after_the_
     drop(raw);
 }
 
-#[tokio::test]
-async fn a_silent_socket_counts_as_dropped_and_its_session_can_resume() {
-    let server =
-        TestServer::start(config(&["--ping-interval", "0.2", "--idle-timeout", "0.5", "--resume-grace", "10"])).await;
+async fn a_silent_socket_counts_as_dropped_and_its_session_can_resume(backend: Backend) {
+    let server = TestServer::start_on(
+        backend,
+        config(&["--ping-interval", "0.2", "--idle-timeout", "0.5", "--resume-grace", "10"]),
+    )
+    .await;
     let (mut a, b, room) = server.pair().await;
     b.freeze();
     server.wait_metric("strangers_sessions_dropped", 1.0).await;
@@ -299,10 +285,12 @@ async fn a_silent_socket_counts_as_dropped_and_its_session_can_resume() {
     a.expect_silence(0).await;
 }
 
-#[tokio::test]
-async fn pings_keep_a_quiet_client_alive() {
-    let server =
-        TestServer::start(config(&["--ping-interval", "0.2", "--idle-timeout", "0.5", "--resume-grace", "0.2"])).await;
+async fn pings_keep_a_quiet_client_alive(backend: Backend) {
+    let server = TestServer::start_on(
+        backend,
+        config(&["--ping-interval", "0.2", "--idle-timeout", "0.5", "--resume-grace", "0.2"]),
+    )
+    .await;
     let (mut a, mut b, _) = server.pair().await;
     a.expect_silence(1500).await;
     b.expect_silence(0).await;
@@ -314,18 +302,11 @@ async fn pings_keep_a_quiet_client_alive() {
     assert_eq!(b.recv_text().await, relayed(1));
 }
 
-#[tokio::test]
-async fn a_frozen_client_that_stops_reading_a_flood_is_dropped_too() {
-    let server = TestServer::start(config(&[
-        "--ping-interval",
-        "0.2",
-        "--idle-timeout",
-        "0.6",
-        "--resume-grace",
-        "0.4",
-        "--rate-limit",
-        "0",
-    ]))
+async fn a_frozen_client_that_stops_reading_a_flood_is_dropped_too(backend: Backend) {
+    let server = TestServer::start_on(
+        backend,
+        config(&["--ping-interval", "0.2", "--idle-timeout", "0.6", "--resume-grace", "0.4", "--rate-limit", "0"]),
+    )
     .await;
     let (mut a, b, _) = server.pair().await;
     b.freeze();
@@ -345,3 +326,21 @@ async fn a_frozen_client_that_stops_reading_a_flood_is_dropped_too() {
     assert!(started.elapsed() < Duration::from_secs(4), "partner_left after {:?}", started.elapsed());
     drop(b);
 }
+
+on_both_backends!(
+    an_abrupt_drop_keeps_the_room_and_buffers_signals_until_the_resume,
+    a_tcp_reset_is_a_drop_too,
+    after_the_grace_period_the_partner_hears_disconnect,
+    buffered_signals_die_with_an_expired_session,
+    a_clean_close_ends_the_session_at_once,
+    a_clean_close_while_queued_leaves_the_queue,
+    a_queued_session_whose_socket_dropped_is_never_matched_until_it_resumes,
+    a_resume_replaces_a_socket_that_is_still_open,
+    the_buffer_for_a_dropped_partner_is_bounded_and_says_so,
+    leaving_a_dropped_partner_discards_what_was_buffered_for_it,
+    both_sides_dropping_and_resuming_keep_the_room,
+    a_half_open_socket_is_detected_by_pings_and_its_partner_told_after_the_grace,
+    a_silent_socket_counts_as_dropped_and_its_session_can_resume,
+    pings_keep_a_quiet_client_alive,
+    a_frozen_client_that_stops_reading_a_flood_is_dropped_too,
+);

@@ -45,11 +45,12 @@ pub struct ProbePair {
 }
 
 impl ProbePair {
-    /// Connects two clients and has them matched. Call it while no one else is queued, or the
+    /// Connects two clients, `a` to `first` and `b` to `second` (the same server, or two nodes
+    /// sharing Redis), and has them matched. Call it while no one else is queued, or the
     /// server may pair a probe with someone else.
-    pub async fn connect(target: &Target, interval: Duration) -> anyhow::Result<ProbePair> {
-        let mut a = client::connect_hello(target.addr, &target.url).await?;
-        let mut b = client::connect_hello(target.addr, &target.url).await?;
+    pub async fn connect(first: &Target, second: &Target, interval: Duration) -> anyhow::Result<ProbePair> {
+        let mut a = client::connect_hello(first.addr, &first.url).await?;
+        let mut b = client::connect_hello(second.addr, &second.url).await?;
         client::send(&mut a, ClientMsg::Find.to_json()).await?;
         client::send(&mut b, ClientMsg::Find.to_json()).await?;
         for ws in [&mut a, &mut b] {
@@ -96,9 +97,16 @@ async fn one_way(from: &mut Ws, to: &mut Ws, payloads: &Payloads, round: usize) 
     }
 }
 
-/// The idle phase, then the loaded phase, on one server.
-pub async fn run(target: &mut Target, probe: &ProbeArgs, load: &CycleArgs) -> anyhow::Result<LatencyReport> {
-    let mut pair = ProbePair::connect(target, Duration::from_micros(probe.probe_interval_us)).await?;
+/// The idle phase, then the loaded phase, on one server; with `other`, the probe's second
+/// client is on that server (cross-node relay) while the load stays on `target`.
+pub async fn run(
+    target: &mut Target,
+    other: Option<&Target>,
+    probe: &ProbeArgs,
+    load: &CycleArgs,
+) -> anyhow::Result<LatencyReport> {
+    let interval = Duration::from_micros(probe.probe_interval_us);
+    let mut pair = ProbePair::connect(target, other.unwrap_or(target), interval).await?;
     let (_never, idle_stop) = watch::channel(false);
     let idle = Latency::from_ns(pair.run(Some(probe.samples), idle_stop).await?);
     target.check_alive()?;

@@ -9,6 +9,7 @@ mod idle;
 mod latency;
 mod payload;
 mod procfs;
+mod redis;
 mod report;
 mod stats;
 mod target;
@@ -49,6 +50,12 @@ struct Cli {
     /// The attached server's process id, to read its CPU time and memory.
     #[arg(long, global = true, value_name = "PID", requires = "server_url")]
     server_pid: Option<u32>,
+
+    /// Redis mode: start a redis-server, give every spawned server --redis, count
+    /// redis-server's CPU as the server's, report Redis round trips per match, and measure
+    /// relay latency between two nodes.
+    #[arg(long, global = true, conflicts_with = "server_url")]
+    redis: bool,
 
     /// Also print every figure as one JSON line after the table.
     #[arg(long, global = true)]
@@ -118,6 +125,13 @@ fn run_main(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the servers under test keep their state.
+struct Mode {
+    spec: TargetSpec,
+    /// In Redis mode, the redis-server the bench started; a fresh one per part.
+    redis: bool,
+}
+
 async fn run(cli: &Cli) -> anyhow::Result<Report> {
     let spec = match &cli.server_url {
         Some(url) => TargetSpec::Attach { url: url.clone(), pid: cli.server_pid },
@@ -126,21 +140,45 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
             extra_args: cli.server_args.clone(),
         },
     };
+    let mode = Mode { spec, redis: cli.redis };
     let mut report = Report::default();
     match &cli.command {
-        Command::Cycles(load) => run_cycles(&spec, load, &mut report).await?,
-        Command::Idle(idle) => run_idle(&spec, idle, &mut report).await?,
-        Command::Latency { probe, load } => run_latency(&spec, probe, load, &mut report).await?,
+        Command::Cycles(load) => run_cycles(&mode, load, &mut report).await?,
+        Command::Idle(idle) => run_idle(&mode, idle, &mut report).await?,
+        Command::Latency { probe, load } => run_latency(&mode, probe, load, &mut report).await?,
         Command::All { load, probe, idle } => {
-            run_cycles(&spec, load, &mut report).await?;
-            run_latency(&spec, probe, load, &mut report).await?;
-            run_idle(&spec, idle, &mut report).await?;
+            run_cycles(&mode, load, &mut report).await?;
+            run_latency(&mode, probe, load, &mut report).await?;
+            run_idle(&mode, idle, &mut report).await?;
         }
     }
     Ok(report)
 }
 
-fn open(spec: &TargetSpec) -> anyhow::Result<Target> {
+/// Starts the server (and, in Redis mode, the redis-server it uses, returned to keep alive).
+fn open(mode: &Mode) -> anyhow::Result<(Target, Option<redis::RedisProcess>)> {
+    if !mode.redis {
+        return Ok((open_spec(&mode.spec)?, None));
+    }
+    let redis = redis::RedisProcess::start()?;
+    note(format!("Redis mode: redis-server at {} (pid {}), counted as server CPU", redis.url, redis.pid()));
+    let mut target = open_spec(&with_redis(&mode.spec, &redis))?;
+    target.companions.push(redis.pid());
+    Ok((target, Some(redis)))
+}
+
+fn with_redis(spec: &TargetSpec, redis: &redis::RedisProcess) -> TargetSpec {
+    match spec {
+        TargetSpec::Spawn { bin, extra_args } => {
+            let mut extra_args = extra_args.clone();
+            extra_args.push(format!("--redis={}", redis.url));
+            TargetSpec::Spawn { bin: bin.clone(), extra_args }
+        }
+        attach => attach.clone(),
+    }
+}
+
+fn open_spec(spec: &TargetSpec) -> anyhow::Result<Target> {
     let target = Target::open(spec)?;
     let how = if target.spawned() { "spawned" } else { "attached to" };
     let pid = target.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
@@ -148,8 +186,8 @@ fn open(spec: &TargetSpec) -> anyhow::Result<Target> {
     Ok(target)
 }
 
-async fn run_cycles(spec: &TargetSpec, load: &CycleArgs, report: &mut Report) -> anyhow::Result<()> {
-    let mut target = open(spec)?;
+async fn run_cycles(mode: &Mode, load: &CycleArgs, report: &mut Report) -> anyhow::Result<()> {
+    let (mut target, redis) = open(mode)?;
     note(format!(
         "cycles: {} connections, {} s warm-up, {} s measured",
         thousands(load.pairs as u64 * 2),
@@ -158,28 +196,42 @@ async fn run_cycles(spec: &TargetSpec, load: &CycleArgs, report: &mut Report) ->
     ));
     let result = cycles::run(&mut target, load, None).await?;
     let title = format!("Match cycles ({} pair loops, {} connections)", load.pairs, result.connections);
-    report.add("cycles", title, result.rows(), result.to_json());
+    let (mut rows, mut json) = (result.rows(), result.to_json());
+    if redis.is_some() {
+        let (trips, scripts) = redis::round_trips_per_match(target.addr)?;
+        rows.push(("CPU counted".into(), "signal-server + redis-server".into()));
+        rows.push(("Redis round trips per match (pipelined)".into(), format!("{trips:.2}")));
+        rows.push(("Redis scripts per match".into(), format!("{scripts:.2}")));
+        json["redis_round_trips_per_match"] = serde_json::json!(trips);
+        json["redis_scripts_per_match"] = serde_json::json!(scripts);
+    }
+    report.add("cycles", title, rows, json);
     Ok(())
 }
 
-async fn run_latency(
-    spec: &TargetSpec,
-    probe: &ProbeArgs,
-    load: &CycleArgs,
-    report: &mut Report,
-) -> anyhow::Result<()> {
-    let mut target = open(spec)?;
+async fn run_latency(mode: &Mode, probe: &ProbeArgs, load: &CycleArgs, report: &mut Report) -> anyhow::Result<()> {
+    let (mut target, redis) = open(mode)?;
+    // In Redis mode the probe's second client sits on a second node: cross-node relay.
+    let other = match &redis {
+        Some(redis) => Some(open_spec(&with_redis(&mode.spec, redis))?),
+        None => None,
+    };
     note(format!(
         "latency: {} samples on the idle server, then {} s under the cycle load",
         probe.samples, load.seconds
     ));
-    let result = latency::run(&mut target, probe, load).await?;
-    report.add("latency", "Relay latency (send to partner's receipt)".into(), result.rows(), result.to_json());
+    let result = latency::run(&mut target, other.as_ref(), probe, load).await?;
+    let title = if other.is_some() {
+        "Cross-node relay latency (two nodes, one Redis)"
+    } else {
+        "Relay latency (send to partner's receipt)"
+    };
+    report.add("latency", title.into(), result.rows(), result.to_json());
     Ok(())
 }
 
-async fn run_idle(spec: &TargetSpec, idle: &IdleArgs, report: &mut Report) -> anyhow::Result<()> {
-    let mut target = open(spec)?;
+async fn run_idle(mode: &Mode, idle: &IdleArgs, report: &mut Report) -> anyhow::Result<()> {
+    let (mut target, _redis) = open(mode)?;
     let counts: Vec<String> = idle.counts.iter().map(|c| thousands(*c as u64)).collect();
     note(format!("idle: opening sockets in steps of {}", counts.join(", ")));
     let result = idle::run(&mut target, idle).await?;

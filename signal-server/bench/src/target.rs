@@ -37,6 +37,8 @@ pub struct Target {
     pub addr: SocketAddr,
     pub url: String,
     pub pid: Option<u32>,
+    /// Processes whose CPU counts as the server's too (redis-server in Redis mode).
+    pub companions: Vec<u32>,
     spawned: Option<Spawned>,
 }
 
@@ -68,9 +70,15 @@ impl Target {
         self.spawned.is_some()
     }
 
-    /// The server's CPU time so far, in microseconds, if its process id is known.
+    /// The server's CPU time so far (with its companions'), in microseconds, if its process id
+    /// is known.
     pub fn cpu_micros(&self) -> anyhow::Result<Option<u64>> {
-        self.pid.map(procfs::cpu_micros).transpose()
+        let Some(own) = self.pid.map(procfs::cpu_micros).transpose()? else { return Ok(None) };
+        let mut total = own;
+        for pid in &self.companions {
+            total += procfs::cpu_micros(*pid)?;
+        }
+        Ok(Some(total))
     }
 
     /// The server's resident memory, in bytes, if its process id is known.
@@ -148,7 +156,13 @@ fn spawn(bin: &Path, extra_args: &[String]) -> anyhow::Result<Target> {
             }
         })
         .context("cannot start the thread reading the server's output")?;
-    let mut target = Target { addr: "127.0.0.1:0".parse()?, url: String::new(), pid: Some(pid), spawned: None };
+    let mut target = Target {
+        addr: "127.0.0.1:0".parse()?,
+        url: String::new(),
+        pid: Some(pid),
+        companions: Vec::new(),
+        spawned: None,
+    };
     target.spawned = Some(Spawned { child, recent });
     let addr = match addr_rx.recv_timeout(START_TIMEOUT) {
         Ok(addr) => addr,
@@ -179,5 +193,5 @@ fn attach(url: &str, pid: Option<u32>) -> anyhow::Result<Target> {
     if let Some(pid) = pid {
         procfs::cpu_micros(pid).with_context(|| format!("--server-pid {pid} is not a readable process"))?;
     }
-    Ok(Target { addr, url: url.to_owned(), pid, spawned: None })
+    Ok(Target { addr, url: url.to_owned(), pid, companions: Vec::new(), spawned: None })
 }

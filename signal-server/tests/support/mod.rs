@@ -6,6 +6,9 @@
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod node;
+pub mod redis;
+
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -28,6 +31,33 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+
+pub use self::redis::RedisServer;
+
+/// Where a test server keeps its pairing state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The default: in this process's memory.
+    Memory,
+    /// A real redis-server the test starts (`--redis`).
+    Redis,
+}
+
+/// Generates, for each named `async fn(Backend)`, one test per backend: `memory::NAME` and
+/// `redis::NAME`. Both backends must pass the same contract.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test]
+            async fn $name() { super::$name($crate::support::Backend::Memory).await })*
+        }
+        mod redis {
+            $(#[tokio::test]
+            async fn $name() { super::$name($crate::support::Backend::Redis).await })*
+        }
+    };
+}
 
 /// The longest any single expected event may take.
 pub const STEP: Duration = Duration::from_secs(5);
@@ -59,9 +89,32 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     tls: Option<TlsConnector>,
+    /// The Redis this server uses, when the test started one for it alone.
+    redis: Option<Arc<RedisServer>>,
 }
 
 impl TestServer {
+    /// A handle on a server running elsewhere (a process), to connect clients to it.
+    pub fn at(addr: SocketAddr) -> TestServer {
+        TestServer { addr, stun_addr: None, stop: None, task: None, tls: None, redis: None }
+    }
+
+    /// Starts a plain server on `backend`; for Redis, with a redis-server of its own.
+    pub async fn start_on(backend: Backend, config: Config) -> TestServer {
+        match backend {
+            Backend::Memory => TestServer::start(config).await,
+            Backend::Redis => TestServer::start_with_redis(config, &Arc::new(RedisServer::start())).await,
+        }
+    }
+
+    /// Starts a plain server sharing `redis` (several of them make a cluster).
+    pub async fn start_with_redis(mut config: Config, redis: &Arc<RedisServer>) -> TestServer {
+        config.redis = Some(redis.url());
+        let mut server = TestServer::start(config).await;
+        server.redis = Some(redis.clone());
+        server
+    }
+
     /// Starts a plain (ws://) server.
     pub async fn start(config: Config) -> TestServer {
         TestServer::start_with(config, None, None).await
@@ -84,7 +137,8 @@ impl TestServer {
         let task = tokio::spawn(signal_server::run(listener, stun, config, acceptor, async {
             let _ = stopped.await;
         }));
-        TestServer { addr, stun_addr, stop: Some(stop), task: Some(task), tls }
+        // With Redis, `run` connects before it accepts; early clients wait in the backlog.
+        TestServer { addr, stun_addr, stop: Some(stop), task: Some(task), tls, redis: None }
     }
 
     /// Asks the server to shut down and waits for `run` to return; returns how long it took.

@@ -1,0 +1,266 @@
+-- Shared by every script of the Redis backend (prepended to each one before it is loaded).
+-- One script runs atomically in Redis: no other node sees a state half-way through it.
+--
+-- ARGV[1] node id of the caller, ARGV[2] TTL of session keys (ms), ARGV[3] resume grace (ms),
+-- ARGV[4] interest wait (ms), ARGV[5] a random prefix for room ids made by this call.
+-- Script-specific arguments start at ARGV[6].
+--
+-- Keys (prefix strangers:): s:SID session hash; tok:TOKEN -> SID; c:NODE:CONN -> SID, the
+-- session a socket speaks for; p:SID messages held while
+-- the socket is down; n:NODE:s sessions a node speaks for; ip:IP sessions from an address;
+-- q:all / q:open / q:i:TAG waiting sessions scored by ticket; q:opens interest waits scored by
+-- the instant they end; graces dropped sessions scored by the end of their grace; nodes node
+-- liveness deadlines; ban:IP; rep:IP reports; stats counters; ticket, roomseq counters.
+-- Every key gets a TTL when written.
+
+local P = 'strangers:'
+local NODE = ARGV[1]
+local TTL = tonumber(ARGV[2])
+local GRACE = tonumber(ARGV[3])
+local WAIT = tonumber(ARGV[4])
+local SALT = ARGV[5]
+
+local function fmt(n) return string.format('%d', n) end
+
+local NOW
+do
+  local t = redis.call('TIME')
+  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local MATCHES = 0
+local OUT = {}      -- node -> list of records {conn, kind, body, sid}
+local OUT_ORDER = {} -- nodes in the order they were first written to
+
+local function record(node, conn, kind, body, sid)
+  local list = OUT[node]
+  if not list then
+    list = {}
+    OUT[node] = list
+    OUT_ORDER[#OUT_ORDER + 1] = node
+  end
+  list[#list + 1] = { conn, kind, body, sid }
+end
+
+local function skey(sid) return P .. 's:' .. sid end
+
+local function sess(sid)
+  if not sid or sid == '' then return nil end
+  local v = redis.call('HGETALL', skey(sid))
+  if #v == 0 then return nil end
+  local t = {}
+  for i = 1, #v, 2 do t[v[i]] = v[i + 1] end
+  return t
+end
+
+local function touch(key) redis.call('PEXPIRE', key, TTL) end
+
+local function ckey(node, conn) return P .. 'c:' .. node .. ':' .. conn end
+
+local function is_signal(json) return string.sub(json, 1, 16) == '{"type":"signal"' end
+
+-- Holds a message for a session whose socket is down (control messages are always kept).
+local function hold(sid, json)
+  local k = P .. 'p:' .. sid
+  redis.call('RPUSH', k, json)
+  touch(k)
+  if is_signal(json) then
+    redis.call('HINCRBY', skey(sid), 'pn', 1)
+    redis.call('HINCRBY', skey(sid), 'pb', #json)
+  end
+end
+
+local function drop_pending_signals(sid)
+  local k = P .. 'p:' .. sid
+  if redis.call('EXISTS', k) == 0 then return end
+  local kept = {}
+  for _, m in ipairs(redis.call('LRANGE', k, 0, -1)) do
+    if not is_signal(m) then kept[#kept + 1] = m end
+  end
+  redis.call('DEL', k)
+  if #kept > 0 then
+    redis.call('RPUSH', k, unpack(kept))
+    touch(k)
+  end
+  redis.call('HSET', skey(sid), 'pn', '0', 'pb', '0')
+end
+
+-- Sends to a session now, or holds the message until it resumes.
+local function deliver(sid, json)
+  local f = redis.call('HMGET', skey(sid), 'node', 'conn')
+  if f[2] and f[2] ~= '' then
+    record(f[1], f[2], 'T', json, sid)
+  elseif f[2] then
+    hold(sid, json)
+  end
+end
+
+local function reply_error(conn, code, message) record(NODE, conn, 'E', code .. ' ' .. message) end
+
+local function leave_queue(sid, s)
+  redis.call('ZREM', P .. 'q:all', sid)
+  redis.call('ZREM', P .. 'q:open', sid)
+  redis.call('ZREM', P .. 'q:opens', sid)
+  for _, tag in ipairs(cjson.decode(s.int)) do redis.call('ZREM', P .. 'q:i:' .. tag, sid) end
+end
+
+local function new_room_id()
+  local n = redis.call('INCR', P .. 'roomseq')
+  touch(P .. 'roomseq')
+  return SALT .. string.format('%08x', n % 4294967296)
+end
+
+-- Puts two sessions that left the queue into a new room; the older ticket makes the offer.
+local function pair(a, sa, b, sb)
+  if tonumber(sb.ticket) < tonumber(sa.ticket) then a, sa, b, sb = b, sb, a, sa end
+  local room = new_room_id()
+  local in_b = {}
+  for _, t in ipairs(cjson.decode(sb.int)) do in_b[t] = true end
+  local common = {}
+  for _, t in ipairs(cjson.decode(sa.int)) do
+    if in_b[t] then common[#common + 1] = cjson.encode(t) end
+  end
+  local ci = '[' .. table.concat(common, ',') .. ']'
+  redis.call('HSET', skey(a), 'place', 'room', 'room', room, 'partner', b, 'rep', '0')
+  redis.call('HSET', skey(b), 'place', 'room', 'room', room, 'partner', a, 'rep', '0')
+  sa.place, sb.place = 'room', 'room'
+  deliver(a, '{"type":"matched","room":"' .. room .. '","initiator":true,"common_interests":' .. ci .. '}')
+  deliver(b, '{"type":"matched","room":"' .. room .. '","initiator":false,"common_interests":' .. ci .. '}')
+  redis.call('HINCRBY', P .. 'stats', 'matches', 1)
+  redis.call('HINCRBY', P .. 'stats', 'rooms', 1)
+  touch(P .. 'stats')
+  MATCHES = MATCHES + 1
+end
+
+-- The longest-waiting session sharing a tag; failing that, if open, the longest-waiting
+-- session that accepts anyone. Entries whose session is gone are cleaned on the way.
+local function best_partner(sid, tags, open)
+  while true do
+    local best, best_ticket = nil, nil
+    for _, tag in ipairs(tags) do
+      local r = redis.call('ZRANGE', P .. 'q:i:' .. tag, 0, 0, 'WITHSCORES')
+      if r[1] and (not best_ticket or tonumber(r[2]) < best_ticket) then
+        best, best_ticket = r[1], tonumber(r[2])
+      end
+    end
+    if not best and open then best = redis.call('ZRANGE', P .. 'q:open', 0, 0)[1] end
+    if not best then return nil end
+    local s = sess(best)
+    if s and s.place == 'wait' and best ~= sid then return best, s end
+    redis.call('ZREM', P .. 'q:all', best)
+    redis.call('ZREM', P .. 'q:open', best)
+    redis.call('ZREM', P .. 'q:opens', best)
+    for _, tag in ipairs(tags) do redis.call('ZREM', P .. 'q:i:' .. tag, best) end
+  end
+end
+
+-- Tells a connected session it is queued, then pairs it or lets it wait.
+local function enqueue(sid, s, ticket, since)
+  deliver(sid, '{"type":"queued"}')
+  local tags = cjson.decode(s.int)
+  local open_at = since + WAIT
+  local open = (#tags == 0) or NOW >= open_at
+  s.ticket = fmt(ticket)
+  local p, sp = best_partner(sid, tags, open)
+  if p then
+    leave_queue(p, sp)
+    pair(p, sp, sid, s)
+    return
+  end
+  redis.call('HSET', skey(sid), 'place', 'wait', 'ticket', fmt(ticket), 'since', fmt(since))
+  s.place = 'wait'
+  redis.call('ZADD', P .. 'q:all', ticket, sid)
+  touch(P .. 'q:all')
+  if open then
+    redis.call('ZADD', P .. 'q:open', ticket, sid)
+    touch(P .. 'q:open')
+  else
+    redis.call('ZADD', P .. 'q:opens', open_at, sid)
+    touch(P .. 'q:opens')
+  end
+  for _, tag in ipairs(tags) do
+    redis.call('ZADD', P .. 'q:i:' .. tag, ticket, sid)
+    touch(P .. 'q:i:' .. tag)
+  end
+end
+
+local function enqueue_fresh(sid, s)
+  local ticket = redis.call('INCR', P .. 'ticket')
+  touch(P .. 'ticket')
+  enqueue(sid, s, ticket, NOW)
+end
+
+-- Ends a room that `leaver` left; the other member is told why.
+local function end_room(sid, s, reason)
+  local partner = s.partner
+  redis.call('HINCRBY', P .. 'stats', 'rooms', -1)
+  redis.call('HSET', skey(sid), 'place', 'idle', 'room', '', 'partner', '')
+  s.place = 'idle'
+  drop_pending_signals(sid)
+  if partner and partner ~= '' and redis.call('EXISTS', skey(partner)) == 1 then
+    redis.call('HSET', skey(partner), 'place', 'idle', 'room', '', 'partner', '')
+    drop_pending_signals(partner)
+    deliver(partner, '{"type":"partner_left","reason":"' .. reason .. '"}')
+  end
+end
+
+-- Ends a session for good: its room, its queue place, its token, its keys.
+local function end_session(sid, s, reason)
+  if s.place == 'room' then
+    end_room(sid, s, reason)
+  elseif s.place == 'wait' then
+    leave_queue(sid, s)
+  end
+  redis.call('DEL', skey(sid), P .. 'tok:' .. s.tok, P .. 'p:' .. sid)
+  if s.conn ~= '' then redis.call('DEL', ckey(s.node, s.conn)) end
+  redis.call('HINCRBY', P .. 'stats', 'sessions', -1)
+  redis.call('SREM', P .. 'n:' .. s.node .. ':s', sid)
+  redis.call('SREM', P .. 'ip:' .. s.ip, sid)
+  redis.call('ZREM', P .. 'graces', sid)
+end
+
+-- The socket of a session is gone without a close frame: hold the session for the grace.
+local function drop_session(sid, s)
+  local until_ms = NOW + GRACE
+  redis.call('HSET', skey(sid), 'conn', '', 'grace', fmt(until_ms))
+  if s.conn ~= '' then redis.call('DEL', ckey(s.node, s.conn)) end
+  s.conn = ''
+  redis.call('ZADD', P .. 'graces', until_ms, sid)
+  touch(P .. 'graces')
+  if s.place == 'wait' then
+    leave_queue(sid, s)
+    redis.call('HSET', skey(sid), 'place', 'park')
+    s.place = 'park'
+  end
+end
+
+-- The session this socket speaks for and its id, or nil (and the socket is told).
+local function caller(conn)
+  local sid = redis.call('GET', ckey(NODE, conn))
+  local s = sid and sess(sid)
+  if not s or s.node ~= NODE or s.conn ~= conn then
+    reply_error(conn, 'bad_message', 'the first message must be hello')
+    return nil
+  end
+  return s, sid
+end
+
+-- Publishes each node's records as one message, in order. A node nobody listens for (dead
+-- or reconnecting) loses nothing: its sessions are dropped and their messages held.
+local function flush()
+  for _, node in ipairs(OUT_ORDER) do
+    local list = OUT[node]
+    local parts = {}
+    for i, r in ipairs(list) do parts[i] = r[1] .. ' ' .. r[2] .. ' ' .. #r[3] .. ':' .. r[3] end
+    local heard = redis.call('PUBLISH', P .. 'node:' .. node, table.concat(parts))
+    if heard == 0 then
+      for _, r in ipairs(list) do
+        if r[4] and r[2] == 'T' then
+          local s = sess(r[4])
+          if s and s.node == node and s.conn == r[1] then drop_session(r[4], s) end
+          if s then hold(r[4], r[3]) end
+        end
+      end
+    end
+  end
+end

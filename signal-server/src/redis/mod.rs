@@ -1,0 +1,320 @@
+//! The Redis backend (`--redis URL`): several signal servers ("nodes") share one Redis, which
+//! holds the waiting queue, sessions, resume tokens, rooms, held messages, reports and bans,
+//! every key with a TTL. Each change of that state is one Lua script (`*.lua`), atomic in
+//! Redis, so no two nodes can hand out the same stranger. What a script decides for a socket
+//! is published on the channel of the node holding that socket, one message per node and
+//! script, so every socket sees its messages in the order Redis ran the scripts.
+//!
+//! This module is the node's side: [`Link`] is what the hub calls (commands in, in arrival
+//! order), `worker.rs` runs the scripts in pipelines, `subscriber.rs` applies what is published to this
+//! node, `liveness.rs` beats the heartbeat and runs the cluster's timers. The pure in-memory
+//! matchmaker is not used in this mode. Nothing here touches sockets directly: outputs go
+//! through the hub's outboxes.
+//!
+//! Crate choice: `redis` (redis-rs) is the maintained Rust client; it runs on tokio, its
+//! `ConnectionManager` reconnects by itself, its `Script` calls EVALSHA and reloads a script
+//! Redis has forgotten, and it speaks pub/sub.
+
+mod liveness;
+mod records;
+mod scripts;
+mod subscriber;
+mod worker;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::RngExt;
+use redis::aio::ConnectionManager;
+use strangers_matchmaker::{ConnId, Disconnect, Stats};
+use strangers_protocol::ClientMsg;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::hub::Hub;
+pub(crate) use records::Record;
+use scripts::Scripts;
+
+/// What the Redis backend needs to know, taken from the server's configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub url: String,
+    /// A node silent this long is dead: its sessions are held for a resume elsewhere.
+    pub node_timeout: Duration,
+    /// TTL of the keys of a session; nodes extend it for the sessions they hold.
+    pub session_ttl: Duration,
+    pub resume_grace: Duration,
+    pub interest_wait: Duration,
+    pub max_pending_signals: usize,
+    pub max_pending_bytes: usize,
+    pub report_threshold: u32,
+    pub report_window: Duration,
+    pub ban_duration: Duration,
+}
+
+/// The longest a round trip to Redis may take before it counts as failed. (Whether a script
+/// that timed out ran is unknown: the client is told `unavailable` and may retry.)
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A Redis request bounded by [`ROUND_TRIP_TIMEOUT`].
+async fn bounded<T>(request: impl std::future::Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
+    match tokio::time::timeout(ROUND_TRIP_TIMEOUT, request).await {
+        Ok(reply) => reply,
+        Err(_) => Err(redis::RedisError::from((redis::ErrorKind::Io, "Redis did not answer in time"))),
+    }
+}
+
+/// Why the backend could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("invalid Redis URL {url}: {source}")]
+    Url { url: String, source: redis::RedisError },
+    #[error("cannot reach Redis at {url}: {source}")]
+    Connect { url: String, source: redis::RedisError },
+}
+
+/// A command from a socket, in the order the socket produced it.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Open { conn: ConnId, ip: IpAddr },
+    Message { conn: ConnId, msg: ClientMsg },
+    Close { conn: ConnId, how: Disconnect },
+}
+
+/// Counters of the Redis backend, for metrics and the benchmark.
+#[derive(Debug, Default)]
+pub struct RedisCounters {
+    /// Round trips to Redis (a pipeline of scripts counts once).
+    pub round_trips: AtomicU64,
+    /// Scripts run.
+    pub scripts: AtomicU64,
+    /// Scripts that failed (Redis unreachable or erroring).
+    pub errors: AtomicU64,
+    /// Pairs formed by scripts this node ran.
+    pub matches: AtomicU64,
+    /// Of `round_trips`, those of the heartbeat and the timers (not caused by a client).
+    pub background: AtomicU64,
+    /// Times this node told its sockets to reconnect because Redis lost its state.
+    pub restarts: AtomicU64,
+}
+
+/// The hub's handle on the backend.
+pub struct Link {
+    commands: mpsc::UnboundedSender<Command>,
+    /// For reads outside the workers (/metrics), on the same pipelined connection.
+    reads: ConnectionManager,
+    stats_script: redis::Script,
+    /// Whether the last heartbeat reached Redis (/healthz).
+    healthy: AtomicBool,
+    /// Whether this node hears its channel (/healthz).
+    subscribed: AtomicBool,
+    /// Bans heard of on the `bans` channel, so banned addresses are refused at the door.
+    bans: Mutex<HashMap<IpAddr, Instant>>,
+    pub counters: RedisCounters,
+    pub node: String,
+}
+
+impl Link {
+    fn submit(&self, command: Command) {
+        // A closed channel means the server is shutting down: nothing left to do.
+        let _ = self.commands.send(command);
+    }
+
+    pub(crate) fn opened(&self, conn: ConnId, ip: IpAddr) {
+        self.submit(Command::Open { conn, ip });
+    }
+
+    pub(crate) fn message(&self, conn: ConnId, msg: ClientMsg) {
+        self.submit(Command::Message { conn, msg });
+    }
+
+    pub(crate) fn closed(&self, conn: ConnId, how: Disconnect) {
+        self.submit(Command::Close { conn, how });
+    }
+
+    /// Whether a ban on `ip` was heard of and still runs.
+    pub(crate) fn is_banned(&self, ip: IpAddr) -> bool {
+        let mut bans = self.bans.lock().expect("ban list lock is never poisoned");
+        let now = Instant::now();
+        bans.retain(|_, until| *until > now);
+        bans.contains_key(&ip)
+    }
+
+    fn heard_ban(&self, ip: IpAddr, duration: Duration) {
+        self.bans.lock().expect("ban list lock is never poisoned").insert(ip, Instant::now() + duration);
+    }
+
+    /// Whether Redis answered the last heartbeat and this node hears its channel.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// The cluster's gauges and counters, read from Redis (`stats.lua`).
+    pub(crate) async fn cluster_stats(&self) -> redis::RedisResult<Stats> {
+        let mut con = self.reads.clone();
+        let mut invocation = self.stats_script.prepare_invoke();
+        invocation.arg(&self.node).arg("0").arg("0").arg("0").arg("0");
+        let v: Vec<u64> = bounded(invocation.invoke_async(&mut con)).await?;
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        Ok(Stats {
+            connections: 0,
+            sessions: at(0) as usize,
+            sessions_dropped: at(1) as usize,
+            queued: at(2) as usize,
+            rooms: at(3) as usize,
+            bans_active: at(4) as usize,
+            matches_total: at(5),
+            signals_relayed_total: at(6),
+            resumes_total: at(7),
+            reports_total: at(8),
+            bans_total: at(9),
+        })
+    }
+}
+
+/// What every script needs: the node, the settings and the connection.
+pub(crate) struct Shared {
+    node: String,
+    settings: Settings,
+    scripts: Scripts,
+    link: Arc<Link>,
+}
+
+impl Shared {
+    /// An EVALSHA of `script` with the arguments every script takes first (see `common.lua`),
+    /// then `args`.
+    fn eval_cmd<A: redis::ToRedisArgs>(&self, script: &redis::Script, args: A) -> redis::Cmd {
+        let salt = format!("{:08x}", rand::rng().random::<u32>());
+        let ms = |d: Duration| d.as_millis().to_string();
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash())
+            .arg(0)
+            .arg(&self.node)
+            .arg(ms(self.settings.session_ttl))
+            .arg(ms(self.settings.resume_grace))
+            .arg(ms(self.settings.interest_wait))
+            .arg(salt)
+            .arg(args);
+        cmd
+    }
+
+    /// Runs one script on its own (heartbeat, timers) with the common arguments first, then
+    /// `args`. Returns its text result and counts its round trip and the pairs it formed.
+    async fn run(
+        &self,
+        con: &mut ConnectionManager,
+        script: &redis::Script,
+        args: &[&str],
+    ) -> redis::RedisResult<String> {
+        let cmd = self.eval_cmd(script, args);
+        self.link.counters.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.link.counters.scripts.fetch_add(1, Ordering::Relaxed);
+        let mut reply = bounded(cmd.query_async::<(String, u64)>(con)).await;
+        if matches!(&reply, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)) {
+            bounded(self.scripts.load_all(con)).await?;
+            reply = bounded(cmd.query_async(con)).await;
+        }
+        match reply {
+            Ok((text, matches)) => {
+                self.link.counters.matches.fetch_add(matches, Ordering::Relaxed);
+                Ok(text)
+            }
+            Err(e) => {
+                self.link.counters.errors.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The running backend of one node: the tasks to stop at shutdown.
+pub struct Backend {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Backend {
+    pub fn stop(self) {
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A Redis URL fit for logs: no password.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+/// The first half of starting: connects to Redis and subscribes to this node's channel, so
+/// that nothing published for it is missed. Returns the link for the hub; [`Pending::spawn`]
+/// then starts the tasks once the hub exists.
+pub async fn connect(settings: Settings) -> Result<(Arc<Link>, Pending), BackendError> {
+    let shown = redact(&settings.url);
+    let client = redis::Client::open(settings.url.as_str())
+        .map_err(|source| BackendError::Url { url: shown.clone(), source })?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500));
+    let manager = ConnectionManager::new_with_config(client.clone(), config)
+        .await
+        .map_err(|source| BackendError::Connect { url: shown.clone(), source })?;
+    let node = format!("{:016x}", rand::rng().random::<u64>());
+    let subscription = subscriber::subscribe(&client, &node)
+        .await
+        .map_err(|source| BackendError::Connect { url: shown.clone(), source })?;
+    let (commands, receiver) = mpsc::unbounded_channel();
+    let scripts = Scripts::new();
+    let link = Arc::new(Link {
+        reads: manager.clone(),
+        stats_script: scripts.stats.clone(),
+        healthy: AtomicBool::new(true),
+        subscribed: AtomicBool::new(true),
+        commands,
+        bans: Mutex::new(HashMap::new()),
+        counters: RedisCounters::default(),
+        node: node.clone(),
+    });
+    let shared = Arc::new(Shared { node, settings, scripts, link: link.clone() });
+    Ok((link, Pending { client, manager, shared, subscription, receiver }))
+}
+
+/// A connected backend whose tasks wait for the hub.
+pub struct Pending {
+    client: redis::Client,
+    manager: ConnectionManager,
+    shared: Arc<Shared>,
+    subscription: redis::aio::PubSub,
+    receiver: mpsc::UnboundedReceiver<Command>,
+}
+
+impl Pending {
+    /// Beats the first heartbeat, then starts the workers, the subscriber and the timers.
+    pub async fn spawn(self, hub: Arc<Hub>) -> Backend {
+        let Pending { client, manager, shared, subscription, receiver } = self;
+        liveness::first_beat(&shared, &mut manager.clone()).await;
+        let mut tasks = vec![tokio::spawn(worker::run(shared.clone(), manager.clone(), hub.clone(), receiver))];
+        tasks.push(tokio::spawn(subscriber::run(shared.clone(), client, subscription, hub.clone())));
+        tasks.push(tokio::spawn(liveness::heartbeat(shared.clone(), manager.clone(), hub.clone())));
+        tasks.push(tokio::spawn(liveness::ticker(shared, manager)));
+        Backend { tasks }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("redis://user:secret@db:6379/0"), "redis://***@db:6379/0");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}
