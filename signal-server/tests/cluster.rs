@@ -154,7 +154,14 @@ impl Churner {
             let msg = self.client.recv_json().await;
             match msg["type"].as_str() {
                 Some("error") if msg["code"] == "not_matched" => return,
-                Some("partner_left") | Some("queued") | Some("matched") => {}
+                Some("partner_left") | Some("queued") => {}
+                // A match made just before the stop: the room still counts in the checks
+                // across clients (its other member recorded it), and the stop ends it.
+                Some("matched") => {
+                    let room = msg["room"].as_str().unwrap().to_owned();
+                    let member = (self.client.id.clone(), msg["initiator"].as_bool().unwrap());
+                    self.seen.rooms.lock().unwrap().entry(room).or_default().push(member);
+                }
                 // At the very end a client may leave a room it was just put in.
                 Some("signal") if self.done() => {}
                 _ => panic!("client {}: while stopping, unexpected {msg}", self.i),
