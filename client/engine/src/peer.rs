@@ -442,3 +442,43 @@ impl Peer {
         let _ = self.pc.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use strangers_protocol::SignalKind;
+
+    use super::*;
+
+    fn on_loopback() -> PeerSettings {
+        PeerSettings { bind_ip: IpAddr::from([127, 0, 0, 1]), include_loopback: true, ..PeerSettings::default() }
+    }
+
+    /// The next description a peer wants sent (candidates are skipped).
+    async fn next_description(events: &mut mpsc::UnboundedReceiver<PeerEvent>, kind: SignalKind) -> SignalData {
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(10), events.recv()).await;
+            match event.expect("a description within 10 s").expect("the peer is alive") {
+                PeerEvent::LocalSignal(data) if data.kind() == kind => return data,
+                _ => {}
+            }
+        }
+    }
+
+    /// A restart asked for again sends a second offer; when the first offer's answer comes after
+    /// the second's, it finds no offer outstanding and must not end the call.
+    #[tokio::test]
+    async fn an_answer_with_no_offer_outstanding_is_ignored() {
+        let (tx_a, mut rx_a) = mpsc::unbounded_channel();
+        let (tx_b, mut rx_b) = mpsc::unbounded_channel();
+        let mut a = Peer::start(&on_loopback(), &[], true, tx_a).await.expect("the initiator starts");
+        let mut b = Peer::start(&on_loopback(), &[], false, tx_b).await.expect("the answerer starts");
+        let offer = next_description(&mut rx_a, SignalKind::Offer).await;
+        b.apply(&offer).await.expect("the offer applies");
+        let answer = next_description(&mut rx_b, SignalKind::Answer).await;
+        a.apply(&answer).await.expect("the answer applies");
+        // The same answer again: nothing is outstanding, so it is ignored, not an error.
+        a.apply(&answer).await.expect("a stale answer is ignored");
+        a.close().await;
+        b.close().await;
+    }
+}
