@@ -280,6 +280,32 @@ impl Client {
     }
 }
 
+/// Checks that a call survived an interruption of `a`'s signaling: `a` resumed its session
+/// (`first_welcome` is its welcome before), media kept flowing on both sides (60 more frames
+/// verified on `a` than `frames_before`), nobody heard `partner_left`, and `a`'s `next` still
+/// reaches `b` through the server(s).
+pub fn assert_call_survived(
+    a: &mut Client,
+    b: &mut Client,
+    first_welcome: &Value,
+    frames_before: u64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let welcome = a.wait_event(timeout, "welcome")?;
+    anyhow::ensure!(welcome["resumed"] == true, "not resumed: {welcome}");
+    anyhow::ensure!(welcome["id"] == first_welcome["id"], "another session came back: {welcome}");
+    let frames = |e: &Value| e["frames_verified"].as_u64().unwrap_or(0);
+    let after = a.wait_for(timeout, "more frames", |e| e["event"] == "stats" && frames(e) >= frames_before + 60)?;
+    anyhow::ensure!(after["verify_errors"] == 0, "frames failed verification: {after}");
+    b.wait_for(timeout, "b frames", |e| e["event"] == "stats" && frames(e) >= 120)?;
+    anyhow::ensure!(a.seen_named("partner_left").is_empty(), "a lost its partner");
+    anyhow::ensure!(b.seen_named("partner_left").is_empty(), "b lost its partner");
+    a.command("next")?;
+    let left = b.wait_event(timeout, "partner_left")?;
+    anyhow::ensure!(left["reason"] == "next", "b heard {left}");
+    Ok(())
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         s.to_owned()
