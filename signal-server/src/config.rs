@@ -97,6 +97,12 @@ pub struct Config {
     #[arg(long, env = "STRANGERS_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
 
+    /// A reverse proxy (load balancer) whose `X-Real-IP` header names the client (repeatable).
+    /// Connections from anyone else are taken at their TCP address. Caps, reports and bans
+    /// apply to the client's address, not the proxy's.
+    #[arg(long = "trusted-proxy", env = "STRANGERS_TRUSTED_PROXIES", value_delimiter = ',', value_name = "IP")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// Share the pairing state with other signal servers through this Redis (redis://HOST:PORT[/DB]).
     /// Without it, everything stays in this process's memory.
     #[arg(long, env = "STRANGERS_REDIS", hide_env_values = true, value_name = "URL")]

@@ -4,6 +4,7 @@
 //! HTTP and an idle socket must cost as little memory as possible: after the upgrade nothing
 //! of the HTTP layer remains.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -18,13 +19,22 @@ const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Time a client has to send its request head.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A connection whose WebSocket upgrade was accepted.
+pub struct Upgraded<S> {
+    pub stream: S,
+    /// Bytes read past the request head.
+    pub leftover: Vec<u8>,
+    /// The client address a reverse proxy named in `X-Real-IP`, if any.
+    pub real_ip: Option<IpAddr>,
+}
+
 /// Serves the HTTP part of one accepted connection. Returns the stream and the bytes read past
 /// the request head once a WebSocket upgrade was accepted; `None` when the request was
 /// answered (or failed) and the connection is done.
 ///
 /// Callers box this future: its state (the request head and the response) then lives only
 /// until the upgrade, not for the whole life of the WebSocket.
-pub async fn front_door<S>(mut stream: S, hub: &Hub) -> Option<(S, Vec<u8>)>
+pub async fn front_door<S>(mut stream: S, hub: &Hub) -> Option<Upgraded<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -39,7 +49,7 @@ where
             return None;
         }
     };
-    let Head { method, path, upgrade_key, version_ok, wants_upgrade, leftover } = head;
+    let Head { method, path, upgrade_key, version_ok, wants_upgrade, real_ip, leftover } = head;
     let path = path.split('?').next().unwrap_or("");
     // Every other request is answered, and the connection closed, whether or not that works.
     let _ = match (method.as_str(), path) {
@@ -73,7 +83,7 @@ where
             if stream.write_all(response.as_bytes()).await.is_err() || stream.flush().await.is_err() {
                 return None;
             }
-            return Some((stream, leftover));
+            return Some(Upgraded { stream, leftover, real_ip });
         }
         ("GET", "/healthz") => match hub.remote() {
             Some(remote) if !remote.is_healthy() => {
@@ -110,6 +120,8 @@ struct Head {
     upgrade_key: Option<String>,
     version_ok: bool,
     wants_upgrade: bool,
+    /// `X-Real-IP`, as a reverse proxy sets it (trusted only from `--trusted-proxy` peers).
+    real_ip: Option<IpAddr>,
     /// Bytes read past the head (a client may send its first frame at once).
     leftover: Vec<u8>,
 }
@@ -143,6 +155,7 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Head, Status>
                     upgrade_key: header("Sec-WebSocket-Key").map(str::to_owned),
                     version_ok: header("Sec-WebSocket-Version") == Some("13"),
                     wants_upgrade: has_token("Upgrade", "websocket") && has_token("Connection", "upgrade"),
+                    real_ip: header("X-Real-IP").and_then(|v| v.parse::<IpAddr>().ok()).map(|ip| ip.to_canonical()),
                     leftover: buf[len..].to_vec(),
                 };
                 return Ok(head);

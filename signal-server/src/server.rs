@@ -74,15 +74,34 @@ fn redis_settings(config: &Config, url: &str) -> redis::Settings {
 /// heartbeat-refresh, so only the keys of sessions no node holds any more run out.
 const SESSION_TTL: Duration = Duration::from_secs(600);
 
+/// The TCP peer of a connection, and whether it is a reverse proxy whose `X-Real-IP` names
+/// the client.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    ip: IpAddr,
+    trusted: bool,
+}
+
+impl Peer {
+    /// The address that counts for caps, reports and bans.
+    fn client(self, real_ip: Option<IpAddr>) -> IpAddr {
+        match real_ip {
+            Some(real) if self.trusted => real,
+            _ => self.ip,
+        }
+    }
+}
+
 /// Serves one plain TCP connection: HTTP, then our own WebSocket codec after an upgrade. The
 /// connection's long life runs in a task of its own, so that nothing of this one stays.
-async fn serve_plain(tcp: TcpStream, ip: IpAddr, hub: Arc<Hub>, rate: RateSettings, guard: TaskGuard) {
-    let Some((tcp, leftover)) = http::front_door(tcp, &hub).await else { return };
-    let ws = match PlainWs::new(tcp, &leftover) {
+async fn serve_plain(tcp: TcpStream, peer: Peer, hub: Arc<Hub>, rate: RateSettings, guard: TaskGuard) {
+    let Some(upgraded) = http::front_door(tcp, &hub).await else { return };
+    let ip = peer.client(upgraded.real_ip);
+    let ws = match PlainWs::new(upgraded.stream, &upgraded.leftover) {
         Ok(ws) => ws,
         Err(e) => return debug!(%ip, error = %e, "cannot register the upgraded socket"),
     };
-    drop(leftover);
+    drop(upgraded.leftover);
     if let Some(connection) = conn::admit(hub, ws, ip, rate).await {
         tokio::spawn(Tracked { future: connection, _guard: guard });
     }
@@ -92,18 +111,20 @@ async fn serve_plain(tcp: TcpStream, ip: IpAddr, hub: Arc<Hub>, rate: RateSettin
 async fn serve_tls(
     acceptor: TlsAcceptor,
     tcp: TcpStream,
-    ip: IpAddr,
+    peer: Peer,
     hub: Arc<Hub>,
     rate: RateSettings,
     guard: TaskGuard,
 ) {
+    let ip = peer.ip;
     let stream = match tokio::time::timeout(http::HEAD_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return debug!(%ip, error = %e, "TLS handshake failed"),
         Err(_) => return debug!(%ip, "TLS handshake timed out"),
     };
-    let Some((stream, leftover)) = http::front_door(stream, &hub).await else { return };
-    let ws = TungsteniteWs::new(stream, leftover).await;
+    let Some(upgraded) = http::front_door(stream, &hub).await else { return };
+    let ip = peer.client(upgraded.real_ip);
+    let ws = TungsteniteWs::new(upgraded.stream, upgraded.leftover).await;
     if let Some(connection) = conn::admit(hub, ws, ip, rate).await {
         tokio::spawn(Tracked { future: connection, _guard: guard });
     }
@@ -142,10 +163,11 @@ pub async fn run(
                 Ok((tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
                     let ip = peer.ip().to_canonical();
+                    let peer = Peer { ip, trusted: config.trusted_proxies.contains(&ip) };
                     let hub = hub.clone();
                     match tls.clone() {
-                        None => { tokio::spawn(serve_plain(tcp, ip, hub, rate, tasks.guard())); }
-                        Some(acceptor) => { tokio::spawn(serve_tls(acceptor, tcp, ip, hub, rate, tasks.guard())); }
+                        None => { tokio::spawn(serve_plain(tcp, peer, hub, rate, tasks.guard())); }
+                        Some(acceptor) => { tokio::spawn(serve_tls(acceptor, tcp, peer, hub, rate, tasks.guard())); }
                     }
                 }
                 Err(e) => {

@@ -5,7 +5,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -118,7 +118,14 @@ impl Churner {
     }
 
     /// Waits for `matched`, or gives up (idle, and says false) once everyone has had enough.
-    async fn await_match(&mut self) -> Option<(String, bool)> {
+    /// Notes that this client was told it is in a room.
+    fn record(&self, matched: &Value) {
+        let room = matched["room"].as_str().unwrap().to_owned();
+        let initiator = matched["initiator"].as_bool().unwrap();
+        self.seen.rooms.lock().unwrap().entry(room).or_default().push((self.client.id.clone(), initiator));
+    }
+
+    async fn await_match(&mut self) -> Option<String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             assert!(Instant::now() < deadline, "client {}: no match within 60 s", self.i);
@@ -127,8 +134,8 @@ impl Churner {
                     let msg: Value = serde_json::from_str(&text).unwrap();
                     match msg["type"].as_str() {
                         Some("matched") => {
-                            let room = msg["room"].as_str().unwrap().to_owned();
-                            return Some((room, msg["initiator"].as_bool().unwrap()));
+                            self.record(&msg);
+                            return Some(msg["room"].as_str().unwrap().to_owned());
                         }
                         // A partner who sent next first is announced before our own queued.
                         Some("queued") | Some("partner_left") => {}
@@ -155,13 +162,8 @@ impl Churner {
             match msg["type"].as_str() {
                 Some("error") if msg["code"] == "not_matched" => return,
                 Some("partner_left") | Some("queued") => {}
-                // A match made just before the stop: the room still counts in the checks
-                // across clients (its other member recorded it), and the stop ends it.
-                Some("matched") => {
-                    let room = msg["room"].as_str().unwrap().to_owned();
-                    let member = (self.client.id.clone(), msg["initiator"].as_bool().unwrap());
-                    self.seen.rooms.lock().unwrap().entry(room).or_default().push(member);
-                }
+                // Matched just before the stop: the room counts, and ends at once.
+                Some("matched") => self.record(&msg),
                 // At the very end a client may leave a room it was just put in.
                 Some("signal") if self.done() => {}
                 _ => panic!("client {}: while stopping, unexpected {msg}", self.i),
@@ -203,8 +205,7 @@ impl Churner {
         self.client.hello().await;
         self.client.send_json(json!({"type": "find"}));
         loop {
-            let Some((room, initiator)) = self.await_match().await else { break };
-            self.seen.rooms.lock().unwrap().entry(room.clone()).or_default().push((self.client.id.clone(), initiator));
+            let Some(room) = self.await_match().await else { break };
             if !self.talk(&room).await {
                 self.sync_idle().await;
                 break;
@@ -289,19 +290,28 @@ async fn hundreds_of_clients_churning_across_three_nodes_keep_every_invariant() 
         };
         tasks.push(tokio::spawn(churner.run()));
     }
-    let progress = seen.clone();
-    let reporter = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            eprintln!("churn: {} rooms finished", progress.finished.load(Ordering::Relaxed) / 2);
+    // Meanwhile, the shared state is checked again and again, each time in one atomic read.
+    let redis = Arc::new(redis);
+    let (checked, stop) = (redis.clone(), Arc::new(AtomicBool::new(false)));
+    let stopped = stop.clone();
+    let checker = tokio::task::spawn_blocking(move || {
+        let mut checks = 0;
+        while !stopped.load(Ordering::Relaxed) {
+            let violations = checked.violations();
+            assert!(violations.is_empty(), "shared state broken during the churn: {violations:?}");
+            checks += 1;
+            std::thread::sleep(Duration::from_millis(200));
         }
+        checks
     });
     let all = futures_util::future::join_all(tasks);
     for result in tokio::time::timeout(Duration::from_secs(240), all).await.expect("the churn ends in time") {
         result.expect("no client saw a broken invariant");
     }
 
-    reporter.abort();
+    stop.store(true, Ordering::Relaxed);
+    let checks = checker.await.expect("the shared state held at every check");
+    assert!(redis.violations().is_empty(), "{:?}", redis.violations());
     // No self match, no double match: every room has exactly two distinct members, one of
     // whom makes the offer.
     let rooms = std::mem::take(&mut *seen.rooms.lock().unwrap());
@@ -340,7 +350,7 @@ async fn hundreds_of_clients_churning_across_three_nodes_keep_every_invariant() 
     assert_eq!(metrics.get("strangers_queued"), 0.0);
     assert_eq!(metrics.get("strangers_matches_total"), rooms.len() as f64);
     eprintln!(
-        "churn: {} clients, {} rooms, {} signals checked, {} cross-node resumes, {} reconnects",
+        "churn: {} clients, {} rooms, {} signals checked, {} cross-node resumes, {} reconnects, {checks} state checks",
         CLIENTS,
         rooms.len(),
         seen.signals.load(Ordering::Relaxed),

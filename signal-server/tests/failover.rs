@@ -53,6 +53,7 @@ async fn a_node_killed_mid_call_has_its_clients_resume_on_another_node() {
     // Nothing of c's session stays: a, b and d are the only sessions left.
     assert_eq!(redis.keys("strangers:s:*").len(), 3, "{:?}", redis.keys("strangers:*"));
     assert_eq!(redis.keys("strangers:c:*").len(), 3);
+    assert!(redis.violations().is_empty(), "{:?}", redis.violations());
     let metrics = n1.metrics().await;
     assert_eq!(metrics.get("strangers_sessions"), 3.0);
     assert_eq!(metrics.get("strangers_rooms"), 1.0);

@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde_json::json;
@@ -118,7 +119,49 @@ async fn reports_count_per_address_not_per_session(backend: Backend) {
     reporter_1.expect_silence(100).await;
 }
 
+async fn behind_a_trusted_proxy_bans_hit_the_client_address_not_the_proxy(backend: Backend) {
+    let server =
+        TestServer::start_on(backend, config(&["--report-threshold", "1", "--trusted-proxy", "127.0.0.1"])).await;
+    let rude: IpAddr = "203.0.113.7".parse().unwrap();
+    let mut a = server.connect_as_proxy_for(rude).await;
+    a.hello().await;
+    let mut b = server.connect_as_proxy_for("203.0.113.8".parse().unwrap()).await;
+    b.hello().await;
+    match_pair(&mut a, &mut b).await;
+    b.send_json(json!({"type": "report", "reason": "rude"}));
+    a.expect_error("banned").await;
+    a.expect_close(1008).await;
+    b.expect_partner_left("disconnect").await;
+
+    let mut again = server.connect_as_proxy_for(rude).await;
+    again.send_json(json!({"type": "hello", "version": 1}));
+    again.expect_error("banned").await;
+    again.expect_close(1008).await;
+    // Everyone else behind the same proxy is still welcome, and so is the proxy itself.
+    let mut other = server.connect_as_proxy_for("203.0.113.9".parse().unwrap()).await;
+    other.hello().await;
+    let mut direct = server.connect().await;
+    direct.hello().await;
+}
+
+async fn an_untrusted_peer_cannot_pick_its_address(backend: Backend) {
+    let server = TestServer::start_on(backend, config(&["--report-threshold", "1"])).await;
+    let mut a = server.connect_as_proxy_for("203.0.113.7".parse().unwrap()).await;
+    a.hello().await;
+    let mut b = server.connect_from(loopback(8)).await;
+    b.hello().await;
+    match_pair(&mut a, &mut b).await;
+    b.send_json(json!({"type": "report", "reason": "rude"}));
+    a.expect_error("banned").await;
+    // The ban is on 127.0.0.1, the real address, whatever the header said.
+    let mut again = server.connect_as_proxy_for("203.0.113.99".parse().unwrap()).await;
+    again.send_json(json!({"type": "hello", "version": 1}));
+    again.expect_error("banned").await;
+}
+
 on_both_backends!(
+    behind_a_trusted_proxy_bans_hit_the_client_address_not_the_proxy,
+    an_untrusted_peer_cannot_pick_its_address,
     a_report_needs_a_partner_and_changes_nothing_visible_below_the_threshold,
     reports_from_two_matches_ban_the_address_for_the_ban_duration,
     reports_count_per_address_not_per_session,

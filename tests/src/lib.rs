@@ -179,6 +179,40 @@ impl Drop for Server {
     }
 }
 
+/// A redis-server of the test's own on a free loopback port, with no persistence; killed on
+/// drop. Several signal servers given its [`Redis::url`] make a cluster.
+pub struct Redis {
+    child: Child,
+    pub url: String,
+}
+
+impl Redis {
+    pub fn start() -> anyhow::Result<Redis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting redis-server (scripts/setup.sh installs it)")?;
+        let redis = Redis { child, url: format!("redis://127.0.0.1:{port}/") };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("redis-server is not listening on {port} after 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(redis)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A running headless client and the events it printed.
 pub struct Client {
     pub name: String,
@@ -289,6 +323,32 @@ impl Client {
         let start = self.seen.len().saturating_sub(n);
         self.seen[start..].iter().map(|e| truncate(&e.to_string(), 300)).collect::<Vec<_>>().join(" | ")
     }
+}
+
+/// Checks that a call survived an interruption of `a`'s signaling: `a` resumed its session
+/// (`first_welcome` is its welcome before), media kept flowing on both sides (60 more frames
+/// verified on `a` than `frames_before`), nobody heard `partner_left`, and `a`'s `next` still
+/// reaches `b` through the server(s).
+pub fn assert_call_survived(
+    a: &mut Client,
+    b: &mut Client,
+    first_welcome: &Value,
+    frames_before: u64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let welcome = a.wait_event(timeout, "welcome")?;
+    anyhow::ensure!(welcome["resumed"] == true, "not resumed: {welcome}");
+    anyhow::ensure!(welcome["id"] == first_welcome["id"], "another session came back: {welcome}");
+    let frames = |e: &Value| e["frames_verified"].as_u64().unwrap_or(0);
+    let after = a.wait_for(timeout, "more frames", |e| e["event"] == "stats" && frames(e) >= frames_before + 60)?;
+    anyhow::ensure!(after["verify_errors"] == 0, "frames failed verification: {after}");
+    b.wait_for(timeout, "b frames", |e| e["event"] == "stats" && frames(e) >= 120)?;
+    anyhow::ensure!(a.seen_named("partner_left").is_empty(), "a lost its partner");
+    anyhow::ensure!(b.seen_named("partner_left").is_empty(), "b lost its partner");
+    a.command("next")?;
+    let left = b.wait_event(timeout, "partner_left")?;
+    anyhow::ensure!(left["reason"] == "next", "b heard {left}");
+    Ok(())
 }
 
 fn truncate(s: &str, max: usize) -> String {

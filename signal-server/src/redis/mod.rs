@@ -57,7 +57,7 @@ pub struct Settings {
 
 /// The longest a round trip to Redis may take before it counts as failed. (Whether a script
 /// that timed out ran is unknown: the client is told `unavailable` and may retry.)
-const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(2);
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A Redis request bounded by [`ROUND_TRIP_TIMEOUT`].
 async fn bounded<T>(request: impl std::future::Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {

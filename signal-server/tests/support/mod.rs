@@ -200,6 +200,19 @@ impl TestServer {
         Client::from_stream(ws)
     }
 
+    /// Connects from 127.0.0.1 as a reverse proxy would, naming `client` in `X-Real-IP`.
+    pub async fn connect_as_proxy_for(&self, client: IpAddr) -> Client {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let transport = self.transport_from(LOCALHOST).await.expect("connecting to the test server");
+        let mut request = self.ws_url().into_client_request().expect("a valid URL");
+        request.headers_mut().insert("X-Real-IP", client.to_string().parse().expect("a valid header value"));
+        let (ws, _) = tokio::time::timeout(STEP, tokio_tungstenite::client_async(request, transport))
+            .await
+            .expect("the WebSocket upgrade finishes in time")
+            .expect("the WebSocket upgrade succeeds");
+        Client::from_stream(ws)
+    }
+
     /// Connects and says hello from 127.0.0.1.
     pub async fn greeted(&self) -> Client {
         let mut client = self.connect().await;

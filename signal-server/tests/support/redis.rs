@@ -96,6 +96,15 @@ impl RedisServer {
 }
 
 impl RedisServer {
+    /// The violations of the shared state's invariants (`invariants.lua`), read in one
+    /// atomic step; empty when everything holds.
+    pub fn violations(&self) -> Vec<String> {
+        let script = include_str!("../../src/redis/invariants.lua");
+        let reply = self.command(&["EVAL", script, "0"]);
+        assert!(reply.starts_with('*'), "the invariants script failed: {reply}");
+        reply.split("\r\n").skip(1).filter(|l| !l.is_empty() && !l.starts_with('$')).map(String::from).collect()
+    }
+
     /// The keys matching `pattern` (KEYS: fine for a test's small database).
     pub fn keys(&self, pattern: &str) -> Vec<String> {
         let reply = self.command(&["KEYS", pattern]);
