@@ -132,7 +132,7 @@ impl AudioPath {
         let mut frame = AudioFrame::silence();
         let mut guard = lock(&self.mic);
         let Some(mic) = guard.as_mut() else { return frame };
-        let MicEnd { ring, resampler, pending, primed } = mic;
+        let MicEnd { ring, resampler, pending, primed, .. } = mic;
         while let Ok(sample) = ring.pop() {
             resampler.push(sample, |s| pending.push_back(s));
         }

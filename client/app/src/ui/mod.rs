@@ -37,6 +37,9 @@ pub enum Request {
     ScanDevices,
 }
 
+/// A device's topic and its problem (none: it works).
+type DeviceNews = (String, Option<String>);
+
 /// Called once per call when the stranger's first picture is on screen (width, height).
 pub type PictureHook = Box<dyn FnMut(usize, usize)>;
 
@@ -57,8 +60,7 @@ pub struct Window {
     requests: Vec<Request>,
     pub on_first_picture: Option<PictureHook>,
     picture_told: bool,
-    device_news:
-        (std::sync::mpsc::Sender<(String, Option<String>)>, std::sync::mpsc::Receiver<(String, Option<String>)>),
+    device_news: (std::sync::mpsc::Sender<DeviceNews>, std::sync::mpsc::Receiver<DeviceNews>),
 }
 
 impl Window {
@@ -112,11 +114,6 @@ impl Window {
     /// What the shell must do, taken out.
     pub fn take_requests(&mut self) -> Vec<Request> {
         std::mem::take(&mut self.requests)
-    }
-
-    /// The stranger's picture is on screen.
-    pub fn stranger_on_screen(&self) -> bool {
-        self.remote.has_picture()
     }
 
     /// Carries out an intent: the view model decides, commands go to the engine. Looking for
@@ -173,8 +170,8 @@ impl Window {
             }
         }
 
-        egui::Panel::top("status").show(ui, |ui| self.status_bar(ui));
-        egui::Panel::bottom("controls").show(ui, |ui| self.controls(ui));
+        egui::Panel::top("status").resizable(false).show(ui, |ui| self.status_bar(ui));
+        egui::Panel::bottom("controls").resizable(false).show(ui, |ui| self.controls(ui));
         egui::Panel::right("chat").default_size(320.0).min_size(240.0).show(ui, |ui| self.chat(ui));
         if self.settings_open {
             egui::Panel::left("settings").default_size(300.0).show(ui, |ui| self.settings(ui));
@@ -266,7 +263,7 @@ impl Window {
 
     fn chat(&mut self, ui: &mut egui::Ui) {
         ui.add_space(4.0);
-        egui::Panel::bottom("chat-input").show(ui, |ui| {
+        egui::Panel::bottom("chat-input").resizable(false).show(ui, |ui| {
             ui.add_space(2.0);
             let typing = if self.vm.stranger_typing { state::TYPING } else { "" };
             ui.label(egui::RichText::new(typing).italics());

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use eframe::egui;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use strangers_engine::slot::FrameSlot;
@@ -44,7 +45,7 @@ impl Rig {
         std::mem::take(&mut *self.commands.lock().expect("test lock"))
     }
 
-    fn into_call(&mut self) {
+    fn enter_call(&mut self) {
         self.send(Event::Queued);
         self.send(Event::Matched { room: "r".into(), initiator: true, common_interests: vec![] });
         self.send(Event::Connected { ms_since_find: 40 });
@@ -68,7 +69,7 @@ fn start_and_stop_and_escape() {
     rig.harness.get_by_label("Start").click();
     rig.harness.run();
     assert_eq!(rig.commands(), vec![Command::Find]);
-    rig.into_call();
+    rig.enter_call();
     rig.harness.get_by_label(super::state::CHATTING);
     rig.harness.key_press(egui::Key::Escape);
     rig.harness.run();
@@ -77,7 +78,7 @@ fn start_and_stop_and_escape() {
     rig.harness.key_press(egui::Key::Escape);
     rig.harness.run();
     assert_eq!(rig.commands(), vec![Command::Next]);
-    rig.into_call();
+    rig.enter_call();
     rig.harness.get_by_label("Stop").click();
     rig.harness.run();
     assert_eq!(rig.commands(), vec![Command::Stop]);
@@ -86,7 +87,7 @@ fn start_and_stop_and_escape() {
 #[test]
 fn partner_leaving_shows_the_message() {
     let mut rig = Rig::new();
-    rig.into_call();
+    rig.enter_call();
     rig.send(Event::PartnerLeft { reason: "next".into() });
     rig.send(Event::Idle);
     // In the status line and in the chat.
@@ -96,7 +97,7 @@ fn partner_leaving_shows_the_message() {
 #[test]
 fn chat_is_sent_with_enter_and_received_with_typing_shown() {
     let mut rig = Rig::new();
-    rig.into_call();
+    rig.enter_call();
     rig.harness.get_by_label("Message").focus();
     rig.harness.run();
     rig.harness.get_by_label("Message").type_text("hello there");
