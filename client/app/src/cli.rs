@@ -23,6 +23,19 @@ pub struct Cli {
     #[arg(long)]
     pub start: bool,
 
+    /// Window: show the call statistics over the video.
+    #[arg(long)]
+    pub stats: bool,
+
+    /// Check the microphone and speaker for this many seconds: play a tone, measure what would
+    /// be sent, print one JSON line, exit.
+    #[arg(long, value_name = "SECS")]
+    pub audio_check: Option<f64>,
+
+    /// Turn echo cancellation, noise suppression and gain control off (they are on by default).
+    #[arg(long)]
+    pub no_echo_cancellation: bool,
+
     /// Window: also print the engine's events as JSON lines on stdout, and a `video_on_screen`
     /// line when a stranger's first picture is drawn (tests, scripts).
     #[arg(long)]

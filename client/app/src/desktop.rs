@@ -82,6 +82,10 @@ impl Desktop {
             prefs.interests = cli.interests.join(", ");
         }
         prefs.relay_only |= cli.relay_only;
+        prefs.show_stats |= cli.stats;
+        if cli.no_echo_cancellation {
+            prefs.echo_cancellation = false;
+        }
         let ctx = cc.egui_ctx.clone();
         let mut devices = Devices::new(device_choice(&prefs));
         {

@@ -24,6 +24,17 @@ fn main() -> std::process::ExitCode {
     // Logs go to stderr; stdout carries only the JSON events.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    if let Some(seconds) = cli.audio_check {
+        let report: devices::Report = std::sync::Arc::new(|topic: &str, problem: Option<String>| {
+            if let Some(problem) = problem {
+                eprintln!("strangers: {topic}: {problem}");
+            }
+        });
+        let choice = devices::DeviceChoice { echo_cancellation: !cli.no_echo_cancellation, ..Default::default() };
+        let result = devices::check::run(choice, seconds, report);
+        println!("{}", serde_json::json!({ "event": "audio_check", "result": result }));
+        return std::process::ExitCode::SUCCESS;
+    }
     if !cli.headless {
         return match desktop::run(desktop::Launch { cli, server_given }) {
             Ok(()) => std::process::ExitCode::SUCCESS,

@@ -109,6 +109,14 @@ impl AudioPath {
         consumer
     }
 
+    pub fn has_mic(&self) -> bool {
+        lock(&self.mic).is_some()
+    }
+
+    pub fn has_speaker(&self) -> bool {
+        lock(&self.speaker).is_some()
+    }
+
     /// Disconnects the device a thread attached, unless a newer one took its place.
     fn detach(&self, direction: Direction, owner: u64) {
         match direction {
@@ -312,7 +320,12 @@ fn run(
         Direction::Output => device.default_output_config(),
     }
     .map_err(|e| format!("Cannot use the {topic} \"{name}\" ({e}). {fallback}"))?;
-    let config = supported.config();
+    let mut config = supported.config();
+    // Ask for 10 ms buffers: large ones (some sound servers default to hundreds of
+    // milliseconds) would add their length to the delay and deliver audio in bursts.
+    if let cpal::SupportedBufferSize::Range { min, max } = supported.buffer_size() {
+        config.buffer_size = cpal::BufferSize::Fixed((config.sample_rate / 100).clamp(*min, *max));
+    }
     let channels = usize::from(config.channels).max(1);
     let failed = Arc::new(AtomicBool::new(false));
     let on_error = {

@@ -6,6 +6,7 @@
 
 pub mod audio;
 pub mod camera;
+pub mod check;
 pub mod echo;
 pub mod resample;
 
