@@ -17,7 +17,7 @@ use strangers_engine::sources::{AudioSink, AudioSource, SourceError};
 
 use super::echo::{Echo, EchoSettings, CHUNK};
 use super::resample::Resampler;
-use super::Report;
+use super::{plain, Report};
 
 /// Most microphone audio waiting to be sent (48 kHz samples): more means the device runs fast
 /// or we fell behind, and the oldest is dropped.
@@ -319,7 +319,7 @@ fn run(
         Direction::Input => device.default_input_config(),
         Direction::Output => device.default_output_config(),
     }
-    .map_err(|e| format!("Cannot use the {topic} \"{name}\" ({e}). {fallback}"))?;
+    .map_err(|e| format!("Cannot use the {topic} \"{name}\" ({}). {fallback}", plain(&e)))?;
     let mut config = supported.config();
     // Ask for 10 ms buffers: large ones (some sound servers default to hundreds of
     // milliseconds) would add their length to the delay and deliver audio in bursts.
@@ -370,8 +370,8 @@ fn run(
             }
         }
     }
-    .map_err(|e| format!("Cannot open the {topic} \"{name}\" ({e}). {fallback}"))?;
-    stream.play().map_err(|e| format!("Cannot start the {topic} \"{name}\" ({e}). {fallback}"))?;
+    .map_err(|e| format!("Cannot open the {topic} \"{name}\" ({}). {fallback}", plain(&e)))?;
+    stream.play().map_err(|e| format!("Cannot start the {topic} \"{name}\" ({}). {fallback}", plain(&e)))?;
     report(topic, None);
     tracing::info!(device = %name, rate = config.sample_rate, channels, "{topic} open");
     while !stop.load(Ordering::Relaxed) {

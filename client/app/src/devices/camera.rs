@@ -16,7 +16,7 @@ use strangers_engine::media::VideoFrame;
 use strangers_engine::slot::FrameSlot;
 use strangers_engine::sources::{SourceError, VideoSource};
 
-use super::Report;
+use super::{plain, Report};
 
 /// Size and rate of what we send.
 pub const WIDTH: usize = 640;
@@ -78,17 +78,18 @@ fn capture(choice: Option<String>, slot: &FrameSlot, stop: &AtomicBool, report: 
     let wanted = CameraFormat::new_from(WIDTH as u32, HEIGHT as u32, FrameFormat::MJPEG, FPS);
     let format = RequestedFormat::new::<RgbFormat>(RequestedFormatType::Closest(wanted));
     let index: CameraIndex = info.index().clone();
-    let mut camera = nokhwa::Camera::new(index, format)
-        .map_err(|e| format!("Cannot open the camera \"{name}\" ({e}). The stranger sees a test pattern instead."))?;
-    camera
-        .open_stream()
-        .map_err(|e| format!("Cannot start the camera \"{name}\" ({e}). The stranger sees a test pattern instead."))?;
+    let mut camera = nokhwa::Camera::new(index, format).map_err(|e| {
+        format!("Cannot open the camera \"{name}\" ({}). The stranger sees a test pattern instead.", plain(&e))
+    })?;
+    camera.open_stream().map_err(|e| {
+        format!("Cannot start the camera \"{name}\" ({}). The stranger sees a test pattern instead.", plain(&e))
+    })?;
     report("camera", None);
     let mut number = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        let buffer = camera
-            .frame()
-            .map_err(|e| format!("The camera \"{name}\" stopped ({e}). The stranger sees a test pattern instead."))?;
+        let buffer = camera.frame().map_err(|e| {
+            format!("The camera \"{name}\" stopped ({}). The stranger sees a test pattern instead.", plain(&e))
+        })?;
         let Ok(image) = buffer.decode_image::<RgbFormat>() else { continue };
         let (w, h) = (image.width() as usize, image.height() as usize);
         let mut frame = rgb_to_i420_scaled(image.as_raw(), w, h, WIDTH, HEIGHT);

@@ -23,6 +23,11 @@ use echo::EchoSettings;
 /// problem in plain words, or none when the device works. Called from device threads.
 pub type Report = Arc<dyn Fn(&str, Option<String>) + Send + Sync>;
 
+/// An error's message without its closing full stop, to sit inside a sentence.
+pub(crate) fn plain(error: &impl std::fmt::Display) -> String {
+    error.to_string().trim_end_matches('.').to_owned()
+}
+
 /// Which devices to use: a device's name, or none for the system's default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceChoice {

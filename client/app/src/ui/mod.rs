@@ -78,8 +78,8 @@ impl Window {
             settings_open: false,
             device_lists: DeviceLists::default(),
             remote: VideoView::new("stranger"),
-            local: VideoView::new("you"),
-            camera: VideoView::new("camera"),
+            local: VideoView::reduced("you", 2),
+            camera: VideoView::reduced("camera", 2),
             camera_slot,
             requests: Vec::new(),
             on_first_picture: None,
@@ -105,7 +105,7 @@ impl Window {
         self.link = link;
         self.engine_prefs = self.prefs.clone();
         self.remote = VideoView::new("stranger");
-        self.local = VideoView::new("you");
+        self.local = VideoView::reduced("you", 2);
         // The new engine starts unmuted: tell it what the user chose.
         (self.link.send)(Command::MuteAudio(self.vm.mic_muted));
         (self.link.send)(Command::MuteVideo(self.vm.camera_muted));

@@ -191,3 +191,27 @@ fn stats_overlay_tells_resolution_rate_and_path() {
     assert!(text.contains("RTT 12 ms, loss 1.0 %"), "{text}");
     assert!(text.ends_with("direct"), "{text}");
 }
+
+#[test]
+fn settings_hold_the_server_devices_and_privacy() {
+    let mut rig = Rig::new();
+    rig.harness.run();
+    rig.harness.get_by_label("Settings").click();
+    rig.harness.run();
+    assert_eq!(rig.harness.state_mut().take_requests(), vec![super::Request::ScanDevices]);
+    rig.harness.state_mut().device_lists.microphones = vec!["Desk microphone".into()];
+    rig.harness.run();
+    for label in ["Server address", "Camera", "Microphone", "Speaker"] {
+        rig.harness.get_by_label(label);
+    }
+    // The server address is shown and, once changed and applied, restarts the engine.
+    assert_eq!(rig.harness.get_by_label("Server address").value().as_deref(), Some(crate::prefs::DEFAULT_SERVER));
+    rig.harness.get_by_label("Relay only (hide my IP address from strangers)").click();
+    rig.harness.run();
+    assert!(rig.harness.state().prefs.relay_only);
+    assert_eq!(rig.harness.state_mut().take_requests(), vec![super::Request::Restart(vec![])]);
+    rig.harness.get_by_label("Echo cancellation and noise suppression").click();
+    rig.harness.run();
+    assert!(!rig.harness.state().prefs.echo_cancellation);
+    assert_eq!(rig.harness.state_mut().take_requests(), vec![super::Request::Devices]);
+}

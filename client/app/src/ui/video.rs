@@ -11,6 +11,8 @@ use strangers_engine::slot::FrameSlot;
 /// One picture on screen fed from a slot.
 pub struct VideoView {
     name: &'static str,
+    /// Every how many pixels one is shown (2 for the small self-view).
+    step: usize,
     seen: u64,
     texture: Option<egui::TextureHandle>,
     /// Frames uploaded since the start (tests and the first-frame report read it).
@@ -19,7 +21,12 @@ pub struct VideoView {
 
 impl VideoView {
     pub fn new(name: &'static str) -> Self {
-        VideoView { name, seen: 0, texture: None, frames_shown: 0 }
+        VideoView { name, step: 1, seen: 0, texture: None, frames_shown: 0 }
+    }
+
+    /// A view that shows one pixel in `step` each way (a small picture costs less).
+    pub fn reduced(name: &'static str, step: usize) -> Self {
+        VideoView { step: step.max(1), ..VideoView::new(name) }
     }
 
     /// Takes the slot's newest frame, if it changed, into the texture. Returns true if the
@@ -28,7 +35,7 @@ impl VideoView {
         let Some(frame) = slot.take_newer(&mut self.seen) else { return false };
         match frame {
             Some(frame) => {
-                let image = to_color_image(&frame);
+                let image = to_color_image(&frame, self.step);
                 match &mut self.texture {
                     Some(texture) if texture.size() == image.size => {
                         texture.set(image, egui::TextureOptions::LINEAR);
@@ -72,16 +79,18 @@ pub fn fit(outer: egui::Rect, aspect: f32) -> egui::Rect {
     egui::Rect::from_center_size(outer.center(), egui::vec2(w, h))
 }
 
-/// Converts an I420 frame to RGB (BT.601, limited range, the encoder's convention).
-pub fn to_color_image(frame: &Arc<VideoFrame>) -> egui::ColorImage {
-    let (w, h) = (frame.width, frame.height);
+/// Converts an I420 frame to RGB (BT.601, limited range, the encoder's convention), keeping
+/// one pixel in `step` each way.
+pub fn to_color_image(frame: &Arc<VideoFrame>, step: usize) -> egui::ColorImage {
+    let step = step.max(1);
+    let (w, h) = (frame.width.div_ceil(step), frame.height.div_ceil(step));
     let mut pixels = Vec::with_capacity(w * h);
-    for row in 0..h {
-        let y_row = &frame.y[row * frame.y_stride..row * frame.y_stride + w];
+    for row in (0..frame.height).step_by(step) {
+        let y_row = &frame.y[row * frame.y_stride..row * frame.y_stride + frame.width];
         let c = (row / 2) * frame.uv_stride;
         let u_row = &frame.u[c..];
         let v_row = &frame.v[c..];
-        for (col, &y) in y_row.iter().enumerate() {
+        for (col, &y) in y_row.iter().enumerate().step_by(step) {
             let y = (i32::from(y) - 16) * 298;
             let u = i32::from(u_row[col / 2]) - 128;
             let v = i32::from(v_row[col / 2]) - 128;
@@ -106,15 +115,18 @@ mod tests {
     fn grey_and_colour_convert_as_bt601() {
         let mut frame = VideoFrame::black(4, 2);
         frame.y.fill(235);
-        let image = to_color_image(&Arc::new(frame.clone()));
+        let image = to_color_image(&Arc::new(frame.clone()), 1);
         assert_eq!(image.pixels[0], egui::Color32::from_rgb(255, 255, 255));
         // Pure red in BT.601 limited range: Y 81, U 90, V 240.
         frame.y.fill(81);
         frame.u.fill(90);
         frame.v.fill(240);
-        let image = to_color_image(&Arc::new(frame));
+        let image = to_color_image(&Arc::new(frame.clone()), 1);
         let p = image.pixels[5];
         assert!(p.r() > 250 && p.g() < 5 && p.b() < 5, "{p:?}");
+        let half = to_color_image(&Arc::new(frame), 2);
+        assert_eq!(half.size, [2, 1]);
+        assert_eq!(half.pixels[1], p);
     }
 
     #[test]
