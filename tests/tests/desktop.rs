@@ -43,4 +43,7 @@ fn the_window_meets_a_bot_and_shows_its_video() {
     let plain = image_spread(&shot, (1100, 100, 150, 300)).expect("outside measured");
     assert!(plain < video, "outside the window ({plain}) varies more than the video ({video})");
     app.quit().expect("the app closes when asked");
+    // On the way out it saved the preferences, with the server it was given.
+    let saved = std::fs::read_to_string(xvfb.dir().join("data/strangers/app.ron")).expect("preferences saved");
+    assert!(saved.contains("strangers-preferences") && saved.contains(&server.ws_url()), "{saved}");
 }
