@@ -161,8 +161,11 @@ impl Window {
         self.keys(ui);
         let ctx = ui.ctx().clone();
         self.remote.update(&ctx, &self.link.remote);
-        self.local.update(&ctx, &self.link.local);
         self.camera.update(&ctx, &self.camera_slot);
+        if !self.camera.has_picture() {
+            // Without a camera, the self-view shows what calls send (the test pattern).
+            self.local.update(&ctx, &self.link.local);
+        }
         if self.remote.has_picture() && !self.picture_told {
             self.picture_told = true;
             if let (Some(hook), Some([w, h])) = (self.on_first_picture.as_mut(), self.remote.picture_size()) {
