@@ -5,6 +5,11 @@
 set -euo pipefail
 
 packages=(build-essential pkg-config cmake nasm libclang-dev libasound2-dev libvpx-dev coturn iproute2 nftables conntrack redis-server)
+# The desktop window and its tests: X11 and OpenGL libraries (winit and glutin load them at run
+# time), Xvfb with Mesa's software GL, xdotool and ImageMagick for the window smoke test, and a
+# PulseAudio server for the real microphone and speaker test (a null sink, no sound card needed).
+packages+=(libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6 libx11-xcb1
+  xvfb xauth xdotool imagemagick pulseaudio pulseaudio-utils)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -29,7 +29,10 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
-fn binary(name: &str) -> anyhow::Result<PathBuf> {
+pub mod desktop;
+
+/// The path of the workspace binary `name`, which must have been built.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let path = bin_dir().join(name);
     if !path.exists() {
         bail!("{} is missing: build the workspace binaries first (cargo build --workspace --bins)", path.display());
@@ -231,14 +234,19 @@ impl Client {
 
     /// Starts `strangers --headless` against `server`, inside network namespace `netns` if given.
     pub fn start_in(netns: Option<&str>, name: &str, server: &str, args: &[&str]) -> anyhow::Result<Client> {
-        let mut child = program(netns, "strangers")?
-            .args(["--headless", "--server", server])
-            .args(args)
+        let mut command = program(netns, "strangers")?;
+        command.args(["--headless", "--server", server]).args(args);
+        Self::spawn(name, command)
+    }
+
+    /// Runs `command` as a client: JSON lines on its stdout are its events.
+    pub fn spawn(name: &str, mut command: Command) -> anyhow::Result<Client> {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .context("starting strangers --headless")?;
+            .with_context(|| format!("starting {name}"))?;
         let stdout = child.stdout.take().expect("stdout was piped");
         let (tx, events) = mpsc::channel();
         std::thread::spawn(move || {

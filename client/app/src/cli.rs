@@ -19,6 +19,28 @@ pub struct Cli {
     #[arg(long)]
     pub headless: bool,
 
+    /// Window: start looking for a stranger at once, as if Start were pressed.
+    #[arg(long)]
+    pub start: bool,
+
+    /// Window: show the call statistics over the video.
+    #[arg(long)]
+    pub stats: bool,
+
+    /// Check the microphone and speaker for this many seconds: play a tone, measure what would
+    /// be sent, print one JSON line, exit.
+    #[arg(long, value_name = "SECS")]
+    pub audio_check: Option<f64>,
+
+    /// Turn echo cancellation, noise suppression and gain control off (they are on by default).
+    #[arg(long)]
+    pub no_echo_cancellation: bool,
+
+    /// Window: also print the engine's events as JSON lines on stdout, and a `video_on_screen`
+    /// line when a stranger's first picture is drawn (tests, scripts).
+    #[arg(long)]
+    pub events: bool,
+
     /// Signal server URL (repeatable: the next one is tried when one fails).
     #[arg(long = "server", env = "STRANGERS_SERVER", value_delimiter = ',', default_value = "ws://127.0.0.1:8686/ws")]
     pub servers: Vec<String>,
@@ -124,6 +146,7 @@ impl Cli {
                 audio,
                 record_dir: self.record_dir.clone(),
                 record_every: self.record_every.max(1),
+                audio_out: None,
             },
         }
     }

@@ -1,21 +1,48 @@
-//! `strangers`: the Strangers client. With `--headless` it runs the engine without a window,
-//! printing one JSON event per line (bots, tests, benchmarks).
+//! `strangers`: the Strangers client. By default it opens the desktop window; with
+//! `--headless` it runs the engine without a window, printing one JSON event per line (bots,
+//! tests, benchmarks).
 
 mod cli;
+mod desktop;
+mod devices;
 mod headless;
+mod prefs;
+mod ui;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    let cli = match cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let server_given =
+        matches.value_source("servers").is_some_and(|source| source != clap::parser::ValueSource::DefaultValue);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // Logs go to stderr; stdout carries only the JSON events.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    if let Some(seconds) = cli.audio_check {
+        let report: devices::Report = std::sync::Arc::new(|topic: &str, problem: Option<String>| {
+            if let Some(problem) = problem {
+                eprintln!("strangers: {topic}: {problem}");
+            }
+        });
+        let choice = devices::DeviceChoice { echo_cancellation: !cli.no_echo_cancellation, ..Default::default() };
+        let result = devices::check::run(choice, seconds, report);
+        println!("{}", serde_json::json!({ "event": "audio_check", "result": result }));
+        return std::process::ExitCode::SUCCESS;
+    }
     if !cli.headless {
-        eprintln!("strangers: this build has no desktop window yet; run with --headless");
-        return std::process::ExitCode::from(2);
+        return match desktop::run(desktop::Launch { cli, server_given }) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("strangers: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,

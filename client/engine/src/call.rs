@@ -21,7 +21,7 @@ use crate::chat::ChatMessage;
 use crate::counters::Counters;
 use crate::keyframe_tap::holds_keyframe_request;
 use crate::peer::{Peer, PeerError, PeerEvent, PeerSettings};
-use crate::sources::{AudioSpec, SourceError, VideoSpec};
+use crate::sources::{AudioOut, AudioSpec, SourceError, VideoSpec};
 use crate::{pipeline, slot::FrameSlot};
 
 /// Settings of every call.
@@ -33,6 +33,8 @@ pub struct CallSettings {
     /// Save received frames as PNG here, one in `record_every`.
     pub record_dir: Option<PathBuf>,
     pub record_every: u32,
+    /// Where the stranger's audio is played (none: it is only measured).
+    pub audio_out: Option<AudioOut>,
 }
 
 impl Default for CallSettings {
@@ -43,6 +45,7 @@ impl Default for CallSettings {
             audio: AudioSpec::Tone { hz: 440.0 },
             record_dir: None,
             record_every: 30,
+            audio_out: None,
         }
     }
 }
@@ -141,6 +144,7 @@ impl Call {
             let remote_slot = slots.0.clone();
             let local_slot = slots.1.clone();
             let mut sources = Some((video_source, audio_source));
+            let audio_out = settings.audio_out.clone();
             let bitrate = peer.target_bitrate();
             tasks.push(tokio::spawn(async move {
                 while let Some(event) = peer_rx.recv().await {
@@ -205,7 +209,12 @@ impl Call {
                                     events.clone(),
                                 );
                             } else {
-                                pipeline::spawn_audio_receiver(track, controls.clone(), counters.clone());
+                                pipeline::spawn_audio_receiver(
+                                    track,
+                                    controls.clone(),
+                                    counters.clone(),
+                                    audio_out.clone(),
+                                );
                             }
                         }
                         PeerEvent::DataChannel(channel) => {

@@ -25,7 +25,7 @@ use crate::media::frame::{now_us, SAMPLES_PER_FRAME, SAMPLE_RATE};
 use crate::media::video_jitter::VideoJitter;
 use crate::media::{h264, jitter, opus, pitch, stripe, VideoFrame};
 use crate::slot::FrameSlot;
-use crate::sources::{AudioSource, VideoSource};
+use crate::sources::{AudioOut, AudioSource, VideoSource};
 
 /// Samples of received audio the pitch and level are measured on.
 const PITCH_WINDOW: usize = 8192;
@@ -329,8 +329,13 @@ pub(crate) fn spawn_video_receiver(
 }
 
 /// Receives the stranger's audio through a jitter buffer, decodes it (concealing losses) and
-/// measures it.
-pub(crate) fn spawn_audio_receiver(track: Arc<dyn TrackRemote>, controls: Arc<Controls>, counters: Arc<Counters>) {
+/// measures it, and plays it on `out` if there is one.
+pub(crate) fn spawn_audio_receiver(
+    track: Arc<dyn TrackRemote>,
+    controls: Arc<Controls>,
+    counters: Arc<Counters>,
+    out: Option<AudioOut>,
+) {
     let buffer = Arc::new(Mutex::new(jitter::JitterBuffer::default()));
     {
         let buffer = buffer.clone();
@@ -365,6 +370,9 @@ pub(crate) fn spawn_audio_receiver(track: Arc<dyn TrackRemote>, controls: Arc<Co
                 None => continue,
             };
             let Ok(frame) = decoded else { continue };
+            if let Some(out) = &out {
+                out.0.play(&frame);
+            }
             for s in frame.samples.iter().take(SAMPLES_PER_FRAME) {
                 if window.len() == SAMPLE_RATE as usize {
                     window.pop_front();

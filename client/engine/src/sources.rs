@@ -4,6 +4,7 @@
 //! receiver can verify it whatever the source.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::media::frame::now_us;
 use crate::media::{AudioFrame, VideoFrame};
@@ -26,19 +27,68 @@ pub trait AudioSource: Send {
     fn next_frame(&mut self) -> Result<AudioFrame, SourceError>;
 }
 
+/// Where the stranger's decoded audio goes (a speaker). `play` is called on the call's audio
+/// decoding thread with each 20 ms frame at 48 kHz; it must not block for long.
+pub trait AudioSink: Send + Sync {
+    fn play(&self, frame: &AudioFrame);
+}
+
+/// Makes a source for each call: how an application plugs in its own devices (a camera, a
+/// microphone) without the engine knowing them.
+pub struct SourceFactory<T: ?Sized>(pub Arc<dyn Fn() -> Result<Box<T>, SourceError> + Send + Sync>);
+
+impl<T: ?Sized> Clone for SourceFactory<T> {
+    fn clone(&self) -> Self {
+        SourceFactory(self.0.clone())
+    }
+}
+
+impl<T: ?Sized> std::fmt::Debug for SourceFactory<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SourceFactory")
+    }
+}
+
+/// Two factories are equal when they are the same factory.
+impl<T: ?Sized> PartialEq for SourceFactory<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// An [`AudioSink`] shared by every call of an engine.
+#[derive(Clone)]
+pub struct AudioOut(pub Arc<dyn AudioSink>);
+
+impl std::fmt::Debug for AudioOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AudioOut")
+    }
+}
+
 /// Which video source a call uses.
 #[derive(Debug, Clone, PartialEq)]
 pub enum VideoSpec {
-    Pattern { width: usize, height: usize, fps: u32 },
+    Pattern {
+        width: usize,
+        height: usize,
+        fps: u32,
+    },
     Y4m(PathBuf),
+    /// A source the application makes (the desktop app's camera).
+    Custom(SourceFactory<dyn VideoSource>),
 }
 
 /// Which audio source a call uses.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AudioSpec {
-    Tone { hz: f64 },
+    Tone {
+        hz: f64,
+    },
     Wav(PathBuf),
     Silence,
+    /// A source the application makes (the desktop app's microphone).
+    Custom(SourceFactory<dyn AudioSource>),
 }
 
 impl VideoSpec {
@@ -55,6 +105,7 @@ impl VideoSpec {
                     .map_err(|e| SourceError(format!("{}: {e}", path.display())))?;
                 Ok(Box::new(Y4m { reader, number: 0 }))
             }
+            VideoSpec::Custom(factory) => (factory.0)(),
         }
     }
 }
@@ -69,6 +120,7 @@ impl AudioSpec {
                 Ok(Box::new(Wav(wav)))
             }
             AudioSpec::Silence => Ok(Box::new(Silence)),
+            AudioSpec::Custom(factory) => (factory.0)(),
         }
     }
 }

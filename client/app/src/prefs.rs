@@ -1,0 +1,71 @@
+//! Preferences kept between runs (through eframe's storage, a small file in the user's data
+//! directory): the server, interests, chosen devices, privacy and display options.
+
+use serde::{Deserialize, Serialize};
+
+/// Storage key of the preferences.
+pub const KEY: &str = "strangers-preferences";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Prefs {
+    /// Signal server URL.
+    pub server: String,
+    /// Interests, comma-separated as typed.
+    pub interests: String,
+    /// Chosen devices by name (none: the system's default).
+    pub camera: Option<String>,
+    pub microphone: Option<String>,
+    pub speaker: Option<String>,
+    /// Relay-only privacy mode: the stranger never learns our address.
+    pub relay_only: bool,
+    /// Echo cancellation, noise suppression and gain control on the microphone.
+    pub echo_cancellation: bool,
+    /// Show the call statistics over the video.
+    pub show_stats: bool,
+    pub mic_muted: bool,
+    pub camera_muted: bool,
+}
+
+impl Default for Prefs {
+    fn default() -> Self {
+        Prefs {
+            server: DEFAULT_SERVER.to_owned(),
+            interests: String::new(),
+            camera: None,
+            microphone: None,
+            speaker: None,
+            relay_only: false,
+            echo_cancellation: true,
+            show_stats: false,
+            mic_muted: false,
+            camera_muted: false,
+        }
+    }
+}
+
+pub const DEFAULT_SERVER: &str = "ws://127.0.0.1:8686/ws";
+
+impl Prefs {
+    /// The interests as a list: trimmed, empty entries dropped.
+    pub fn interest_list(&self) -> Vec<String> {
+        split_interests(&self.interests)
+    }
+}
+
+pub fn split_interests(text: &str) -> Vec<String> {
+    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_or_partial_preferences_fill_in_defaults() {
+        let prefs: Prefs = serde_json::from_str(r#"{"server":"wss://example.org/ws","unknown":1}"#).expect("parses");
+        assert_eq!(prefs.server, "wss://example.org/ws");
+        assert!(prefs.echo_cancellation);
+        assert_eq!(split_interests(" music, ,chess "), vec!["music", "chess"]);
+    }
+}

@@ -1,0 +1,419 @@
+//! The window's view model: what the window shows, built from engine [`Event`]s, and the user's
+//! intents turned into engine [`Command`]s. Pure: no egui, no engine, no clock, so every rule
+//! about what the window says is unit-tested here.
+
+use std::collections::BTreeMap;
+
+use strangers_engine::{CallStats, Command, Event};
+
+/// What the status line says while nothing has happened yet.
+pub const WELCOME: &str = "Press Start to meet a random stranger.";
+pub const LOOKING: &str = "Looking for someone...";
+pub const CONNECTING: &str = "Found someone. Connecting...";
+pub const CHATTING: &str = "You're now chatting with a random stranger.";
+pub const PARTNER_LEFT: &str = "Stranger has disconnected.";
+pub const YOU_LEFT: &str = "You have disconnected.";
+pub const UNSTABLE: &str = "The connection is unstable. Reconnecting...";
+pub const CONFIRM_NEXT: &str = "Press Esc again to leave this stranger.";
+pub const TYPING: &str = "Stranger is typing...";
+
+/// Where the user stands, as the window sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Idle,
+    Searching,
+    Connecting,
+    InCall,
+}
+
+/// Who wrote a chat line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    You,
+    Stranger,
+    /// A line from the app itself ("You both like music.").
+    Notice,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatLine {
+    pub who: Who,
+    pub text: String,
+}
+
+/// What the user asked for, from a button, a key or a text field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    Start,
+    Next,
+    Stop,
+    /// Esc: Start when idle, otherwise Next on a second press.
+    Escape,
+    SendChat(String),
+    /// The chat input became empty or not empty.
+    Typing(bool),
+    ToggleMic,
+    ToggleCamera,
+    Report,
+}
+
+/// The view model.
+#[derive(Debug, Clone)]
+pub struct ViewModel {
+    pub phase: Phase,
+    pub status: String,
+    pub chat: Vec<ChatLine>,
+    pub stranger_typing: bool,
+    pub stats: Option<CallStats>,
+    /// The stranger's first picture has arrived in this call.
+    pub stranger_video: bool,
+    /// Problems worth a line in the window, by topic ("server", "camera", ...), in plain words.
+    pub problems: BTreeMap<String, String>,
+    pub mic_muted: bool,
+    pub camera_muted: bool,
+    /// Esc was pressed once in a call: the next press leaves.
+    pub next_armed: bool,
+    /// The stranger in this call has been reported.
+    pub reported: bool,
+    typing_sent: bool,
+}
+
+impl Default for ViewModel {
+    fn default() -> Self {
+        ViewModel {
+            phase: Phase::Idle,
+            status: WELCOME.to_owned(),
+            chat: Vec::new(),
+            stranger_typing: false,
+            stats: None,
+            stranger_video: false,
+            problems: BTreeMap::new(),
+            mic_muted: false,
+            camera_muted: false,
+            next_armed: false,
+            reported: false,
+            typing_sent: false,
+        }
+    }
+}
+
+impl ViewModel {
+    /// Folds one engine event into what the window shows.
+    pub fn handle_event(&mut self, event: &Event) {
+        match event {
+            Event::Welcome { .. } => {
+                self.problems.remove("server");
+            }
+            Event::ServerDown { reason, retry_in_ms, .. } => {
+                let secs = retry_in_ms.div_ceil(1000).max(1);
+                self.problems
+                    .insert("server".into(), format!("Can't reach the server ({reason}). Trying again in {secs} s."));
+            }
+            Event::Queued => {
+                self.leave_call();
+                self.phase = Phase::Searching;
+                self.status = LOOKING.into();
+            }
+            Event::Matched { common_interests, .. } => {
+                self.leave_call();
+                self.chat.clear();
+                self.phase = Phase::Connecting;
+                self.status = CONNECTING.into();
+                if !common_interests.is_empty() {
+                    self.notice(format!("You both like {}.", common_interests.join(", ")));
+                }
+            }
+            Event::Connected { .. } => {
+                self.phase = Phase::InCall;
+                self.status = CHATTING.into();
+            }
+            Event::ConnectionState { state } if self.phase == Phase::InCall => {
+                self.status = if state == "connected" { CHATTING.into() } else { UNSTABLE.into() };
+            }
+            Event::IceRestarted { .. } if self.phase == Phase::InCall => self.status = CHATTING.into(),
+            Event::FirstFrame { .. } => self.stranger_video = true,
+            Event::Stats(stats) => self.stats = Some(stats.clone()),
+            Event::Chat { text } => {
+                self.stranger_typing = false;
+                self.chat.push(ChatLine { who: Who::Stranger, text: text.clone() });
+            }
+            Event::Typing { active } => self.stranger_typing = *active,
+            Event::PartnerLeft { .. } => {
+                self.leave_call();
+                self.status = PARTNER_LEFT.into();
+                self.notice(PARTNER_LEFT.into());
+            }
+            Event::Idle | Event::Exited => {
+                self.leave_call();
+                self.phase = Phase::Idle;
+                if self.status != PARTNER_LEFT && self.status != YOU_LEFT {
+                    self.status = WELCOME.into();
+                }
+            }
+            Event::Error { kind, message } => match kind.as_str() {
+                "chat" => self.notice(format!("Not sent: {message}.")),
+                "media" => {
+                    self.problems.insert("media".into(), format!("Media problem: {message}."));
+                }
+                _ => {
+                    self.problems.insert("call".into(), format!("Something went wrong: {message}."));
+                }
+            },
+            _ => {}
+        }
+    }
+
+    /// Turns a user intent into what the engine should do, updating the view at once.
+    pub fn handle_intent(&mut self, intent: Intent) -> Vec<Command> {
+        if !matches!(intent, Intent::Escape) && self.next_armed {
+            self.disarm();
+        }
+        match intent {
+            Intent::Start => {
+                if self.phase != Phase::Idle {
+                    return Vec::new();
+                }
+                self.begin_search();
+                vec![Command::Find]
+            }
+            Intent::Next => {
+                self.begin_search();
+                vec![Command::Next]
+            }
+            Intent::Stop => {
+                if self.phase == Phase::Idle {
+                    return Vec::new();
+                }
+                let was_in_room = matches!(self.phase, Phase::Connecting | Phase::InCall);
+                self.leave_call();
+                self.phase = Phase::Idle;
+                self.status = if was_in_room { YOU_LEFT.into() } else { WELCOME.into() };
+                if was_in_room {
+                    self.notice(YOU_LEFT.into());
+                }
+                vec![Command::Stop]
+            }
+            Intent::Escape => match self.phase {
+                Phase::Idle => self.handle_intent(Intent::Start),
+                Phase::Searching => Vec::new(),
+                Phase::Connecting | Phase::InCall if self.next_armed => self.handle_intent(Intent::Next),
+                Phase::Connecting | Phase::InCall => {
+                    self.next_armed = true;
+                    self.status = CONFIRM_NEXT.into();
+                    Vec::new()
+                }
+            },
+            Intent::SendChat(text) => {
+                let text = text.trim();
+                if text.is_empty() {
+                    return Vec::new();
+                }
+                if self.phase != Phase::InCall {
+                    self.notice("Not sent: there is no stranger to chat with yet.".into());
+                    return Vec::new();
+                }
+                self.chat.push(ChatLine { who: Who::You, text: text.to_owned() });
+                let mut commands = vec![Command::Chat(text.to_owned())];
+                if self.typing_sent {
+                    self.typing_sent = false;
+                    commands.push(Command::Typing(false));
+                }
+                commands
+            }
+            Intent::Typing(active) => {
+                if self.phase != Phase::InCall || active == self.typing_sent {
+                    return Vec::new();
+                }
+                self.typing_sent = active;
+                vec![Command::Typing(active)]
+            }
+            Intent::ToggleMic => {
+                self.mic_muted = !self.mic_muted;
+                vec![Command::MuteAudio(self.mic_muted)]
+            }
+            Intent::ToggleCamera => {
+                self.camera_muted = !self.camera_muted;
+                vec![Command::MuteVideo(self.camera_muted)]
+            }
+            Intent::Report => {
+                if !matches!(self.phase, Phase::Connecting | Phase::InCall) || self.reported {
+                    return Vec::new();
+                }
+                self.reported = true;
+                self.notice("You reported this stranger. Thank you.".into());
+                vec![Command::Report("inappropriate".into())]
+            }
+        }
+    }
+
+    /// Whether a call (or its setting up) is on, so Next and Report make sense.
+    pub fn in_room(&self) -> bool {
+        matches!(self.phase, Phase::Connecting | Phase::InCall)
+    }
+
+    fn begin_search(&mut self) {
+        self.leave_call();
+        self.chat.clear();
+        self.phase = Phase::Searching;
+        self.status = LOOKING.into();
+    }
+
+    fn leave_call(&mut self) {
+        self.stranger_typing = false;
+        self.stranger_video = false;
+        self.stats = None;
+        self.next_armed = false;
+        self.reported = false;
+        self.typing_sent = false;
+    }
+
+    fn disarm(&mut self) {
+        self.next_armed = false;
+        if self.status == CONFIRM_NEXT {
+            self.status = CHATTING.into();
+        }
+    }
+
+    fn notice(&mut self, text: String) {
+        self.chat.push(ChatLine { who: Who::Notice, text });
+    }
+
+    /// Records a device or settings problem shown in the window (none: the problem is gone).
+    pub fn set_problem(&mut self, topic: &str, problem: Option<String>) {
+        match problem {
+            Some(text) => {
+                self.problems.insert(topic.to_owned(), text);
+            }
+            None => {
+                self.problems.remove(topic);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_call() -> ViewModel {
+        let mut vm = ViewModel::default();
+        assert_eq!(vm.handle_intent(Intent::Start), vec![Command::Find]);
+        vm.handle_event(&Event::Queued);
+        vm.handle_event(&Event::Matched { room: "r".into(), initiator: true, common_interests: vec![] });
+        vm.handle_event(&Event::Connected { ms_since_find: 50 });
+        vm
+    }
+
+    #[test]
+    fn start_looks_then_meets_someone() {
+        let mut vm = ViewModel::default();
+        assert_eq!(vm.status, WELCOME);
+        assert_eq!(vm.handle_intent(Intent::Start), vec![Command::Find]);
+        assert_eq!(vm.status, LOOKING);
+        assert_eq!(vm.handle_intent(Intent::Start), vec![], "a second Start while looking does nothing");
+        vm.handle_event(&Event::Matched {
+            room: "r".into(),
+            initiator: false,
+            common_interests: vec!["music".into(), "chess".into()],
+        });
+        assert_eq!(vm.phase, Phase::Connecting);
+        assert_eq!(vm.chat.last().map(|l| l.text.as_str()), Some("You both like music, chess."));
+        vm.handle_event(&Event::Connected { ms_since_find: 80 });
+        assert_eq!(vm.status, CHATTING);
+        assert_eq!(vm.phase, Phase::InCall);
+    }
+
+    #[test]
+    fn partner_leaving_says_so_and_stays_said_when_idle() {
+        let mut vm = in_call();
+        vm.handle_event(&Event::PartnerLeft { reason: "next".into() });
+        assert_eq!(vm.status, PARTNER_LEFT);
+        vm.handle_event(&Event::Idle);
+        assert_eq!(vm.phase, Phase::Idle);
+        assert_eq!(vm.status, PARTNER_LEFT);
+        assert_eq!(vm.chat.last().map(|l| (l.who, l.text.as_str())), Some((Who::Notice, PARTNER_LEFT)));
+    }
+
+    #[test]
+    fn escape_twice_leaves_for_the_next_stranger() {
+        let mut vm = in_call();
+        assert_eq!(vm.handle_intent(Intent::Escape), vec![]);
+        assert_eq!(vm.status, CONFIRM_NEXT);
+        assert_eq!(vm.handle_intent(Intent::Escape), vec![Command::Next]);
+        assert_eq!(vm.status, LOOKING);
+        // Esc when idle starts looking.
+        let mut idle = ViewModel::default();
+        assert_eq!(idle.handle_intent(Intent::Escape), vec![Command::Find]);
+    }
+
+    #[test]
+    fn another_action_disarms_escape() {
+        let mut vm = in_call();
+        vm.handle_intent(Intent::Escape);
+        vm.handle_intent(Intent::ToggleMic);
+        assert!(!vm.next_armed);
+        assert_eq!(vm.status, CHATTING);
+        assert_eq!(vm.handle_intent(Intent::Escape), vec![], "the first press arms again");
+    }
+
+    #[test]
+    fn chat_goes_out_only_in_a_call_and_typing_is_sent_on_change() {
+        let mut vm = ViewModel::default();
+        assert_eq!(vm.handle_intent(Intent::SendChat("hi".into())), vec![]);
+        let mut vm = in_call();
+        assert_eq!(vm.handle_intent(Intent::Typing(true)), vec![Command::Typing(true)]);
+        assert_eq!(vm.handle_intent(Intent::Typing(true)), vec![]);
+        assert_eq!(
+            vm.handle_intent(Intent::SendChat("  hello  ".into())),
+            vec![Command::Chat("hello".into()), Command::Typing(false)]
+        );
+        assert_eq!(vm.chat.last(), Some(&ChatLine { who: Who::You, text: "hello".into() }));
+        assert_eq!(vm.handle_intent(Intent::SendChat("   ".into())), vec![]);
+    }
+
+    #[test]
+    fn stranger_typing_shows_until_the_message_arrives() {
+        let mut vm = in_call();
+        vm.handle_event(&Event::Typing { active: true });
+        assert!(vm.stranger_typing);
+        vm.handle_event(&Event::Chat { text: "hey".into() });
+        assert!(!vm.stranger_typing);
+        assert_eq!(vm.chat.last(), Some(&ChatLine { who: Who::Stranger, text: "hey".into() }));
+    }
+
+    #[test]
+    fn stop_mute_and_report() {
+        let mut vm = in_call();
+        assert_eq!(vm.handle_intent(Intent::ToggleMic), vec![Command::MuteAudio(true)]);
+        assert_eq!(vm.handle_intent(Intent::ToggleCamera), vec![Command::MuteVideo(true)]);
+        assert_eq!(vm.handle_intent(Intent::ToggleMic), vec![Command::MuteAudio(false)]);
+        assert_eq!(vm.handle_intent(Intent::Report), vec![Command::Report("inappropriate".into())]);
+        assert_eq!(vm.handle_intent(Intent::Report), vec![], "one report per stranger");
+        assert_eq!(vm.handle_intent(Intent::Stop), vec![Command::Stop]);
+        assert_eq!(vm.status, YOU_LEFT);
+        vm.handle_event(&Event::Idle);
+        assert_eq!(vm.status, YOU_LEFT);
+        assert_eq!(vm.handle_intent(Intent::Stop), vec![]);
+    }
+
+    #[test]
+    fn server_trouble_is_shown_until_welcomed() {
+        let mut vm = ViewModel::default();
+        vm.handle_event(&Event::ServerDown { url: "ws://x".into(), reason: "refused".into(), retry_in_ms: 1500 });
+        assert_eq!(
+            vm.problems.get("server").map(String::as_str),
+            Some("Can't reach the server (refused). Trying again in 2 s.")
+        );
+        vm.handle_event(&Event::Welcome { id: "a".into(), resumed: false });
+        assert!(vm.problems.is_empty());
+    }
+
+    #[test]
+    fn an_unstable_connection_is_told_and_recovers() {
+        let mut vm = in_call();
+        vm.handle_event(&Event::ConnectionState { state: "disconnected".into() });
+        assert_eq!(vm.status, UNSTABLE);
+        vm.handle_event(&Event::ConnectionState { state: "connected".into() });
+        assert_eq!(vm.status, CHATTING);
+    }
+}

@@ -1,0 +1,217 @@
+//! UI tests: the real window code driven headlessly by egui_kittest, finding widgets by their
+//! labels, with the engine's side played by a channel of events and a list of commands.
+
+use std::sync::{Arc, Mutex};
+
+use eframe::egui;
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use strangers_engine::slot::FrameSlot;
+use strangers_engine::{Command, Event};
+
+use super::{Link, Window};
+use crate::prefs::Prefs;
+
+struct Rig {
+    harness: Harness<'static, Window>,
+    commands: Arc<Mutex<Vec<Command>>>,
+    events: std::sync::mpsc::Sender<Event>,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let commands = Arc::new(Mutex::new(Vec::new()));
+        let (events, rx) = std::sync::mpsc::channel();
+        let sent = commands.clone();
+        let link = Link {
+            send: Box::new(move |c| sent.lock().expect("test lock").push(c)),
+            events: rx,
+            remote: Arc::new(FrameSlot::default()),
+            local: Arc::new(FrameSlot::default()),
+        };
+        let window = Window::new(Prefs::default(), link, Arc::new(FrameSlot::default()));
+        let harness = Harness::builder()
+            .with_size([1100.0, 700.0])
+            .build_ui_state(|ui, window: &mut Window| window.ui(ui), window);
+        Rig { harness, commands, events }
+    }
+
+    fn send(&mut self, event: Event) {
+        self.events.send(event).expect("window alive");
+        self.harness.run();
+    }
+
+    fn commands(&self) -> Vec<Command> {
+        std::mem::take(&mut *self.commands.lock().expect("test lock"))
+    }
+
+    fn enter_call(&mut self) {
+        self.send(Event::Queued);
+        self.send(Event::Matched { room: "r".into(), initiator: true, common_interests: vec![] });
+        self.send(Event::Connected { ms_since_find: 40 });
+    }
+}
+
+#[test]
+fn clicking_next_asks_the_engine_for_the_next_stranger() {
+    let mut rig = Rig::new();
+    rig.harness.run();
+    rig.harness.get_by_label("Next").click();
+    rig.harness.run();
+    assert_eq!(rig.commands(), vec![Command::Next]);
+    rig.harness.get_by_label(super::state::LOOKING);
+}
+
+#[test]
+fn start_and_stop_and_escape() {
+    let mut rig = Rig::new();
+    rig.harness.run();
+    rig.harness.get_by_label("Start").click();
+    rig.harness.run();
+    assert_eq!(rig.commands(), vec![Command::Find]);
+    rig.enter_call();
+    rig.harness.get_by_label(super::state::CHATTING);
+    rig.harness.key_press(egui::Key::Escape);
+    rig.harness.run();
+    assert_eq!(rig.commands(), vec![], "the first Esc only asks to confirm");
+    rig.harness.get_by_label(super::state::CONFIRM_NEXT);
+    rig.harness.key_press(egui::Key::Escape);
+    rig.harness.run();
+    assert_eq!(rig.commands(), vec![Command::Next]);
+    rig.enter_call();
+    rig.harness.get_by_label("Stop").click();
+    rig.harness.run();
+    assert_eq!(rig.commands(), vec![Command::Stop]);
+}
+
+#[test]
+fn partner_leaving_shows_the_message() {
+    let mut rig = Rig::new();
+    rig.enter_call();
+    rig.send(Event::PartnerLeft { reason: "next".into() });
+    rig.send(Event::Idle);
+    // In the status line and in the chat.
+    assert_eq!(rig.harness.query_all_by_label(super::state::PARTNER_LEFT).count(), 2);
+}
+
+#[test]
+fn chat_is_sent_with_enter_and_received_with_typing_shown() {
+    let mut rig = Rig::new();
+    rig.enter_call();
+    rig.harness.get_by_label("Message").focus();
+    rig.harness.run();
+    rig.harness.get_by_label("Message").type_text("hello there");
+    rig.harness.run();
+    rig.harness.key_press(egui::Key::Enter);
+    rig.harness.run();
+    assert_eq!(
+        rig.commands(),
+        vec![Command::Typing(true), Command::Chat("hello there".into()), Command::Typing(false)]
+    );
+    rig.harness.get_by_label("You: hello there");
+    rig.send(Event::Typing { active: true });
+    rig.harness.get_by_label(super::state::TYPING);
+    rig.send(Event::Chat { text: "hi!".into() });
+    rig.harness.get_by_label("Stranger: hi!");
+    assert!(rig.harness.query_by_label(super::state::TYPING).is_none());
+}
+
+#[test]
+fn mute_shortcut_and_checkbox_reach_the_engine() {
+    let mut rig = Rig::new();
+    rig.harness.run();
+    rig.harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::M);
+    rig.harness.run();
+    assert_eq!(rig.commands(), vec![Command::MuteAudio(true)]);
+    rig.harness.get_by_label("Camera off").click();
+    rig.harness.run();
+    assert_eq!(rig.commands(), vec![Command::MuteVideo(true)]);
+    assert!(rig.harness.state().prefs.camera_muted, "remembered in the preferences");
+}
+
+#[test]
+fn a_device_problem_shows_in_the_window() {
+    let mut rig = Rig::new();
+    let report = rig.harness.state().device_reporter(None);
+    report("camera", Some("No camera found. The stranger sees a test pattern instead.".into()));
+    rig.harness.run();
+    rig.harness.get_by_label("No camera found. The stranger sees a test pattern instead.");
+    report("camera", None);
+    rig.harness.run();
+    assert!(rig.harness.query_by_label("No camera found. The stranger sees a test pattern instead.").is_none());
+}
+
+#[test]
+fn a_real_missing_camera_is_reported_and_the_pattern_is_sent() {
+    let mut rig = Rig::new();
+    let report = rig.harness.state().device_reporter(None);
+    let slot = Arc::new(FrameSlot::default());
+    let _camera = crate::devices::camera::Camera::start(None, slot, report);
+    if !crate::devices::camera::list().is_empty() {
+        return; // This machine has a camera: nothing to report.
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rig.harness.query_by_label_contains("No camera found").is_none() {
+        assert!(std::time::Instant::now() < deadline, "no camera message within 10 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        rig.harness.run();
+    }
+}
+
+#[test]
+fn changed_interests_restart_the_engine_before_looking() {
+    let mut rig = Rig::new();
+    rig.harness.run();
+    rig.harness.get_by_label("Interests").focus();
+    rig.harness.run();
+    rig.harness.get_by_label("Interests").type_text("music");
+    rig.harness.run();
+    rig.harness.get_by_label("Start").click();
+    rig.harness.run();
+    assert_eq!(rig.commands(), vec![]);
+    assert_eq!(rig.harness.state_mut().take_requests(), vec![super::Request::Restart(vec![Command::Find])]);
+    assert_eq!(rig.harness.state().prefs.interest_list(), vec!["music"]);
+}
+
+#[test]
+fn stats_overlay_tells_resolution_rate_and_path() {
+    let stats = strangers_engine::CallStats {
+        width: 640,
+        height: 480,
+        recv_fps: 30.0,
+        recv_kbps: 900.0,
+        sent_kbps: 880.0,
+        rtt_ms: Some(12.0),
+        loss: 0.01,
+        path: Some(strangers_engine::api::PathInfo { local: "host".into(), remote: "host".into() }),
+        ..Default::default()
+    };
+    let text = super::stats_text(Some(&stats));
+    assert!(text.contains("640x480 @ 30 fps"), "{text}");
+    assert!(text.contains("RTT 12 ms, loss 1.0 %"), "{text}");
+    assert!(text.ends_with("direct"), "{text}");
+}
+
+#[test]
+fn settings_hold_the_server_devices_and_privacy() {
+    let mut rig = Rig::new();
+    rig.harness.run();
+    rig.harness.get_by_label("Settings").click();
+    rig.harness.run();
+    assert_eq!(rig.harness.state_mut().take_requests(), vec![super::Request::ScanDevices]);
+    rig.harness.state_mut().device_lists.microphones = vec!["Desk microphone".into()];
+    rig.harness.run();
+    for label in ["Server address", "Camera", "Microphone", "Speaker"] {
+        rig.harness.get_by_label(label);
+    }
+    // The server address is shown and, once changed and applied, restarts the engine.
+    assert_eq!(rig.harness.get_by_label("Server address").value().as_deref(), Some(crate::prefs::DEFAULT_SERVER));
+    rig.harness.get_by_label("Relay only (hide my IP address from strangers)").click();
+    rig.harness.run();
+    assert!(rig.harness.state().prefs.relay_only);
+    assert_eq!(rig.harness.state_mut().take_requests(), vec![super::Request::Restart(vec![])]);
+    rig.harness.get_by_label("Echo cancellation and noise suppression").click();
+    rig.harness.run();
+    assert!(!rig.harness.state().prefs.echo_cancellation);
+    assert_eq!(rig.harness.state_mut().take_requests(), vec![super::Request::Devices]);
+}
