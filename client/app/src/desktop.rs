@@ -214,8 +214,8 @@ fn start_engine(
     });
     let repaint = ctx.clone();
     engine.remote_video.on_change(Box::new(move || repaint.request_repaint()));
-    let repaint = ctx.clone();
-    engine.local_video.on_change(Box::new(move || repaint.request_repaint_after(Duration::from_millis(30))));
+    // Our own sent picture needs no wake-up of its own: it only shows during a call, where the
+    // stranger's frames repaint the window at their rate (repainting for both would double it).
     let handle = engine.clone();
     let link = Link {
         send: Box::new(move |command| handle.send(command)),
