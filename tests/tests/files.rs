@@ -78,13 +78,19 @@ fn y4m_and_wav_sources_are_seen_heard_and_recorded() {
     receiver.wait_event(T, "first_frame").unwrap();
     let stats = receiver
         .wait_for(T, "frames from the clip", |e| {
-            e["event"] == "stats" && e["frames_verified"].as_u64().unwrap_or(0) >= 90 && e["audio_hz"].is_number()
+            e["event"] == "stats" && e["frames_verified"].as_u64().unwrap_or(0) >= 90
         })
         .unwrap();
     assert_eq!(stats["verify_errors"], 0, "{stats}");
     assert_eq!(stats["width"], 320);
-    let heard = stats["audio_hz"].as_f64().unwrap();
-    assert!((heard - 523.0).abs() < 5.0, "heard {heard} Hz from the WAV file");
+    // The WAV file's tone is heard: a second whose dominant frequency is 523 Hz (within 5 Hz).
+    // A second with a jitter-buffer gap (a starved machine) moves the estimate, so one clean
+    // second is what counts; a tone that never comes through fails with the last figures.
+    receiver
+        .wait_for(T, "the WAV file's 523 Hz tone", |e| {
+            e["event"] == "stats" && e["audio_hz"].as_f64().is_some_and(|heard| (heard - 523.0).abs() < 5.0)
+        })
+        .unwrap();
 
     // Typing indicators go peer to peer.
     sender.wait_event(T, "first_frame").unwrap();
