@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use eframe::egui;
+use strangers_engine::media::frame::bt601_to_rgb;
 use strangers_engine::media::VideoFrame;
 use strangers_engine::slot::FrameSlot;
 
@@ -91,20 +92,11 @@ pub fn to_color_image(frame: &Arc<VideoFrame>, step: usize) -> egui::ColorImage 
         let u_row = &frame.u[c..];
         let v_row = &frame.v[c..];
         for (col, &y) in y_row.iter().enumerate().step_by(step) {
-            let y = (i32::from(y) - 16) * 298;
-            let u = i32::from(u_row[col / 2]) - 128;
-            let v = i32::from(v_row[col / 2]) - 128;
-            let r = (y + 409 * v + 128) >> 8;
-            let g = (y - 100 * u - 208 * v + 128) >> 8;
-            let b = (y + 516 * u + 128) >> 8;
-            pixels.push(egui::Color32::from_rgb(clamp(r), clamp(g), clamp(b)));
+            let [r, g, b] = bt601_to_rgb(y, u_row[col / 2], v_row[col / 2]);
+            pixels.push(egui::Color32::from_rgb(r, g, b));
         }
     }
     egui::ColorImage::new([w, h], pixels)
-}
-
-fn clamp(x: i32) -> u8 {
-    x.clamp(0, 255) as u8
 }
 
 #[cfg(test)]

@@ -60,6 +60,17 @@ impl std::fmt::Debug for VideoFrame {
     }
 }
 
+/// One pixel from BT.601 limited-range YUV (what cameras and OpenH264 use by default) to 8-bit
+/// RGB, in integer arithmetic.
+#[inline]
+pub fn bt601_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
+    let y = 298 * (i32::from(y) - 16);
+    let u = i32::from(u) - 128;
+    let v = i32::from(v) - 128;
+    let clamp = |x: i32| x.clamp(0, 255) as u8;
+    [clamp((y + 409 * v + 128) >> 8), clamp((y - 100 * u - 208 * v + 128) >> 8), clamp((y + 516 * u + 128) >> 8)]
+}
+
 impl VideoFrame {
     /// A black frame with tight planes.
     ///

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::frame::VideoFrame;
+use super::frame::{bt601_to_rgb, VideoFrame};
 
 /// Why a frame could not be saved.
 #[derive(Debug, thiserror::Error)]
@@ -18,27 +18,17 @@ pub enum PngError {
     TooLarge { width: usize, height: usize },
 }
 
-/// Converts a frame to packed 8-bit RGB with the BT.601 limited-range matrix (what cameras and
-/// OpenH264 use by default), upsampling chroma by repetition.
+/// Converts a frame to packed 8-bit RGB (BT.601 limited range), upsampling chroma by
+/// repetition.
 pub fn to_rgb(frame: &VideoFrame) -> Vec<u8> {
     let mut rgb = Vec::with_capacity(frame.width * frame.height * 3);
     for row in 0..frame.height {
-        let y_row = frame.y_row(row);
         let c = row / 2 * frame.uv_stride;
-        for (x, &luma) in y_row.iter().enumerate() {
-            let y = 298 * (i32::from(luma) - 16);
-            let u = i32::from(frame.u[c + x / 2]) - 128;
-            let v = i32::from(frame.v[c + x / 2]) - 128;
-            rgb.push(clamp((y + 409 * v + 128) >> 8));
-            rgb.push(clamp((y - 100 * u - 208 * v + 128) >> 8));
-            rgb.push(clamp((y + 516 * u + 128) >> 8));
+        for (x, &luma) in frame.y_row(row).iter().enumerate() {
+            rgb.extend_from_slice(&bt601_to_rgb(luma, frame.u[c + x / 2], frame.v[c + x / 2]));
         }
     }
     rgb
-}
-
-fn clamp(value: i32) -> u8 {
-    value.clamp(0, 255) as u8
 }
 
 /// Writes `frame` as an RGB PNG to `out`.
