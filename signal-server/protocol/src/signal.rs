@@ -66,12 +66,7 @@ impl SignalData {
 
     fn classify(raw: &RawValue) -> Result<SignalKind, ParseError> {
         let shape: Shape = serde_json::from_str(raw.get()).map_err(|_| Self::explain(raw))?;
-        let present = [shape.sdp.is_some(), shape.candidate.is_some(), shape.restart.is_some()];
-        if present.iter().filter(|p| **p).count() != 1 {
-            return Err(ParseError::bad(
-                "signal: \"data\" must hold exactly one of \"sdp\", \"candidate\" or \"restart\"",
-            ));
-        }
+        exactly_one([shape.sdp.is_some(), shape.candidate.is_some(), shape.restart.is_some()])?;
         if let Some(sdp) = shape.sdp {
             if !sdp.sdp.get().starts_with('"') {
                 return Err(ParseError::bad("signal: \"sdp.sdp\" must be a string"));
@@ -112,9 +107,8 @@ impl SignalData {
         let Ok(loose) = serde_json::from_str::<Loose>(raw.get()) else {
             return ParseError::bad("signal: \"data\" must be an object holding \"sdp\", \"candidate\" or \"restart\"");
         };
-        let present = [loose.sdp.is_some(), loose.candidate.is_some(), loose.restart.is_some()];
-        if present.iter().filter(|p| **p).count() != 1 {
-            return ParseError::bad("signal: \"data\" must hold exactly one of \"sdp\", \"candidate\" or \"restart\"");
+        if let Err(e) = exactly_one([loose.sdp.is_some(), loose.candidate.is_some(), loose.restart.is_some()]) {
+            return e;
         }
         ParseError::bad("signal: \"sdp\" must be {\"type\": \"offer\"|\"answer\", \"sdp\": string}")
     }
@@ -141,6 +135,15 @@ impl SignalData {
 
     pub(crate) fn raw(&self) -> &RawValue {
         &self.raw
+    }
+}
+
+/// Signal data names exactly one of its three shapes.
+fn exactly_one(present: [bool; 3]) -> Result<(), ParseError> {
+    if present.iter().filter(|p| **p).count() == 1 {
+        Ok(())
+    } else {
+        Err(ParseError::bad("signal: \"data\" must hold exactly one of \"sdp\", \"candidate\" or \"restart\""))
     }
 }
 
