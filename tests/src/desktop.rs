@@ -117,16 +117,11 @@ impl App {
 
     /// Presses Ctrl+Q in the window (through xdotool) and waits for the app to exit.
     pub fn quit(&mut self) -> anyhow::Result<()> {
-        let status = Command::new("xdotool")
+        let mut xdotool = Command::new("xdotool");
+        xdotool
             .args(["search", "--sync", "--name", "^Strangers$", "windowfocus", "--sync", "key", "ctrl+q"])
-            .env("DISPLAY", &self.display)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .context("running xdotool")?;
-        if !status.success() {
-            bail!("xdotool failed: {status}");
-        }
+            .env("DISPLAY", &self.display);
+        run_quietly(xdotool, "xdotool")?;
         let status = self.client.wait_exit(Duration::from_secs(10))?;
         if !status.success() {
             bail!("the app exited with {status}");
@@ -137,15 +132,17 @@ impl App {
 
 /// Saves a screenshot of the whole display as PNG.
 pub fn screenshot(xvfb: &Xvfb, path: &Path) -> anyhow::Result<()> {
-    let status = Command::new("import")
-        .args(["-display", xvfb.display(), "-window", "root"])
-        .arg(path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .context("running import (ImageMagick)")?;
+    let mut import = Command::new("import");
+    import.args(["-display", xvfb.display(), "-window", "root"]).arg(path);
+    run_quietly(import, "import (ImageMagick)")
+}
+
+/// Runs a helper tool to its end with its output discarded; an error if it fails.
+fn run_quietly(mut command: Command, name: &str) -> anyhow::Result<()> {
+    let status =
+        command.stdout(Stdio::null()).stderr(Stdio::null()).status().with_context(|| format!("running {name}"))?;
     if !status.success() {
-        bail!("import failed: {status}");
+        bail!("{name} failed: {status}");
     }
     Ok(())
 }
