@@ -13,7 +13,7 @@ use strangers_protocol::{close, ClientMsg, ErrorCode, ServerMsg};
 use tokio::sync::Notify;
 
 use crate::outbox::{Outbox, Outgoing};
-use crate::redis::{Link, Record};
+use crate::redis::{Link, Record, Route};
 use crate::turn::IceConfig;
 
 /// Why a socket was refused before it could speak.
@@ -60,6 +60,8 @@ struct Inner {
     shutting_down: bool,
     /// The deadline the timer task sleeps towards.
     armed: Option<Instant>,
+    /// Redis mode: where matched sockets' signals go without a script (`redis/route.rs`).
+    routes: HashMap<ConnId, Route>,
 }
 
 pub struct Hub {
@@ -83,6 +85,7 @@ impl Hub {
                 next_conn: 1,
                 shutting_down: false,
                 armed: None,
+                routes: HashMap::new(),
             }),
             ice,
             limits,
@@ -145,11 +148,43 @@ impl Hub {
     pub fn message(&self, conn: ConnId, msg: ClientMsg) {
         self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
         if let Some(remote) = &self.remote {
-            return remote.message(conn, msg);
+            return self.message_remote(remote, conn, msg);
         }
         let mut inner = self.lock();
         inner.core.handle_message(Instant::now(), conn, msg);
         self.dispatch(&mut inner);
+    }
+
+    /// Redis mode: a signal goes the short way when the socket has a route, anything else to
+    /// the backend's scripts.
+    fn message_remote(&self, remote: &Link, conn: ConnId, msg: ClientMsg) {
+        match msg {
+            ClientMsg::Signal(data) => {
+                let text = ServerMsg::Signal { data }.to_json();
+                let inner = self.lock();
+                let Some(route) = inner.routes.get(&conn) else {
+                    drop(inner);
+                    return remote.signal(conn, text);
+                };
+                if !route.local {
+                    return remote.publish(conn, route, text);
+                }
+                let partner = route.partner_conn.filter(|p| inner.routes.get(p).is_some_and(|r| r.room == route.room));
+                match partner.and_then(|p| inner.outboxes.get(&p)).filter(|(outbox, _)| !outbox.is_finished()) {
+                    Some((outbox, _)) => {
+                        self.counters.messages_out.fetch_add(1, Ordering::Relaxed);
+                        outbox.push(Outgoing::Text(text));
+                        remote.relayed_locally();
+                    }
+                    None => remote.signal(conn, text),
+                }
+            }
+            ClientMsg::Find | ClientMsg::Next | ClientMsg::Stop => {
+                self.lock().routes.remove(&conn);
+                remote.message(conn, msg);
+            }
+            msg => remote.message(conn, msg),
+        }
     }
 
     /// An error found by the socket's task itself (parse errors, rate limit, size).
@@ -162,6 +197,7 @@ impl Hub {
     /// A socket's task ended.
     pub fn close(&self, conn: ConnId, how: Disconnect) {
         let mut inner = self.lock();
+        inner.routes.remove(&conn);
         if let Some((_, ip)) = inner.outboxes.remove(&conn) {
             if let Some(count) = inner.per_ip.get_mut(&ip) {
                 *count -= 1;
@@ -186,14 +222,28 @@ impl Hub {
     }
 
     /// Applies what the Redis backend published for this node's sockets, in order.
-    pub(crate) fn apply(&self, batch: &[Record<'_>]) {
-        let inner = self.lock();
+    pub(crate) fn apply(&self, remote: &Link, batch: &[Record<'_>]) {
+        let mut inner = self.lock();
         for record in batch {
             match *record {
-                Record::Text { conn, text } => {
-                    if let Some((outbox, _)) = inner.outboxes.get(&conn) {
-                        self.counters.messages_out.fetch_add(1, Ordering::Relaxed);
-                        outbox.push(Outgoing::Text(text.to_string()));
+                Record::Text { conn, text } => self.send_text(&inner, conn, text),
+                Record::Matched { conn, ref route, text } => {
+                    if inner.outboxes.contains_key(&conn) {
+                        inner.routes.insert(conn, Route::new(route, &remote.node));
+                    }
+                    self.send_text(&inner, conn, text);
+                }
+                Record::Left { conn, text } => {
+                    inner.routes.remove(&conn);
+                    self.send_text(&inner, conn, text);
+                }
+                Record::Signal { conn, room, sender, text } => {
+                    let taken = inner.routes.get(&conn).is_some_and(|r| &*r.room == room)
+                        && inner.outboxes.get(&conn).is_some_and(|(outbox, _)| !outbox.is_finished());
+                    if taken {
+                        self.send_text(&inner, conn, text);
+                    } else {
+                        remote.reroute(room, sender, text);
                     }
                 }
                 Record::Error { conn, code, message } => self.send(&inner, conn, &ServerMsg::error(code, message)),
@@ -203,6 +253,7 @@ impl Hub {
                     self.send(&inner, conn, &msg);
                 }
                 Record::Close { conn, code } => {
+                    inner.routes.remove(&conn);
                     let reason = match code {
                         close::REPLACED => "resumed elsewhere",
                         close::POLICY => "banned",
@@ -219,7 +270,8 @@ impl Hub {
     /// Asks every open socket to reconnect and resume (close 1012), keeping the door open:
     /// the Redis backend lost what it had published for this node.
     pub(crate) fn restart_all(&self) {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        inner.routes.clear();
         for (outbox, _) in inner.outboxes.values() {
             outbox.push(Outgoing::Close(close::SERVICE_RESTART, "server restarting"));
         }
@@ -251,6 +303,13 @@ impl Hub {
         if next.is_some() && (inner.armed.is_none() || next < inner.armed) {
             inner.armed = next;
             self.timer_changed.notify_one();
+        }
+    }
+
+    fn send_text(&self, inner: &Inner, conn: ConnId, text: &str) {
+        if let Some((outbox, _)) = inner.outboxes.get(&conn) {
+            self.counters.messages_out.fetch_add(1, Ordering::Relaxed);
+            outbox.push(Outgoing::Text(text.to_string()));
         }
     }
 
@@ -315,6 +374,7 @@ impl Hub {
     pub fn shut_down(&self) {
         let mut inner = self.lock();
         inner.shutting_down = true;
+        inner.routes.clear();
         for (outbox, _) in inner.outboxes.values() {
             outbox.push(Outgoing::Close(close::SERVICE_RESTART, "server restarting"));
         }

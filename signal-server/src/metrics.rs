@@ -55,10 +55,13 @@ pub fn render(hub: &Hub, stats: &Stats) -> String {
     if let Some(remote) = hub.remote() {
         let r = &remote.counters;
         for (name, help, value) in [
-            ("redis_round_trips_total", "Round trips to Redis (a pipeline of scripts counts once).", &r.round_trips),
+            ("redis_round_trips_total", "Round trips to Redis (a batch of operations counts once).", &r.round_trips),
             ("redis_background_round_trips_total", "Of those, heartbeats and timer runs.", &r.background),
-            ("redis_scripts_total", "Scripts this node ran in Redis.", &r.scripts),
-            ("redis_errors_total", "Scripts that failed.", &r.errors),
+            ("redis_scripts_total", "Scripts this node ran in Redis (a batch counts once).", &r.scripts),
+            ("redis_operations_total", "Client commands this node ran in Redis, in batches.", &r.operations),
+            ("redis_errors_total", "Operations and scripts that failed.", &r.errors),
+            ("redis_signals_published_total", "Signals sent straight to the partner's node.", &r.relayed),
+            ("redis_signals_local_total", "Signals handed to a partner on this node without Redis.", &r.local),
             ("redis_node_matches_total", "Pairs formed by scripts this node ran.", &r.matches),
             ("redis_restarts_total", "Times this node asked its sockets to reconnect and resume.", &r.restarts),
         ] {

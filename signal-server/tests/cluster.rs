@@ -46,6 +46,56 @@ async fn strangers_on_two_nodes_meet_and_their_signals_cross_in_order() {
     a.expect_silence(100).await;
 }
 
+/// Signals skip the scripts while both sockets of a room are up (`redis/route.rs`); when the
+/// partner's socket is gone, moved or out of the room, they fall back to the scripts and
+/// nothing is lost, reordered or handed to the wrong stranger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_to_a_partner_that_dropped_or_moved_node_are_held_and_follow_it() {
+    let (_redis, nodes) = cluster(3, &[]).await;
+    let mut a = nodes[0].greeted().await;
+    let mut b = nodes[1].greeted().await;
+    let room = support::match_pair(&mut a, &mut b).await;
+    a.send_text(&candidate(1));
+    assert_eq!(b.recv_text().await, relayed(1));
+
+    // b's socket drops; once its node knows, what a sends waits for b's resume.
+    let token = b.token.clone();
+    b.drop_abruptly();
+    nodes[1].wait_metric("strangers_sessions_dropped", 1.0).await;
+    for n in 2..5 {
+        a.send_text(&candidate(n));
+    }
+    // b resumes on a third node: the held signals first, then a's next ones, in order.
+    let mut b2 = nodes[2].connect().await;
+    let welcome = b2.resume(&token).await;
+    assert_eq!(welcome["room"], json!(room));
+    for n in 2..5 {
+        assert_eq!(b2.recv_text().await, relayed(n));
+    }
+    for n in 5..25 {
+        a.send_text(&candidate(n));
+    }
+    for n in 5..25 {
+        assert_eq!(b2.recv_text().await, relayed(n));
+    }
+    b2.send_text(&candidate(100));
+    assert_eq!(a.recv_text().await, relayed(100));
+
+    // The room ends: a's signals now reach nobody, and a is told it is not matched.
+    b2.send_json(json!({"type": "next"}));
+    a.expect_partner_left("next").await;
+    b2.expect("queued").await;
+    a.send_text(&candidate(200));
+    a.expect_error("not_matched").await;
+    let mut c = nodes[0].greeted().await;
+    c.send_json(json!({"type": "find"}));
+    c.expect("queued").await;
+    assert_eq!(c.expect("matched").await["room"].as_str().map(str::len), Some(16));
+    b2.expect("matched").await;
+    c.expect_silence(100).await;
+    b2.expect_silence(100).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_interest_is_found_on_another_node_and_the_queue_is_shared() {
     let (_redis, nodes) = cluster(3, &["--interest-wait", "30"]).await;

@@ -198,12 +198,12 @@ async fn run_cycles(mode: &Mode, load: &CycleArgs, report: &mut Report) -> anyho
     let title = format!("Match cycles ({} pair loops, {} connections)", load.pairs, result.connections);
     let (mut rows, mut json) = (result.rows(), result.to_json());
     if redis.is_some() {
-        let (trips, scripts) = redis::round_trips_per_match(target.addr)?;
+        let (trips, operations) = redis::round_trips_per_match(target.addr)?;
         rows.push(("CPU counted".into(), "signal-server + redis-server".into()));
         rows.push(("Redis round trips per match (pipelined)".into(), format!("{trips:.2}")));
-        rows.push(("Redis scripts per match".into(), format!("{scripts:.2}")));
+        rows.push(("Redis operations per match (batched)".into(), format!("{operations:.2}")));
         json["redis_round_trips_per_match"] = serde_json::json!(trips);
-        json["redis_scripts_per_match"] = serde_json::json!(scripts);
+        json["redis_operations_per_match"] = serde_json::json!(operations);
     }
     report.add("cycles", title, rows, json);
     Ok(())

@@ -64,11 +64,12 @@ pub fn metric(addr: SocketAddr, name: &str) -> anyhow::Result<f64> {
         .with_context(|| format!("{name} is not a number"))
 }
 
-/// Redis round trips per match that clients caused (heartbeats and timers left out).
+/// Redis round trips per match that clients caused (heartbeats and timers left out), and
+/// the client commands run in Redis per match (a round trip carries a batch of them).
 pub fn round_trips_per_match(addr: SocketAddr) -> anyhow::Result<(f64, f64)> {
     let trips = metric(addr, "strangers_redis_round_trips_total")?;
     let background = metric(addr, "strangers_redis_background_round_trips_total")?;
-    let scripts = metric(addr, "strangers_redis_scripts_total")?;
+    let operations = metric(addr, "strangers_redis_operations_total")?;
     let matches = metric(addr, "strangers_matches_total")?.max(1.0);
-    Ok(((trips - background) / matches, (scripts - background) / matches))
+    Ok(((trips - background) / matches, operations / matches))
 }

@@ -3,13 +3,16 @@
 --
 -- ARGV[1] node id of the caller, ARGV[2] TTL of session keys (ms), ARGV[3] resume grace (ms),
 -- ARGV[4] interest wait (ms), ARGV[5] a random prefix for room ids made by this call.
--- Script-specific arguments start at ARGV[6].
+-- Script-specific arguments start at ARGV[6]. The commands of sockets run as operations
+-- (OPS, one file each) in one batch script (batch.lua); heartbeat, tick and stats are scripts
+-- of their own.
 --
 -- Keys (prefix strangers:): s:SID session hash; tok:TOKEN -> SID; c:NODE:CONN -> SID, the
 -- session a socket speaks for; p:SID messages held while
 -- the socket is down; n:NODE:s sessions a node speaks for; ip:IP sessions from an address;
--- q:all / q:open / q:i:TAG waiting sessions scored by ticket; q:opens interest waits scored by
--- the instant they end; graces dropped sessions scored by the end of their grace; nodes node
+-- q:open sessions waiting for anyone, scored by ticket; q:opens sessions waiting for a
+-- stranger with a shared interest, scored by the instant that wait ends (a waiting session is
+-- in exactly one of the two); q:i:TAG sessions waiting with that interest, by ticket; graces dropped sessions scored by the end of their grace; nodes node
 -- liveness deadlines; ban:IP; rep:IP reports; stats counters; ticket, roomseq counters.
 -- Every key gets a TTL when written.
 
@@ -29,17 +32,23 @@ do
 end
 
 local MATCHES = 0
-local OUT = {}      -- node -> list of records {conn, kind, body, sid}
+local RELAYED = 0   -- signals handed to a node's channel without a script deciding
+local OPS = {}      -- name -> function(args) for batch.lua
+local OUT = {}      -- node -> list of records {conn, kind, body, sid, message to hold, relay}
 local OUT_ORDER = {} -- nodes in the order they were first written to
 
-local function record(node, conn, kind, body, sid)
+-- Record kinds (records.rs parses them): T text, E error, W welcome, C close, M matched (the
+-- node learns the route to the partner), L the room ended (the node forgets the route), S a
+-- signal relayed by a node (see route.rs). `held` is what to hold for `sid` if nobody hears
+-- the node, by default the body; `relay` the arguments of OPS.relay for an S record.
+local function record(node, conn, kind, body, sid, held, relay)
   local list = OUT[node]
   if not list then
     list = {}
     OUT[node] = list
     OUT_ORDER[#OUT_ORDER + 1] = node
   end
-  list[#list + 1] = { conn, kind, body, sid }
+  list[#list + 1] = { conn, kind, body, sid, held or body, relay }
 end
 
 local function skey(sid) return P .. 's:' .. sid end
@@ -54,6 +63,19 @@ local function sess(sid)
 end
 
 local function touch(key) redis.call('PEXPIRE', key, TTL) end
+
+-- Keys shared by everyone (queues, counters) get their TTL once per script, not per write.
+local TOUCHED = {}
+local function touch_once(key)
+  if not TOUCHED[key] then
+    TOUCHED[key] = true
+    touch(key)
+  end
+end
+
+-- Counters of the stats hash, added up during a script and written once by flush().
+local STATS = {}
+local function count(field, n) STATS[field] = (STATS[field] or 0) + n end
 
 local function ckey(node, conn) return P .. 'c:' .. node .. ':' .. conn end
 
@@ -85,12 +107,22 @@ local function drop_pending_signals(sid)
   redis.call('HSET', skey(sid), 'pn', '0', 'pb', '0')
 end
 
--- Sends to a session now, or holds the message until it resumes.
-local function deliver(sid, json)
+-- Sends to a session now (as a record of `kind`, 'T' by default, whose body is `prefix`
+-- then the message), or holds the message until it resumes.
+local function deliver(sid, json, kind, prefix)
   local f = redis.call('HMGET', skey(sid), 'node', 'conn')
   if f[2] and f[2] ~= '' then
-    record(f[1], f[2], 'T', json, sid)
+    record(f[1], f[2], kind or 'T', (prefix or '') .. json, sid, json)
   elseif f[2] then
+    hold(sid, json)
+  end
+end
+
+-- Like deliver, for a session whose fields `s` were just read.
+local function send_to(sid, s, json, kind, prefix)
+  if s.conn ~= '' then
+    record(s.node, s.conn, kind or 'T', (prefix or '') .. json, sid, json)
+  else
     hold(sid, json)
   end
 end
@@ -98,15 +130,17 @@ end
 local function reply_error(conn, code, message) record(NODE, conn, 'E', code .. ' ' .. message) end
 
 local function leave_queue(sid, s)
-  redis.call('ZREM', P .. 'q:all', sid)
   redis.call('ZREM', P .. 'q:open', sid)
-  redis.call('ZREM', P .. 'q:opens', sid)
-  for _, tag in ipairs(cjson.decode(s.int)) do redis.call('ZREM', P .. 'q:i:' .. tag, sid) end
+  -- Only a session with interests ever waits in q:opens or q:i:*.
+  if s.int ~= '[]' then
+    redis.call('ZREM', P .. 'q:opens', sid)
+    for _, tag in ipairs(cjson.decode(s.int)) do redis.call('ZREM', P .. 'q:i:' .. tag, sid) end
+  end
 end
 
 local function new_room_id()
   local n = redis.call('INCR', P .. 'roomseq')
-  touch(P .. 'roomseq')
+  touch_once(P .. 'roomseq')
   return SALT .. string.format('%08x', n % 4294967296)
 end
 
@@ -124,11 +158,16 @@ local function pair(a, sa, b, sb)
   redis.call('HSET', skey(a), 'place', 'room', 'room', room, 'partner', b, 'rep', '0')
   redis.call('HSET', skey(b), 'place', 'room', 'room', room, 'partner', a, 'rep', '0')
   sa.place, sb.place = 'room', 'room'
-  deliver(a, '{"type":"matched","room":"' .. room .. '","initiator":true,"common_interests":' .. ci .. '}')
-  deliver(b, '{"type":"matched","room":"' .. room .. '","initiator":false,"common_interests":' .. ci .. '}')
-  redis.call('HINCRBY', P .. 'stats', 'matches', 1)
-  redis.call('HINCRBY', P .. 'stats', 'rooms', 1)
-  touch(P .. 'stats')
+  -- With `matched`, each side's node learns where the partner's socket is (a route: see
+  -- route.rs), so that signals can skip the scripts.
+  local matched = '{"type":"matched","room":"' .. room .. '","initiator":'
+  local function route(sid, partner, sp)
+    return room .. ' ' .. sid .. ' ' .. partner .. ' ' .. sp.node .. ' ' .. sp.conn .. ' '
+  end
+  send_to(a, sa, matched .. 'true,"common_interests":' .. ci .. '}', 'M', route(a, b, sb))
+  send_to(b, sb, matched .. 'false,"common_interests":' .. ci .. '}', 'M', route(b, a, sa))
+  count('matches', 1)
+  count('rooms', 1)
   MATCHES = MATCHES + 1
 end
 
@@ -147,7 +186,6 @@ local function best_partner(sid, tags, open)
     if not best then return nil end
     local s = sess(best)
     if s and s.place == 'wait' and best ~= sid then return best, s end
-    redis.call('ZREM', P .. 'q:all', best)
     redis.call('ZREM', P .. 'q:open', best)
     redis.call('ZREM', P .. 'q:opens', best)
     for _, tag in ipairs(tags) do redis.call('ZREM', P .. 'q:i:' .. tag, best) end
@@ -156,7 +194,7 @@ end
 
 -- Tells a connected session it is queued, then pairs it or lets it wait.
 local function enqueue(sid, s, ticket, since)
-  deliver(sid, '{"type":"queued"}')
+  send_to(sid, s, '{"type":"queued"}')
   local tags = cjson.decode(s.int)
   local open_at = since + WAIT
   local open = (#tags == 0) or NOW >= open_at
@@ -169,14 +207,12 @@ local function enqueue(sid, s, ticket, since)
   end
   redis.call('HSET', skey(sid), 'place', 'wait', 'ticket', fmt(ticket), 'since', fmt(since))
   s.place = 'wait'
-  redis.call('ZADD', P .. 'q:all', ticket, sid)
-  touch(P .. 'q:all')
   if open then
     redis.call('ZADD', P .. 'q:open', ticket, sid)
-    touch(P .. 'q:open')
+    touch_once(P .. 'q:open')
   else
     redis.call('ZADD', P .. 'q:opens', open_at, sid)
-    touch(P .. 'q:opens')
+    touch_once(P .. 'q:opens')
   end
   for _, tag in ipairs(tags) do
     redis.call('ZADD', P .. 'q:i:' .. tag, ticket, sid)
@@ -186,21 +222,24 @@ end
 
 local function enqueue_fresh(sid, s)
   local ticket = redis.call('INCR', P .. 'ticket')
-  touch(P .. 'ticket')
+  touch_once(P .. 'ticket')
   enqueue(sid, s, ticket, NOW)
 end
 
 -- Ends a room that `leaver` left; the other member is told why.
 local function end_room(sid, s, reason)
   local partner = s.partner
-  redis.call('HINCRBY', P .. 'stats', 'rooms', -1)
+  count('rooms', -1)
   redis.call('HSET', skey(sid), 'place', 'idle', 'room', '', 'partner', '')
   s.place = 'idle'
-  drop_pending_signals(sid)
-  if partner and partner ~= '' and redis.call('EXISTS', skey(partner)) == 1 then
+  -- Only a session whose socket is down holds messages.
+  if s.conn == '' then drop_pending_signals(sid) end
+  local f = { false, false }
+  if partner and partner ~= '' then f = redis.call('HMGET', skey(partner), 'node', 'conn') end
+  if f[2] then
     redis.call('HSET', skey(partner), 'place', 'idle', 'room', '', 'partner', '')
-    drop_pending_signals(partner)
-    deliver(partner, '{"type":"partner_left","reason":"' .. reason .. '"}')
+    if f[2] == '' then drop_pending_signals(partner) end
+    send_to(partner, { node = f[1], conn = f[2] }, '{"type":"partner_left","reason":"' .. reason .. '"}', 'L')
   end
 end
 
@@ -213,7 +252,7 @@ local function end_session(sid, s, reason)
   end
   redis.call('DEL', skey(sid), P .. 'tok:' .. s.tok, P .. 'p:' .. sid)
   if s.conn ~= '' then redis.call('DEL', ckey(s.node, s.conn)) end
-  redis.call('HINCRBY', P .. 'stats', 'sessions', -1)
+  count('sessions', -1)
   redis.call('SREM', P .. 'n:' .. s.node .. ':s', sid)
   redis.call('SREM', P .. 'ip:' .. s.ip, sid)
   redis.call('ZREM', P .. 'graces', sid)
@@ -226,11 +265,40 @@ local function drop_session(sid, s)
   if s.conn ~= '' then redis.call('DEL', ckey(s.node, s.conn)) end
   s.conn = ''
   redis.call('ZADD', P .. 'graces', until_ms, sid)
-  touch(P .. 'graces')
+  touch_once(P .. 'graces')
   if s.place == 'wait' then
     leave_queue(sid, s)
     redis.call('HSET', skey(sid), 'place', 'park')
     s.place = 'park'
+  end
+end
+
+-- Relays a signal from session `sid` (whose socket is `conn` on `node`, or '' if down) to
+-- its partner in `room` (any room when `room` is nil): sent at once if the partner's socket
+-- is up, held (bounded) while it is down. A sender no longer in that room is told.
+local function relay(sid, node, conn, room, json, max_msgs, max_bytes)
+  local f = redis.call('HMGET', skey(sid), 'place', 'room', 'partner')
+  if f[1] ~= 'room' or (room and f[2] ~= room) then
+    if conn ~= '' then
+      record(node, conn, 'E', 'not_matched signal needs a partner: you are not matched')
+    end
+    return
+  end
+  local partner = f[3]
+  local p = redis.call('HMGET', skey(partner), 'node', 'conn', 'pn', 'pb')
+  if p[2] and p[2] ~= '' then
+    record(p[1], p[2], 'T', json, partner)
+    count('signals', 1)
+  elseif p[2] then
+    if tonumber(p[3]) >= max_msgs or tonumber(p[4]) + #json > max_bytes then
+      if conn ~= '' then
+        record(node, conn, 'E',
+          'buffer_full your partner is reconnecting and cannot take more signals yet; retry later')
+      end
+    else
+      hold(partner, json)
+      count('signals', 1)
+    end
   end
 end
 
@@ -245,22 +313,49 @@ local function caller(conn)
   return s, sid
 end
 
--- Publishes each node's records as one message, in order. A node nobody listens for (dead
--- or reconnecting) loses nothing: its sessions are dropped and their messages held.
+-- Publishes each node's records as one message, in order, then writes the counters. A node nobody listens for (dead
+-- or reconnecting) loses nothing: its sessions are dropped and their messages held, and the
+-- signals other nodes relayed to it go through OPS.relay (which may write more records, so
+-- this goes on until every record is out).
 local function flush()
-  for _, node in ipairs(OUT_ORDER) do
-    local list = OUT[node]
-    local parts = {}
-    for i, r in ipairs(list) do parts[i] = r[1] .. ' ' .. r[2] .. ' ' .. #r[3] .. ':' .. r[3] end
-    local heard = redis.call('PUBLISH', P .. 'node:' .. node, table.concat(parts))
-    if heard == 0 then
-      for _, r in ipairs(list) do
-        if r[4] and r[2] == 'T' then
-          local s = sess(r[4])
-          if s and s.node == node and s.conn == r[1] then drop_session(r[4], s) end
-          if s then hold(r[4], r[3]) end
+  local sent = {}
+  local more = true
+  while more do
+    more = false
+    for _, node in ipairs(OUT_ORDER) do
+      local list = OUT[node]
+      local from, to = (sent[node] or 0) + 1, #list
+      if from <= to then
+        more = true
+        sent[node] = to
+        local parts = {}
+        for i = from, to do
+          local r = list[i]
+          parts[#parts + 1] = r[1] .. ' ' .. r[2] .. ' ' .. #r[3] .. ':' .. r[3]
+        end
+        local heard = redis.call('PUBLISH', P .. 'node:' .. node, table.concat(parts))
+        for i = from, to do
+          local r = list[i]
+          if heard > 0 then
+            if r[6] then RELAYED = RELAYED + 1 end
+          elseif r[6] then
+            OPS.relay(r[6])
+          elseif r[4] then
+            local s = sess(r[4])
+            if s and s.node == node and s.conn == r[1] then drop_session(r[4], s) end
+            if s then hold(r[4], r[5]) end
+          end
         end
       end
     end
   end
+  if RELAYED > 0 then count('signals', RELAYED) end
+  local written = false
+  for field, n in pairs(STATS) do
+    if n ~= 0 then
+      redis.call('HINCRBY', P .. 'stats', field, n)
+      written = true
+    end
+  end
+  if written then touch_once(P .. 'stats') end
 end

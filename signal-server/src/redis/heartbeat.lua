@@ -1,9 +1,14 @@
 -- A node says it is alive until now + timeout, and every so often extends the TTL of the
 -- keys of the sessions it speaks for. A node that finds itself forgotten (reaped by the
 -- others, or Redis restarted empty) is told so, and tells its clients to reconnect.
--- ARGV[6] timeout (ms), [7] '1' to refresh session TTLs, [8] '1' on the first beat.
+-- ARGV[6] timeout (ms), [7] '1' to refresh session TTLs, [8] '1' on the first beat, [9]
+-- signals the node relayed without a script since its last beat (added to the stats).
 -- Returns {'reaped' or '', 0}.
-local timeout, refresh, first = tonumber(ARGV[6]), ARGV[7], ARGV[8]
+local timeout, refresh, first, relayed = tonumber(ARGV[6]), ARGV[7], ARGV[8], tonumber(ARGV[9])
+if relayed > 0 then
+  redis.call('HINCRBY', P .. 'stats', 'signals', relayed)
+  touch(P .. 'stats')
+end
 local known = redis.call('ZSCORE', P .. 'nodes', NODE)
 redis.call('ZADD', P .. 'nodes', NOW + timeout, NODE)
 touch(P .. 'nodes')
@@ -21,7 +26,7 @@ if refresh == '1' then
     end
   end
   touch(set)
-  for _, k in ipairs({ 'q:all', 'q:open', 'q:opens', 'graces', 'stats', 'ticket' }) do
+  for _, k in ipairs({ 'q:open', 'q:opens', 'graces', 'stats', 'ticket', 'roomseq' }) do
     if redis.call('EXISTS', P .. k) == 1 then touch(P .. k) end
   end
 end

@@ -26,7 +26,7 @@ for _, key in ipairs(redis.call('KEYS', P .. 's:*')) do
       fail(sid .. ' and its partner disagree about their room')
     end
   end
-  local queued = redis.call('ZSCORE', P .. 'q:all', sid)
+  local queued = redis.call('ZSCORE', P .. 'q:open', sid) or redis.call('ZSCORE', P .. 'q:opens', sid)
   if (s.place == 'wait') ~= (queued ~= false) then fail(sid .. ' is ' .. s.place .. ' but queued: ' .. tostring(queued)) end
   if s.place == 'wait' and s.conn == '' then fail(sid .. ' waits in the queue with no socket') end
   if s.conn == '' and not redis.call('ZSCORE', P .. 'graces', sid) then fail(sid .. ' is dropped with no grace') end
@@ -37,10 +37,13 @@ for _, key in ipairs(redis.call('KEYS', P .. 's:*')) do
   if redis.call('PTTL', key) < 0 then fail(key .. ' has no TTL') end
 end
 
-for _, sid in ipairs(redis.call('ZRANGE', P .. 'q:all', 0, -1)) do
-  local s = sess(sid)
-  if not s or s.place ~= 'wait' then fail(sid .. ' is queued but not waiting') end
+for _, q in ipairs({ 'q:open', 'q:opens' }) do
+  for _, sid in ipairs(redis.call('ZRANGE', P .. q, 0, -1)) do
+    local s = sess(sid)
+    if not s or s.place ~= 'wait' then fail(sid .. ' is queued but not waiting') end
+  end
 end
+if redis.call('ZINTERCARD', 2, P .. 'q:open', P .. 'q:opens') > 0 then fail('a session waits in both queues') end
 -- Two waiting sessions that could be paired would have been.
 if redis.call('ZCARD', P .. 'q:open') > 1 then fail('two waiting sessions accept anyone') end
 for _, key in ipairs(redis.call('KEYS', P .. 'q:i:*')) do

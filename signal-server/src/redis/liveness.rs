@@ -25,7 +25,15 @@ async fn beat(shared: &Shared, con: &mut ConnectionManager, refresh: bool, first
     let timeout = shared.settings.node_timeout.as_millis().to_string();
     let flag = |b: bool| if b { "1" } else { "0" };
     shared.link.counters.background.fetch_add(1, Ordering::Relaxed);
-    let outcome = shared.run(con, &shared.scripts.heartbeat, &[&timeout, flag(refresh), flag(first)]).await;
+    let _reporting = shared.link.reporting.lock().await;
+    let unreported = &shared.link.counters.unreported;
+    let relayed = unreported.swap(0, Ordering::Relaxed);
+    let args = [&timeout, flag(refresh), flag(first), &relayed.to_string()];
+    let outcome = shared.run(con, &shared.scripts.heartbeat, &args).await;
+    if outcome.is_err() {
+        // Counted again at the next beat.
+        unreported.fetch_add(relayed, Ordering::Relaxed);
+    }
     shared.link.healthy.store(outcome.is_ok(), Ordering::Relaxed);
     outcome
 }

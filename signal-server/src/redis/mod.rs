@@ -17,6 +17,7 @@
 
 mod liveness;
 mod records;
+mod route;
 mod scripts;
 mod subscriber;
 mod worker;
@@ -35,7 +36,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::hub::Hub;
-pub(crate) use records::Record;
+pub(crate) use records::{Record, RouteText};
+pub(crate) use route::Route;
 use scripts::Scripts;
 
 /// What the Redis backend needs to know, taken from the server's configuration.
@@ -79,9 +81,43 @@ pub enum BackendError {
 /// A command from a socket, in the order the socket produced it.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Open { conn: ConnId, ip: IpAddr },
-    Message { conn: ConnId, msg: ClientMsg },
-    Close { conn: ConnId, how: Disconnect },
+    Open {
+        conn: ConnId,
+        ip: IpAddr,
+    },
+    Message {
+        conn: ConnId,
+        msg: ClientMsg,
+    },
+    /// A signal (`text` as sent on the wire) for `signal.lua` to relay.
+    Signal {
+        conn: ConnId,
+        text: String,
+    },
+    /// A signal relayed straight to the partner's socket `partner_conn` on `node`.
+    Publish {
+        conn: ConnId,
+        node: String,
+        partner_conn: ConnId,
+        room: String,
+        session: String,
+        text: String,
+    },
+    /// A signal relayed to this node that its socket could not take, for `relay.lua`.
+    Reroute {
+        session: String,
+        room: String,
+        text: String,
+    },
+    Close {
+        conn: ConnId,
+        how: Disconnect,
+    },
+}
+
+/// The channel a node hears its records on.
+pub(crate) fn node_channel(node: &str) -> String {
+    format!("strangers:node:{node}")
 }
 
 /// Counters of the Redis backend, for metrics and the benchmark.
@@ -89,8 +125,10 @@ pub(crate) enum Command {
 pub struct RedisCounters {
     /// Round trips to Redis (a pipeline of scripts counts once).
     pub round_trips: AtomicU64,
-    /// Scripts run.
+    /// Scripts run (a batch counts once).
     pub scripts: AtomicU64,
+    /// Operations run in batches (the sockets' commands that went to Redis).
+    pub operations: AtomicU64,
     /// Scripts that failed (Redis unreachable or erroring).
     pub errors: AtomicU64,
     /// Pairs formed by scripts this node ran.
@@ -99,6 +137,12 @@ pub struct RedisCounters {
     pub background: AtomicU64,
     /// Times this node told its sockets to reconnect because Redis lost its state.
     pub restarts: AtomicU64,
+    /// Signals sent straight to the partner's node, with no state read in Redis.
+    pub relayed: AtomicU64,
+    /// Signals handed to a partner on this node without Redis.
+    pub local: AtomicU64,
+    /// Of `local`, those not yet added to the cluster's count (at the next heartbeat).
+    pub(crate) unreported: AtomicU64,
 }
 
 /// The hub's handle on the backend.
@@ -107,6 +151,9 @@ pub struct Link {
     /// For reads outside the workers (/metrics), on the same pipelined connection.
     reads: ConnectionManager,
     stats_script: redis::Script,
+    /// Held while signals relayed on this node are being added to the cluster's count, so
+    /// that a stats read never sees them in neither place.
+    reporting: tokio::sync::Mutex<()>,
     /// Whether the last heartbeat reached Redis (/healthz).
     healthy: AtomicBool,
     /// Whether this node hears its channel (/healthz).
@@ -129,6 +176,26 @@ impl Link {
 
     pub(crate) fn message(&self, conn: ConnId, msg: ClientMsg) {
         self.submit(Command::Message { conn, msg });
+    }
+
+    pub(crate) fn signal(&self, conn: ConnId, text: String) {
+        self.submit(Command::Signal { conn, text });
+    }
+
+    pub(crate) fn publish(&self, conn: ConnId, route: &Route, text: String) {
+        let Some(partner_conn) = route.partner_conn else { return self.signal(conn, text) };
+        let (node, room, session) = (route.node.to_string(), route.room.to_string(), route.session.to_string());
+        self.submit(Command::Publish { conn, node, partner_conn, room, session, text });
+    }
+
+    pub(crate) fn reroute(&self, room: &str, sender: &str, text: &str) {
+        self.submit(Command::Reroute { session: sender.into(), room: room.into(), text: text.into() });
+    }
+
+    /// Counts a signal handed over on this node.
+    pub(crate) fn relayed_locally(&self) {
+        self.counters.local.fetch_add(1, Ordering::Relaxed);
+        self.counters.unreported.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn closed(&self, conn: ConnId, how: Disconnect) {
@@ -154,6 +221,7 @@ impl Link {
 
     /// The cluster's gauges and counters, read from Redis (`stats.lua`).
     pub(crate) async fn cluster_stats(&self) -> redis::RedisResult<Stats> {
+        let _reporting = self.reporting.lock().await;
         let mut con = self.reads.clone();
         let mut invocation = self.stats_script.prepare_invoke();
         invocation.arg(&self.node).arg("0").arg("0").arg("0").arg("0");
@@ -167,7 +235,7 @@ impl Link {
             rooms: at(3) as usize,
             bans_active: at(4) as usize,
             matches_total: at(5),
-            signals_relayed_total: at(6),
+            signals_relayed_total: at(6) + self.counters.unreported.load(Ordering::Relaxed),
             resumes_total: at(7),
             reports_total: at(8),
             bans_total: at(9),
@@ -275,6 +343,7 @@ pub async fn connect(settings: Settings) -> Result<(Arc<Link>, Pending), Backend
     let link = Arc::new(Link {
         reads: manager.clone(),
         stats_script: scripts.stats.clone(),
+        reporting: tokio::sync::Mutex::new(()),
         healthy: AtomicBool::new(true),
         subscribed: AtomicBool::new(true),
         commands,

@@ -1,5 +1,5 @@
-//! What the scripts tell a node to do, as published on the node's channel: a run of records
-//! `CONN KIND LEN:BODY`, in the order the scripts decided. Pure parsing, no IO.
+//! What the scripts (and other nodes) tell a node to do, as published on the node's channel:
+//! a run of records `CONN KIND LEN:BODY`, in the order Redis ran them. Pure parsing, no IO.
 
 use strangers_matchmaker::ConnId;
 use strangers_protocol::ErrorCode;
@@ -15,6 +15,25 @@ pub(crate) enum Record<'a> {
     Welcome { conn: ConnId, session_id: &'a str, token: &'a str, resumed: bool, room: Option<&'a str> },
     /// Close the socket with this code.
     Close { conn: ConnId, code: u16 },
+    /// Send `matched` (`text`); the socket's signals now go to `route`.
+    Matched { conn: ConnId, route: RouteText<'a>, text: &'a str },
+    /// Send `partner_left` (`text`); the socket's room is over.
+    Left { conn: ConnId, text: &'a str },
+    /// A signal another node relayed straight to this one for a socket in `room`, from
+    /// session `sender`. `text` is the `signal` message to send.
+    Signal { conn: ConnId, room: &'a str, sender: &'a str, text: &'a str },
+}
+
+/// Where a matched socket's partner is, as the pairing script saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RouteText<'a> {
+    pub room: &'a str,
+    /// The socket's own session.
+    pub session: &'a str,
+    pub partner: &'a str,
+    /// The partner's node and socket there (none if its socket was down).
+    pub node: &'a str,
+    pub partner_conn: Option<ConnId>,
 }
 
 /// A published batch the node cannot read (a script and its node disagree: a bug).
@@ -58,6 +77,25 @@ pub(crate) fn parse(batch: &str) -> Result<Vec<Record<'_>>, BadBatch> {
                 Record::Welcome { conn, session_id, token, resumed: resumed == "1", room }
             }
             "C" => Record::Close { conn, code: body.parse().map_err(|_| bad("close code is not a number"))? },
+            "M" => {
+                let mut parts = body.splitn(6, ' ');
+                let mut next = || parts.next().ok_or(bad("matched needs six fields"));
+                let (room, session, partner, node, partner_conn, text) =
+                    (next()?, next()?, next()?, next()?, next()?, next()?);
+                let partner_conn = match partner_conn {
+                    "" => None,
+                    c => Some(c.parse().map_err(|_| bad("partner connection is not a number"))?),
+                };
+                Record::Matched { conn, route: RouteText { room, session, partner, node, partner_conn }, text }
+            }
+            "L" => Record::Left { conn, text: body },
+            "S" => {
+                let mut parts = body.splitn(3, ' ');
+                let (Some(room), Some(sender), Some(text)) = (parts.next(), parts.next(), parts.next()) else {
+                    return Err(bad("signal needs three fields"));
+                };
+                Record::Signal { conn, room, sender, text }
+            }
             _ => return Err(bad("unknown kind")),
         });
     }
@@ -72,6 +110,11 @@ mod tests {
         format!("{conn} {kind} {}:{body}", body.len())
     }
 
+    /// As `pub.lua` writes them.
+    fn signal_record(conn: u64, room: &str, sender: &str, text: &str) -> String {
+        rec(conn, "S", &format!("{room} {sender} {text}"))
+    }
+
     #[test]
     fn parses_every_kind_in_order() {
         let signal = "{\"type\":\"signal\",\"data\":{\"sdp\":{\"type\":\"offer\",\"sdp\":\"v=0\\r\\n a:b\"}}}";
@@ -81,6 +124,9 @@ mod tests {
             rec(8, "E", "not_matched signal needs a partner"),
             rec(9, "W", "def tok2 0 "),
             rec(9, "C", "4000"),
+            rec(3, "M", "r1 s1 s2 n2 12 {\"type\":\"matched\"}"),
+            rec(3, "L", "{\"type\":\"partner_left\"}"),
+            signal_record(4, "r1", "s2", signal),
         ]
         .concat();
         let records = parse(&batch).unwrap();
@@ -92,6 +138,13 @@ mod tests {
                 Record::Error { conn: 8, code: ErrorCode::NotMatched, message: "signal needs a partner" },
                 Record::Welcome { conn: 9, session_id: "def", token: "tok2", resumed: false, room: None },
                 Record::Close { conn: 9, code: 4000 },
+                Record::Matched {
+                    conn: 3,
+                    route: RouteText { room: "r1", session: "s1", partner: "s2", node: "n2", partner_conn: Some(12) },
+                    text: "{\"type\":\"matched\"}",
+                },
+                Record::Left { conn: 3, text: "{\"type\":\"partner_left\"}" },
+                Record::Signal { conn: 4, room: "r1", sender: "s2", text: signal },
             ]
         );
     }
@@ -107,7 +160,20 @@ mod tests {
 
     #[test]
     fn malformed_batches_are_errors_not_panics() {
-        for bad in ["x T 2:{}", "1 T 9:{}", "1 Q 2:{}", "1 E 3:bad", "1 C 2:ab", "1 W 3:a b", "1 T", "1 T 1:é"] {
+        for bad in [
+            "x T 2:{}",
+            "1 T 9:{}",
+            "1 Q 2:{}",
+            "1 E 3:bad",
+            "1 C 2:ab",
+            "1 W 3:a b",
+            "1 T",
+            "1 T 1:é",
+            "1 M 9:r s p n 1",
+            "1 M 12:r s p n x {}",
+            "1 S 1:r",
+            "1 S 3:r s",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?} should not parse");
         }
         assert_eq!(parse("").unwrap(), vec![]);

@@ -12,13 +12,21 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{COMMON}\n{body}"))
 }
 
+/// The operations `batch.lua` runs, one file each.
+const OPERATIONS: [&str; 7] = [
+    include_str!("hello.lua"),
+    include_str!("queue.lua"),
+    include_str!("signal.lua"),
+    include_str!("pub.lua"),
+    include_str!("relay.lua"),
+    include_str!("report.lua"),
+    include_str!("close.lua"),
+];
+
 /// Every script, loaded once per node.
 pub(crate) struct Scripts {
-    pub(crate) hello: Script,
-    pub(crate) queue: Script,
-    pub(crate) signal: Script,
-    pub(crate) report: Script,
-    pub(crate) close: Script,
+    /// The sockets' commands, any number in one call.
+    pub(crate) batch: Script,
     pub(crate) tick: Script,
     pub(crate) heartbeat: Script,
     pub(crate) stats: Script,
@@ -27,32 +35,16 @@ pub(crate) struct Scripts {
 impl Scripts {
     pub(crate) fn new() -> Scripts {
         Scripts {
-            hello: script(include_str!("hello.lua")),
-            queue: script(include_str!("queue.lua")),
-            signal: script(include_str!("signal.lua")),
-            report: script(include_str!("report.lua")),
-            close: script(include_str!("close.lua")),
+            batch: script(&format!("{}\n{}", OPERATIONS.join("\n"), include_str!("batch.lua"))),
             tick: script(include_str!("tick.lua")),
             heartbeat: script(include_str!("heartbeat.lua")),
             stats: script(include_str!("stats.lua")),
         }
     }
 
-    /// A script the workers call by name.
-    pub(crate) fn by_name(&self, name: &str) -> &Script {
-        match name {
-            "hello" => &self.hello,
-            "queue" => &self.queue,
-            "signal" => &self.signal,
-            "report" => &self.report,
-            "close" => &self.close,
-            _ => unreachable!("workers only name their own scripts"),
-        }
-    }
-
     /// Loads every script (after Redis forgot them by restarting).
     pub(crate) async fn load_all(&self, con: &mut ConnectionManager) -> redis::RedisResult<()> {
-        for script in [&self.hello, &self.queue, &self.signal, &self.report, &self.close, &self.tick, &self.heartbeat] {
+        for script in [&self.batch, &self.tick, &self.heartbeat] {
             script.load_async(con).await?;
         }
         Ok(())

@@ -5,7 +5,7 @@ local function n(v) return tonumber(v or '0') or 0 end
 return {
   n(s[1]),
   redis.call('ZCARD', P .. 'graces'),
-  redis.call('ZCARD', P .. 'q:all'),
+  redis.call('ZCARD', P .. 'q:open') + redis.call('ZCARD', P .. 'q:opens'),
   n(s[2]),
   redis.call('ZCOUNT', P .. 'bans', fmt(NOW), '+inf'),
   n(s[3]), n(s[4]), n(s[5]), n(s[6]), n(s[7]),

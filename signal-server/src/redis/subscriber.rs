@@ -11,12 +11,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tracing::{error, info, warn};
 
-use super::{records, Shared};
+use super::{node_channel, records, Shared};
 use crate::hub::Hub;
-
-fn node_channel(node: &str) -> String {
-    format!("strangers:node:{node}")
-}
 
 const BANS: &str = "strangers:bans";
 
@@ -59,7 +55,7 @@ pub(crate) async fn run(shared: Arc<Shared>, client: redis::Client, first: redis
                 continue;
             }
             match records::parse(payload) {
-                Ok(batch) => hub.apply(&batch),
+                Ok(batch) => hub.apply(&shared.link, &batch),
                 Err(e) => error!(error = %e, "unreadable batch from a script"),
             }
         }

@@ -13,7 +13,7 @@ for _, dead in ipairs(redis.call('ZRANGEBYSCORE', P .. 'nodes', '-inf', fmt(NOW)
       if s and s.node == dead and s.conn ~= '' then drop_session(sid, s) end
     end
     redis.call('ZREM', P .. 'nodes', dead)
-    redis.call('HINCRBY', P .. 'stats', 'nodes_reaped', 1)
+    count('nodes_reaped', 1)
   end
 end
 

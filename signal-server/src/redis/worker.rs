@@ -1,8 +1,9 @@
-//! Runs the scripts for this node's sockets. One worker per node takes the commands in the
-//! order the sockets produced them (the same order the in-memory hub would see) and sends
-//! whatever is waiting as one pipeline of EVALSHA calls: one round trip per batch, and Redis
-//! runs them in that order. A script that fails because Redis is unreachable is answered with
-//! `error unavailable`; the socket stays open.
+//! Runs the operations for this node's sockets. One worker per node takes the commands in
+//! the order the sockets produced them (the same order the in-memory hub would see) and
+//! sends whatever is waiting as one call of `batch.lua`: one round trip and one atomic step
+//! per batch, the operations run in that order, and each node hears the records of the whole
+//! batch as one message. An operation that fails (Redis unreachable or erroring) is answered
+//! with `error unavailable`; the socket stays open.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,20 +20,26 @@ use tracing::warn;
 use super::{bounded, Command, Shared};
 use crate::hub::Hub;
 
-/// Most scripts in one pipeline.
+/// Most operations in one batch.
 const MAX_BATCH: usize = 128;
 
 /// Attempts at telling Redis a socket closed before giving up (its session then ends with
 /// its node, or with its TTL).
 const CLOSE_ATTEMPTS: u32 = 3;
 
-/// One script call, with the socket it is for.
+/// One operation of a batch (`OPS.<op>` in the scripts), with the local socket it is for
+/// (none for a relay on behalf of another node's socket).
 struct Call {
-    conn: ConnId,
-    script: &'static str,
+    conn: Option<ConnId>,
+    op: &'static str,
     args: Vec<String>,
+}
+
+impl Call {
     /// A close is retried; anything else is answered with `unavailable` when it fails.
-    is_close: bool,
+    fn is_close(&self) -> bool {
+        self.op == "close"
+    }
 }
 
 pub(crate) async fn run(
@@ -54,15 +61,25 @@ pub(crate) async fn run(
                     let Some(ip) = addresses.get(&conn) else { continue };
                     calls.push(call_for(&shared, conn, *ip, msg));
                 }
+                Command::Signal { conn, text } => {
+                    if addresses.contains_key(&conn) {
+                        calls.push(signal_call(&shared, conn, text));
+                    }
+                }
+                Command::Publish { conn, node, partner_conn, room, session, text } => {
+                    let mut args = vec![node, partner_conn.to_string(), room, session, text];
+                    args.extend(pending_limits(&shared));
+                    calls.push(Call { conn: Some(conn), op: "pub", args });
+                }
+                Command::Reroute { session, room, text } => {
+                    let mut args = vec![session, room, text];
+                    args.extend(pending_limits(&shared));
+                    calls.push(Call { conn: None, op: "relay", args });
+                }
                 Command::Close { conn, how } => {
                     addresses.remove(&conn);
                     let how = if how == Disconnect::Clean { "clean" } else { "dropped" };
-                    calls.push(Call {
-                        conn,
-                        script: "close",
-                        args: vec![conn.to_string(), how.into()],
-                        is_close: true,
-                    });
+                    calls.push(Call { conn: Some(conn), op: "close", args: vec![conn.to_string(), how.into()] });
                 }
             }
         }
@@ -70,10 +87,10 @@ pub(crate) async fn run(
             continue;
         }
         let (mut closes, refused): (Vec<_>, Vec<_>) =
-            run_batch(&shared, &mut con, calls).await.into_iter().partition(|(call, _)| call.is_close);
-        for (call, _) in refused {
+            run_batch(&shared, &mut con, calls).await.into_iter().partition(|(call, _)| call.is_close());
+        for conn in refused.into_iter().filter_map(|(call, _)| call.conn) {
             hub.deliver(
-                call.conn,
+                conn,
                 &ServerMsg::error(
                     ErrorCode::Unavailable,
                     "matchmaking is unavailable for a moment (its store is unreachable); retry shortly",
@@ -93,10 +110,22 @@ pub(crate) async fn run(
     }
 }
 
+/// The most signals and bytes held for a partner who is reconnecting.
+fn pending_limits(shared: &Shared) -> [String; 2] {
+    let settings = &shared.settings;
+    [settings.max_pending_signals.to_string(), settings.max_pending_bytes.to_string()]
+}
+
+fn signal_call(shared: &Shared, conn: ConnId, text: String) -> Call {
+    let mut args = vec![conn.to_string(), text];
+    args.extend(pending_limits(shared));
+    Call { conn: Some(conn), op: "signal", args }
+}
+
 fn call_for(shared: &Shared, conn: ConnId, ip: IpAddr, msg: ClientMsg) -> Call {
     let c = conn.to_string();
     let settings = &shared.settings;
-    let (script, args) = match msg {
+    let (op, args) = match msg {
         ClientMsg::Hello(hello) => {
             let interests = serde_json::to_string(&hello.interests).expect("a list of strings serialises");
             let (sid, token) = fresh_ids();
@@ -105,12 +134,7 @@ fn call_for(shared: &Shared, conn: ConnId, ip: IpAddr, msg: ClientMsg) -> Call {
         ClientMsg::Find => ("queue", vec!["find".into(), c]),
         ClientMsg::Next => ("queue", vec!["next".into(), c]),
         ClientMsg::Stop => ("queue", vec!["stop".into(), c]),
-        ClientMsg::Signal(data) => {
-            let wire = ServerMsg::Signal { data }.to_json();
-            let limits = [settings.max_pending_signals.to_string(), settings.max_pending_bytes.to_string()];
-            let [msgs, bytes] = limits;
-            ("signal", vec![c, wire, msgs, bytes])
-        }
+        ClientMsg::Signal(data) => return signal_call(shared, conn, ServerMsg::Signal { data }.to_json()),
         ClientMsg::Report { .. } => (
             "report",
             vec![
@@ -121,69 +145,54 @@ fn call_for(shared: &Shared, conn: ConnId, ip: IpAddr, msg: ClientMsg) -> Call {
             ],
         ),
     };
-    Call { conn, script, args, is_close: false }
+    Call { conn: Some(conn), op, args }
 }
 
-/// Sends the calls as one pipeline; returns those that failed, in order, with why. Scripts
-/// Redis has forgotten (it restarted) are loaded again and their calls rerun once.
+/// Sends the calls as one batch script: one round trip, one atomic step in Redis. Returns
+/// the calls that failed, in order, with why. If Redis has forgotten the script (it
+/// restarted), it is loaded again and the batch runs once more.
 async fn run_batch(shared: &Shared, con: &mut ConnectionManager, calls: Vec<Call>) -> Vec<(Call, redis::RedisError)> {
-    let results = match pipeline(shared, con, &calls).await {
-        Ok(results) => results,
-        Err(e) => return fail_all(shared, calls, e),
-    };
-    let mut failed = Vec::new();
-    let mut forgotten = Vec::new();
-    for (call, result) in calls.into_iter().zip(results) {
-        match result {
-            Ok((_, matches)) => {
-                shared.link.counters.matches.fetch_add(matches, Ordering::Relaxed);
-            }
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => forgotten.push(call),
-            Err(e) => failed.push((call, e)),
-        }
-    }
-    if !forgotten.is_empty() {
-        if let Err(e) = bounded(shared.scripts.load_all(con)).await {
-            failed.extend(fail_all(shared, forgotten, e));
-            return failed;
-        }
-        match pipeline(shared, con, &forgotten).await {
-            Ok(results) => {
-                for (call, result) in forgotten.into_iter().zip(results) {
-                    match result {
-                        Ok((_, matches)) => {
-                            shared.link.counters.matches.fetch_add(matches, Ordering::Relaxed);
-                        }
-                        Err(e) => failed.push((call, e)),
-                    }
-                }
-            }
-            Err(e) => failed.extend(fail_all(shared, forgotten, e)),
-        }
-    }
-    let errors = failed.len() as u64;
-    shared.link.counters.errors.fetch_add(errors, Ordering::Relaxed);
-    failed
-}
-
-fn fail_all(shared: &Shared, calls: Vec<Call>, error: redis::RedisError) -> Vec<(Call, redis::RedisError)> {
-    shared.link.counters.errors.fetch_add(calls.len() as u64, Ordering::Relaxed);
-    calls.into_iter().map(|call| (call, error.clone())).collect()
-}
-
-type Reply = redis::RedisResult<(String, u64)>;
-
-/// One round trip: every call as an EVALSHA, replies in order.
-async fn pipeline(shared: &Shared, con: &mut ConnectionManager, calls: &[Call]) -> redis::RedisResult<Vec<Reply>> {
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    for call in calls {
-        pipe.add_command(shared.eval_cmd(shared.scripts.by_name(call.script), &call.args));
-    }
+    let cmd = batch_cmd(shared, &calls);
     let counters = &shared.link.counters;
     counters.round_trips.fetch_add(1, Ordering::Relaxed);
-    counters.scripts.fetch_add(calls.len() as u64, Ordering::Relaxed);
-    bounded(pipe.query_async(con)).await
+    counters.scripts.fetch_add(1, Ordering::Relaxed);
+    counters.operations.fetch_add(calls.len() as u64, Ordering::Relaxed);
+    let mut reply = bounded(cmd.query_async::<(String, u64, u64)>(con)).await;
+    if matches!(&reply, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)) {
+        reply = match bounded(shared.scripts.load_all(con)).await {
+            Ok(()) => bounded(cmd.query_async(con)).await,
+            Err(e) => Err(e),
+        };
+    }
+    let (failed, matches, relayed) = match reply {
+        Ok(reply) => reply,
+        Err(e) => {
+            counters.errors.fetch_add(calls.len() as u64, Ordering::Relaxed);
+            return calls.into_iter().map(|call| (call, e.clone())).collect();
+        }
+    };
+    counters.matches.fetch_add(matches, Ordering::Relaxed);
+    counters.relayed.fetch_add(relayed, Ordering::Relaxed);
+    if failed.is_empty() {
+        return Vec::new();
+    }
+    let failed: Vec<usize> = failed.split(' ').filter_map(|n| n.parse().ok()).collect();
+    counters.errors.fetch_add(failed.len() as u64, Ordering::Relaxed);
+    let error = || redis::RedisError::from((redis::ErrorKind::Io, "the operation failed in Redis (see its log)"));
+    calls.into_iter().enumerate().filter(|(i, _)| failed.contains(&(i + 1))).map(|(_, call)| (call, error())).collect()
+}
+
+/// The EVALSHA of `batch.lua` for these calls: each call is its operation's name, its
+/// argument count and its arguments.
+fn batch_cmd(shared: &Shared, calls: &[Call]) -> redis::Cmd {
+    let mut ops: Vec<&str> = Vec::with_capacity(calls.len() * 8);
+    let counts: Vec<String> = calls.iter().map(|call| call.args.len().to_string()).collect();
+    for (call, count) in calls.iter().zip(&counts) {
+        ops.push(call.op);
+        ops.push(count);
+        ops.extend(call.args.iter().map(String::as_str));
+    }
+    shared.eval_cmd(&shared.scripts.batch, ops)
 }
 
 /// A new public session id (64 random bits) and secret resume token (256 random bits).
