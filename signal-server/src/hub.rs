@@ -160,7 +160,7 @@ impl Hub {
     fn message_remote(&self, remote: &Link, conn: ConnId, msg: ClientMsg) {
         match msg {
             ClientMsg::Signal(data) => {
-                let text = ServerMsg::Signal { data }.to_json();
+                let text = data.into_wire();
                 let inner = self.lock();
                 let Some(route) = inner.routes.get(&conn) else {
                     drop(inner);
@@ -287,7 +287,7 @@ impl Hub {
     fn dispatch(&self, inner: &mut Inner) {
         while let Some(output) = inner.core.poll_output() {
             match output {
-                Output::Send { conn, msg } => self.send(inner, conn, &msg),
+                Output::Send { conn, msg } => self.send_owned(inner, conn, msg),
                 Output::Welcome { conn, session_id, resume_token, resumed, room } => {
                     let msg = self.welcome(session_id, resume_token, resumed, room);
                     self.send(inner, conn, &msg);
@@ -307,9 +307,23 @@ impl Hub {
     }
 
     fn send_text(&self, inner: &Inner, conn: ConnId, text: &str) {
+        if inner.outboxes.contains_key(&conn) {
+            self.push_text(inner, conn, text.to_string());
+        }
+    }
+
+    /// Like `send`, moving a signal's text instead of copying it.
+    fn send_owned(&self, inner: &Inner, conn: ConnId, msg: ServerMsg) {
+        match msg {
+            ServerMsg::Signal { data } => self.push_text(inner, conn, data.into_wire()),
+            msg => self.send(inner, conn, &msg),
+        }
+    }
+
+    fn push_text(&self, inner: &Inner, conn: ConnId, text: String) {
         if let Some((outbox, _)) = inner.outboxes.get(&conn) {
             self.counters.messages_out.fetch_add(1, Ordering::Relaxed);
-            outbox.push(Outgoing::Text(text.to_string()));
+            outbox.push(Outgoing::Text(text));
         }
     }
 
@@ -317,9 +331,8 @@ impl Hub {
         if let ServerMsg::Error { code, .. } = msg {
             self.counters.count_error(*code);
         }
-        if let Some((outbox, _)) = inner.outboxes.get(&conn) {
-            self.counters.messages_out.fetch_add(1, Ordering::Relaxed);
-            outbox.push(Outgoing::Text(msg.to_json()));
+        if inner.outboxes.contains_key(&conn) {
+            self.push_text(inner, conn, msg.to_json());
         }
     }
 

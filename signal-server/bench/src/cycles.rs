@@ -51,6 +51,8 @@ pub struct CycleReport {
     pub cycles: u64,
     pub matches: u64,
     pub server_cpu_us: Option<u64>,
+    /// Of it, the server process's time in the kernel (only when it is the one process).
+    pub server_kernel_us: Option<u64>,
     pub bench_cpu_us: u64,
     pub server_errors: u64,
     /// Every signal relayed during the window, from send to receipt.
@@ -118,12 +120,14 @@ pub async fn run(target: &mut Target, args: &CycleArgs, mut probe: Option<ProbeP
     let started = Instant::now();
     let (cycles0, matches0) = (shared.cycles.load(Ordering::Relaxed), shared.matches.load(Ordering::Relaxed));
     let server_cpu0 = target.cpu_micros()?;
+    let server_kernel0 = if target.companions.is_empty() { target.kernel_cpu_micros()? } else { None };
     let bench_cpu0 = procfs::cpu_micros(std::process::id())?;
     shared.measuring.store(true, Ordering::Relaxed);
 
     tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
 
     let server_cpu1 = target.cpu_micros()?;
+    let server_kernel1 = if target.companions.is_empty() { target.kernel_cpu_micros()? } else { None };
     let bench_cpu1 = procfs::cpu_micros(std::process::id())?;
     let (cycles1, matches1) = (shared.cycles.load(Ordering::Relaxed), shared.matches.load(Ordering::Relaxed));
     let window = started.elapsed();
@@ -151,6 +155,7 @@ pub async fn run(target: &mut Target, args: &CycleArgs, mut probe: Option<ProbeP
         cycles: cycles1 - cycles0,
         matches: matches1 - matches0,
         server_cpu_us: server_cpu0.zip(server_cpu1).map(|(a, b)| b - a),
+        server_kernel_us: server_kernel0.zip(server_kernel1).map(|(a, b)| b - a),
         bench_cpu_us: bench_cpu1 - bench_cpu0,
         server_errors: shared.errors.load(Ordering::Relaxed),
         relay: Latency::from_ns(samples),
@@ -162,11 +167,13 @@ pub async fn run(target: &mut Target, args: &CycleArgs, mut probe: Option<ProbeP
 pub async fn connect_all(target: &Target, count: usize) -> anyhow::Result<Vec<Ws>> {
     let mut set = JoinSet::new();
     let mut clients = Vec::with_capacity(count);
-    for _ in 0..count {
+    // Spread over the nodes, one after the other (with several, most pairs span two nodes).
+    let nodes = target.nodes();
+    for i in 0..count {
         if set.len() >= 256 {
             clients.push(set.join_next().await.expect("the set is not empty")??);
         }
-        let (addr, url) = (target.addr, target.url.clone());
+        let (addr, url) = nodes[i % nodes.len()].clone();
         set.spawn(async move { client::connect_hello(addr, &url).await });
     }
     while let Some(ws) = set.join_next().await {
@@ -310,6 +317,10 @@ impl CycleReport {
             (Some(cpu), Some(per)) => {
                 let verdict = if per <= 64.0 { "meets" } else { "misses" };
                 rows.push(("server CPU per cycle".into(), format!("{per:.1} us ({verdict} the 64 us target)")));
+                if let Some(kernel) = self.server_kernel_us {
+                    let per_kernel = kernel as f64 / self.cycles as f64;
+                    rows.push(("  of which the server's kernel time".into(), format!("{per_kernel:.1} us")));
+                }
                 rows.push(("server CPU use".into(), format!("{:.0}% of one core", cpu as f64 / secs / 1e4)));
             }
             _ => rows.push(("server CPU per cycle".into(), "n/a (pass --server-pid)".into())),
@@ -342,6 +353,7 @@ impl CycleReport {
             "matches_per_s": round1(self.matches as f64 / self.window.as_secs_f64()),
             "server_cpu_us": self.server_cpu_us,
             "server_cpu_us_per_cycle": self.server_us_per_cycle().map(round1),
+            "server_kernel_us": self.server_kernel_us,
             "bench_cpu_us": self.bench_cpu_us,
             "server_errors": self.server_errors,
             "relay_latency": self.relay.map(Latency::to_json),

@@ -57,6 +57,11 @@ struct Cli {
     #[arg(long, global = true, conflicts_with = "server_url")]
     redis: bool,
 
+    /// Redis mode: how many nodes share the cycle load (clients spread over them in turn;
+    /// every node's CPU counts).
+    #[arg(long, global = true, default_value_t = 1, requires = "redis", value_name = "N")]
+    nodes: usize,
+
     /// Also print every figure as one JSON line after the table.
     #[arg(long, global = true)]
     json: bool,
@@ -130,6 +135,8 @@ struct Mode {
     spec: TargetSpec,
     /// In Redis mode, the redis-server the bench started; a fresh one per part.
     redis: bool,
+    /// Nodes for the cycle load in Redis mode.
+    nodes: usize,
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<Report> {
@@ -140,7 +147,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
             extra_args: cli.server_args.clone(),
         },
     };
-    let mode = Mode { spec, redis: cli.redis };
+    let mode = Mode { spec, redis: cli.redis, nodes: cli.nodes.max(1) };
     let mut report = Report::default();
     match &cli.command {
         Command::Cycles(load) => run_cycles(&mode, load, &mut report).await?,
@@ -188,6 +195,13 @@ fn open_spec(spec: &TargetSpec) -> anyhow::Result<Target> {
 
 async fn run_cycles(mode: &Mode, load: &CycleArgs, report: &mut Report) -> anyhow::Result<()> {
     let (mut target, redis) = open(mode)?;
+    if let Some(redis) = &redis {
+        for _ in 1..mode.nodes {
+            let other = open_spec(&with_redis(&mode.spec, redis))?;
+            target.companions.extend(other.pid);
+            target.others.push(other);
+        }
+    }
     note(format!(
         "cycles: {} connections, {} s warm-up, {} s measured",
         thousands(load.pairs as u64 * 2),
@@ -198,8 +212,13 @@ async fn run_cycles(mode: &Mode, load: &CycleArgs, report: &mut Report) -> anyho
     let title = format!("Match cycles ({} pair loops, {} connections)", load.pairs, result.connections);
     let (mut rows, mut json) = (result.rows(), result.to_json());
     if redis.is_some() {
-        let (trips, operations) = redis::round_trips_per_match(target.addr)?;
-        rows.push(("CPU counted".into(), "signal-server + redis-server".into()));
+        let nodes: Vec<_> = target.nodes().into_iter().map(|(addr, _)| addr).collect();
+        let (trips, operations) = redis::round_trips_per_match(&nodes)?;
+        let counted = match nodes.len() {
+            1 => "signal-server + redis-server".to_string(),
+            n => format!("{n} signal-server nodes + redis-server"),
+        };
+        rows.push(("CPU counted".into(), counted));
         rows.push(("Redis round trips per match (pipelined)".into(), format!("{trips:.2}")));
         rows.push(("Redis operations per match (batched)".into(), format!("{operations:.2}")));
         json["redis_round_trips_per_match"] = serde_json::json!(trips);

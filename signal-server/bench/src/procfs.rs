@@ -18,6 +18,12 @@ fn clock_ticks_per_sec() -> u64 {
 
 /// User plus system CPU time the process has used so far (all threads), in microseconds.
 pub fn cpu_micros(pid: u32) -> anyhow::Result<u64> {
+    let (user, system) = cpu_split_micros(pid)?;
+    Ok(user + system)
+}
+
+/// User and system (kernel) CPU time the process has used so far, in microseconds.
+pub fn cpu_split_micros(pid: u32) -> anyhow::Result<(u64, u64)> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
@@ -27,8 +33,8 @@ pub fn cpu_micros(pid: u32) -> anyhow::Result<u64> {
     let ticks = |i: usize| -> anyhow::Result<u64> {
         fields.get(i).context("short /proc stat")?.parse::<u64>().context("non-numeric CPU time in /proc stat")
     };
-    let total = ticks(11)? + ticks(12)?;
-    Ok(total * 1_000_000 / clock_ticks_per_sec())
+    let micros = |t: u64| t * 1_000_000 / clock_ticks_per_sec();
+    Ok((micros(ticks(11)?), micros(ticks(12)?)))
 }
 
 /// Resident set size (`VmRSS`), in bytes.

@@ -66,10 +66,14 @@ pub fn metric(addr: SocketAddr, name: &str) -> anyhow::Result<f64> {
 
 /// Redis round trips per match that clients caused (heartbeats and timers left out), and
 /// the client commands run in Redis per match (a round trip carries a batch of them).
-pub fn round_trips_per_match(addr: SocketAddr) -> anyhow::Result<(f64, f64)> {
-    let trips = metric(addr, "strangers_redis_round_trips_total")?;
-    let background = metric(addr, "strangers_redis_background_round_trips_total")?;
-    let operations = metric(addr, "strangers_redis_operations_total")?;
-    let matches = metric(addr, "strangers_matches_total")?.max(1.0);
-    Ok(((trips - background) / matches, operations / matches))
+pub fn round_trips_per_match(nodes: &[SocketAddr]) -> anyhow::Result<(f64, f64)> {
+    let (mut trips, mut operations) = (0.0, 0.0);
+    for node in nodes {
+        trips += metric(*node, "strangers_redis_round_trips_total")?
+            - metric(*node, "strangers_redis_background_round_trips_total")?;
+        operations += metric(*node, "strangers_redis_operations_total")?;
+    }
+    // The whole cluster's count, read from Redis by any node.
+    let matches = metric(nodes[0], "strangers_matches_total")?.max(1.0);
+    Ok((trips / matches, operations / matches))
 }

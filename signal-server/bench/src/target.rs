@@ -37,8 +37,11 @@ pub struct Target {
     pub addr: SocketAddr,
     pub url: String,
     pub pid: Option<u32>,
-    /// Processes whose CPU counts as the server's too (redis-server in Redis mode).
+    /// Processes whose CPU counts as the server's too (redis-server and the other nodes in
+    /// Redis mode).
     pub companions: Vec<u32>,
+    /// Redis mode with several nodes: the other nodes, sharing the load with this one.
+    pub others: Vec<Target>,
     spawned: Option<Spawned>,
 }
 
@@ -65,6 +68,11 @@ impl Target {
         }
     }
 
+    /// Every node's address and URL: this one, then the others.
+    pub fn nodes(&self) -> Vec<(SocketAddr, String)> {
+        std::iter::once(self).chain(&self.others).map(|t| (t.addr, t.url.clone())).collect()
+    }
+
     /// Whether this bench started the server (and so may read its CPU and memory at will).
     pub fn spawned(&self) -> bool {
         self.spawned.is_some()
@@ -79,6 +87,11 @@ impl Target {
             total += procfs::cpu_micros(*pid)?;
         }
         Ok(Some(total))
+    }
+
+    /// The server process's own kernel (system) CPU time so far, in microseconds.
+    pub fn kernel_cpu_micros(&self) -> anyhow::Result<Option<u64>> {
+        self.pid.map(|pid| procfs::cpu_split_micros(pid).map(|(_, system)| system)).transpose()
     }
 
     /// The server's resident memory, in bytes, if its process id is known.
@@ -162,6 +175,7 @@ fn spawn(bin: &Path, extra_args: &[String]) -> anyhow::Result<Target> {
         pid: Some(pid),
         companions: Vec::new(),
         spawned: None,
+        others: Vec::new(),
     };
     target.spawned = Some(Spawned { child, recent });
     let addr = match addr_rx.recv_timeout(START_TIMEOUT) {
@@ -193,5 +207,5 @@ fn attach(url: &str, pid: Option<u32>) -> anyhow::Result<Target> {
     if let Some(pid) = pid {
         procfs::cpu_micros(pid).with_context(|| format!("--server-pid {pid} is not a readable process"))?;
     }
-    Ok(Target { addr, url: url.to_owned(), pid, companions: Vec::new(), spawned: None })
+    Ok(Target { addr, url: url.to_owned(), pid, companions: Vec::new(), others: Vec::new(), spawned: None })
 }

@@ -59,6 +59,9 @@ impl ClientMsg {
                 format!("message of {} bytes exceeds the limit of {MAX_MESSAGE_BYTES}", text.len()),
             ));
         }
+        if let Some(data) = SignalData::from_wire(text) {
+            return Ok(ClientMsg::Signal(data));
+        }
         let env: Envelope = serde_json::from_str(text).map_err(|e| {
             ParseError::bad(if e.is_data() {
                 format!("a message must be a JSON object with a string \"type\": {e}")
@@ -116,7 +119,7 @@ impl ClientMsg {
             ClientMsg::Next => serde_json::json!({ "type": "next" }),
             ClientMsg::Stop => serde_json::json!({ "type": "stop" }),
             ClientMsg::Signal(data) => {
-                return format!(r#"{{"type":"signal","data":{}}}"#, data.as_json());
+                return data.wire().to_string();
             }
             ClientMsg::Report { reason } => serde_json::json!({ "type": "report", "reason": reason }),
         };
@@ -166,6 +169,7 @@ fn truncate(s: &str, max: usize) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::ServerMsg;
 
     fn code(text: &str) -> ErrorCode {
         ClientMsg::parse(text).unwrap_err().code()
@@ -192,6 +196,35 @@ mod tests {
             panic!("not a signal")
         };
         assert_eq!(data.as_json(), r#"{"sdp":{"type":"offer","sdp":"v=0\r\n"}}"#);
+    }
+
+    /// A signal written the usual way is checked in one pass and relayed as it came; any
+    /// other layout takes the general path, with the same outcome.
+    #[test]
+    fn signals_in_any_layout_parse_alike() {
+        let data = r#"{"candidate":{"candidate":"c","sdpMid":"0"}}"#;
+        let layouts = [
+            format!(r#"{{"type":"signal","data":{data}}}"#),
+            format!(r#"{{"type":"signal","data":{data},"extra":[1,"}}"]}}"#),
+            format!(r#"{{"data":{data},"type":"signal"}}"#),
+            format!(r#" {{ "type" : "signal", "data" : {data} }} "#),
+        ];
+        for text in &layouts {
+            let Ok(ClientMsg::Signal(parsed)) = ClientMsg::parse(text) else { panic!("{text} did not parse") };
+            assert_eq!(parsed.as_json(), data, "{text}");
+            assert_eq!(ServerMsg::Signal { data: parsed.clone() }.into_json(), layouts[0]);
+            assert_eq!(ServerMsg::Signal { data: parsed }.to_json(), layouts[0]);
+        }
+        for bad in [
+            r#"{"type":"signal","data":{"candidate":"c"}}"#,
+            r#"{"type":"signal","data":{"restart":true}, "data":{"restart":true}}"#,
+            r#"{"type":"signal","data":{"restart":true}"#,
+            r#"{"type":"signal","data":}"#,
+            r#"{"type":"signal","data":{"restart":true}}}"#,
+        ] {
+            let error = ClientMsg::parse(bad).expect_err(bad);
+            assert_eq!(error.code(), ErrorCode::BadMessage, "{bad}");
+        }
     }
 
     #[test]

@@ -82,16 +82,19 @@ impl ServerMsg {
     /// The JSON text sent on the wire.
     pub fn to_json(&self) -> String {
         match self {
-            // The hot path: splice the sender's text in without a serializer.
-            ServerMsg::Signal { data } => {
-                let mut s = String::with_capacity(data.len() + 26);
-                s.push_str(r#"{"type":"signal","data":"#);
-                s.push_str(data.as_json());
-                s.push('}');
-                s
-            }
+            // The hot path: the message text is kept with the data.
+            ServerMsg::Signal { data } => data.wire().to_string(),
             // Serialising plain enums and strings into a String cannot fail.
             other => serde_json::to_string(other).expect("server messages always serialise"),
+        }
+    }
+
+    /// The JSON text sent on the wire, taking the message: a signal's text is moved, not
+    /// copied.
+    pub fn into_json(self) -> String {
+        match self {
+            ServerMsg::Signal { data } => data.into_wire(),
+            other => other.to_json(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The `data` of a `signal` message: checked to be one of the three shapes the protocol
-//! names, then kept as the exact JSON text the sender wrote so it is relayed verbatim.
+//! names, then kept as the exact JSON text the sender wrote so it is relayed verbatim. It is
+//! kept inside the text of the `signal` message the partner gets, so relaying it is a move.
 
 use std::borrow::Cow;
 
@@ -20,13 +21,18 @@ pub enum SignalKind {
 /// Validated signal data, holding the sender's JSON text unchanged.
 #[derive(Debug, Clone)]
 pub struct SignalData {
-    raw: Box<RawValue>,
+    /// `{"type":"signal","data":` + the data + `}`: the message the partner gets.
+    wire: Box<str>,
     kind: SignalKind,
 }
 
+/// How a `signal` message starts when its `data` comes right after its type, as every
+/// client of this protocol writes it (and as the server sends it).
+pub(crate) const WIRE_PREFIX: &str = r#"{"type":"signal","data":"#;
+
 impl PartialEq for SignalData {
     fn eq(&self, other: &Self) -> bool {
-        self.raw.get() == other.raw.get()
+        self.as_json() == other.as_json()
     }
 }
 
@@ -53,8 +59,22 @@ struct Sdp<'a> {
 impl SignalData {
     /// Checks raw JSON taken from a `signal` message.
     pub fn from_raw(raw: &RawValue) -> Result<SignalData, ParseError> {
-        let kind = Self::classify(raw)?;
-        Ok(SignalData { raw: raw.to_owned(), kind })
+        let kind = Self::classify(raw.get())?;
+        let mut wire = String::with_capacity(WIRE_PREFIX.len() + raw.get().len() + 1);
+        wire.push_str(WIRE_PREFIX);
+        wire.push_str(raw.get());
+        wire.push('}');
+        Ok(SignalData { wire: wire.into(), kind })
+    }
+
+    /// The one-pass path for a whole `signal` message written as `{"type":"signal","data":`
+    /// DATA `}`: DATA is checked in place (one JSON value and nothing after it, or this
+    /// returns `None` and the message goes the general way) and the message text becomes
+    /// the partner's message as it is.
+    pub(crate) fn from_wire(text: &str) -> Option<SignalData> {
+        let data = text.strip_prefix(WIRE_PREFIX)?.strip_suffix('}')?;
+        let kind = Self::classify(data).ok()?;
+        Some(SignalData { wire: text.into(), kind })
     }
 
     /// Checks a JSON text (clients and tests build signals with it).
@@ -64,8 +84,8 @@ impl SignalData {
         Self::from_raw(raw)
     }
 
-    fn classify(raw: &RawValue) -> Result<SignalKind, ParseError> {
-        let shape: Shape = serde_json::from_str(raw.get()).map_err(|_| Self::explain(raw))?;
+    fn classify(raw: &str) -> Result<SignalKind, ParseError> {
+        let shape: Shape = serde_json::from_str(raw).map_err(|_| Self::explain(raw))?;
         exactly_one([shape.sdp.is_some(), shape.candidate.is_some(), shape.restart.is_some()])?;
         if let Some(sdp) = shape.sdp {
             if !sdp.sdp.get().starts_with('"') {
@@ -94,7 +114,7 @@ impl SignalData {
 
     /// Says what is wrong with data that did not parse as a [`Shape`]. A slow path, taken
     /// only for errors, so that the fast path can check the `sdp` object in the same pass.
-    fn explain(raw: &RawValue) -> ParseError {
+    fn explain(raw: &str) -> ParseError {
         #[derive(Deserialize)]
         struct Loose<'a> {
             #[serde(borrow)]
@@ -104,7 +124,7 @@ impl SignalData {
             #[serde(borrow)]
             restart: Option<&'a RawValue>,
         }
-        let Ok(loose) = serde_json::from_str::<Loose>(raw.get()) else {
+        let Ok(loose) = serde_json::from_str::<Loose>(raw) else {
             return ParseError::bad("signal: \"data\" must be an object holding \"sdp\", \"candidate\" or \"restart\"");
         };
         if let Err(e) = exactly_one([loose.sdp.is_some(), loose.candidate.is_some(), loose.restart.is_some()]) {
@@ -120,12 +140,22 @@ impl SignalData {
 
     /// The JSON text exactly as the sender wrote it.
     pub fn as_json(&self) -> &str {
-        self.raw.get()
+        &self.wire[WIRE_PREFIX.len()..self.wire.len() - 1]
     }
 
     /// Size of the JSON text in bytes (what buffers account for).
     pub fn len(&self) -> usize {
-        self.raw.get().len()
+        self.as_json().len()
+    }
+
+    /// The `signal` message that carries this data, as sent on the wire.
+    pub fn wire(&self) -> &str {
+        &self.wire
+    }
+
+    /// The same, taken without a copy.
+    pub fn into_wire(self) -> String {
+        self.wire.into()
     }
 
     /// Never true: valid data is at least `{}`-sized. Present for API symmetry with `len`.
@@ -134,7 +164,7 @@ impl SignalData {
     }
 
     pub(crate) fn raw(&self) -> &RawValue {
-        &self.raw
+        serde_json::from_str(self.as_json()).expect("signal data was checked to be one JSON value")
     }
 }
 

@@ -134,7 +134,7 @@ fn call_for(shared: &Shared, conn: ConnId, ip: IpAddr, msg: ClientMsg) -> Call {
         ClientMsg::Find => ("queue", vec!["find".into(), c]),
         ClientMsg::Next => ("queue", vec!["next".into(), c]),
         ClientMsg::Stop => ("queue", vec!["stop".into(), c]),
-        ClientMsg::Signal(data) => return signal_call(shared, conn, ServerMsg::Signal { data }.to_json()),
+        ClientMsg::Signal(data) => return signal_call(shared, conn, data.into_wire()),
         ClientMsg::Report { .. } => (
             "report",
             vec![
