@@ -248,6 +248,9 @@ impl Hub {
                 }
                 Record::Error { conn, code, message } => self.send(&inner, conn, &ServerMsg::error(code, message)),
                 Record::Welcome { conn, session_id, token, resumed, room } => {
+                    if inner.outboxes.contains_key(&conn) {
+                        remote.welcomed(conn, session_id);
+                    }
                     let msg =
                         self.welcome(session_id.to_string(), token.to_string(), resumed, room.map(str::to_string));
                     self.send(&inner, conn, &msg);

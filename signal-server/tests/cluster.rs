@@ -380,9 +380,7 @@ async fn hundreds_of_clients_churning_across_three_nodes_keep_every_invariant() 
         let keys = redis.keys("strangers:*");
         let leftovers: Vec<&String> = keys
             .iter()
-            .filter(|k| {
-                !["strangers:nodes", "strangers:stats", "strangers:ticket", "strangers:roomseq"].contains(&k.as_str())
-            })
+            .filter(|k| !["strangers:nodes", "strangers:stats", "strangers:seq"].contains(&k.as_str()))
             .collect();
         if leftovers.is_empty() {
             for key in &keys {

@@ -13,7 +13,8 @@
 -- q:open sessions waiting for anyone, scored by ticket; q:opens sessions waiting for a
 -- stranger with a shared interest, scored by the instant that wait ends (a waiting session is
 -- in exactly one of the two); q:i:TAG sessions waiting with that interest, by ticket; graces dropped sessions scored by the end of their grace; nodes node
--- liveness deadlines; ban:IP; rep:IP reports; stats counters; ticket, roomseq counters.
+-- liveness deadlines; ban:IP; rep:IP reports; stats counters; seq the counter tickets and
+-- room numbers come from.
 -- Every key gets a TTL when written.
 
 local P = 'strangers:'
@@ -138,10 +139,22 @@ local function leave_queue(sid, s)
   end
 end
 
+-- The next number of the shared counter: tickets (the queue's order) and room numbers. A
+-- script takes a block of numbers at once; a later script always gets higher ones.
+local SEQ_NEXT, SEQ_END = 1, 0
+local SEQ_BLOCK = 64
+local function next_seq()
+  if SEQ_NEXT > SEQ_END then
+    SEQ_END = redis.call('INCRBY', P .. 'seq', SEQ_BLOCK)
+    SEQ_NEXT = SEQ_END - SEQ_BLOCK + 1
+    touch_once(P .. 'seq')
+  end
+  SEQ_NEXT = SEQ_NEXT + 1
+  return SEQ_NEXT - 1
+end
+
 local function new_room_id()
-  local n = redis.call('INCR', P .. 'roomseq')
-  touch_once(P .. 'roomseq')
-  return SALT .. string.format('%08x', n % 4294967296)
+  return SALT .. string.format('%08x', next_seq() % 4294967296)
 end
 
 -- Puts two sessions that left the queue into a new room; the older ticket makes the offer.
@@ -205,7 +218,7 @@ local function enqueue(sid, s, ticket, since)
     pair(p, sp, sid, s)
     return
   end
-  redis.call('HSET', skey(sid), 'place', 'wait', 'ticket', fmt(ticket), 'since', fmt(since))
+  redis.call('HSET', skey(sid), 'place', 'wait', 'ticket', fmt(ticket), 'since', fmt(since), 'room', '', 'partner', '')
   s.place = 'wait'
   if open then
     redis.call('ZADD', P .. 'q:open', ticket, sid)
@@ -221,16 +234,16 @@ local function enqueue(sid, s, ticket, since)
 end
 
 local function enqueue_fresh(sid, s)
-  local ticket = redis.call('INCR', P .. 'ticket')
-  touch_once(P .. 'ticket')
+  local ticket = next_seq()
   enqueue(sid, s, ticket, NOW)
 end
 
--- Ends a room that `leaver` left; the other member is told why.
-local function end_room(sid, s, reason)
+-- Ends a room that `leaver` left; the other member is told why. `requeued`: the leaver is
+-- queued right after, which rewrites its place (so it is not written here).
+local function end_room(sid, s, reason, requeued)
   local partner = s.partner
   count('rooms', -1)
-  redis.call('HSET', skey(sid), 'place', 'idle', 'room', '', 'partner', '')
+  if not requeued then redis.call('HSET', skey(sid), 'place', 'idle', 'room', '', 'partner', '') end
   s.place = 'idle'
   -- Only a session whose socket is down holds messages.
   if s.conn == '' then drop_pending_signals(sid) end
@@ -302,9 +315,10 @@ local function relay(sid, node, conn, room, json, max_msgs, max_bytes)
   end
 end
 
--- The session this socket speaks for and its id, or nil (and the socket is told).
-local function caller(conn)
-  local sid = redis.call('GET', ckey(NODE, conn))
+-- The session this socket speaks for and its id, or nil (and the socket is told). The node
+-- names the session once it knows it (from `welcome`); '' makes this look it up.
+local function caller(conn, sid)
+  if not sid or sid == '' then sid = redis.call('GET', ckey(NODE, conn)) end
   local s = sid and sess(sid)
   if not s or s.node ~= NODE or s.conn ~= conn then
     reply_error(conn, 'bad_message', 'the first message must be hello')

@@ -26,7 +26,7 @@ if refresh == '1' then
     end
   end
   touch(set)
-  for _, k in ipairs({ 'q:open', 'q:opens', 'graces', 'stats', 'ticket', 'roomseq' }) do
+  for _, k in ipairs({ 'q:open', 'q:opens', 'graces', 'stats', 'seq' }) do
     if redis.call('EXISTS', P .. k) == 1 then touch(P .. k) end
   end
 end

@@ -160,6 +160,9 @@ pub struct Link {
     subscribed: AtomicBool,
     /// Bans heard of on the `bans` channel, so banned addresses are refused at the door.
     bans: Mutex<HashMap<IpAddr, Instant>>,
+    /// The session each welcomed local socket speaks for, passed to the scripts so that
+    /// they need not look it up.
+    sessions: Mutex<HashMap<ConnId, Box<str>>>,
     pub counters: RedisCounters,
     pub node: String,
 }
@@ -200,6 +203,24 @@ impl Link {
 
     pub(crate) fn closed(&self, conn: ConnId, how: Disconnect) {
         self.submit(Command::Close { conn, how });
+    }
+
+    /// A local socket was welcomed as `session` (called under the hub's lock, while the
+    /// socket is open, so its close comes after).
+    pub(crate) fn welcomed(&self, conn: ConnId, session: &str) {
+        self.sessions.lock().expect("session map lock is never poisoned").insert(conn, session.into());
+    }
+
+    /// The session of a local socket, or '' if not known yet.
+    fn session_of(&self, conn: ConnId) -> String {
+        let sessions = self.sessions.lock().expect("session map lock is never poisoned");
+        sessions.get(&conn).map(|s| s.to_string()).unwrap_or_default()
+    }
+
+    /// Forgets a closed socket's session; returns it, or '' if not known.
+    fn forget_session(&self, conn: ConnId) -> String {
+        let mut sessions = self.sessions.lock().expect("session map lock is never poisoned");
+        sessions.remove(&conn).map(String::from).unwrap_or_default()
     }
 
     /// Whether a ban on `ip` was heard of and still runs.
@@ -348,6 +369,7 @@ pub async fn connect(settings: Settings) -> Result<(Arc<Link>, Pending), Backend
         subscribed: AtomicBool::new(true),
         commands,
         bans: Mutex::new(HashMap::new()),
+        sessions: Mutex::new(HashMap::new()),
         counters: RedisCounters::default(),
         node: node.clone(),
     });

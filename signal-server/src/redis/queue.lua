@@ -1,8 +1,8 @@
 -- find, next and stop: joining and leaving the queue and rooms.
--- A[1] 'find' | 'next' | 'stop', [2] conn.
+-- A[1] 'find' | 'next' | 'stop', [2] conn, [3] its session if the node knows it, else ''.
 OPS.queue = function(A)
   local op, conn = A[1], A[2]
-  local s, sid = caller(conn)
+  local s, sid = caller(conn, A[3])
   if s then
     if op == 'find' then
       if s.place == 'idle' then
@@ -14,7 +14,7 @@ OPS.queue = function(A)
       if s.place == 'idle' then
         enqueue_fresh(sid, s)
       elseif s.place == 'room' then
-        end_room(sid, s, 'next')
+        end_room(sid, s, 'next', true)
         enqueue_fresh(sid, s)
       end
     elseif op == 'stop' then

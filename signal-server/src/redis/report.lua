@@ -1,12 +1,12 @@
 -- report: counts a report against the partner's address (once per match and reporter); at the
 -- threshold the address is banned on every node at once: its sessions end, its sockets are
 -- told and closed, and every node hears of the ban.
--- A[1] conn, [2] threshold (0: never), [3] window (ms), [4] ban (ms).
-
+-- A[1] conn, [2] threshold (0: never), [3] window (ms), [4] ban (ms), [5] the socket's
+-- session if the node knows it, else ''.
 OPS.report = function(A)
   local conn = A[1]
   local threshold, window, ban_ms = tonumber(A[2]), tonumber(A[3]), tonumber(A[4])
-  local s, sid = caller(conn)
+  local s, sid = caller(conn, A[5])
   local outcome = ''
   if s then
     if s.place ~= 'room' then

@@ -79,7 +79,8 @@ pub(crate) async fn run(
                 Command::Close { conn, how } => {
                     addresses.remove(&conn);
                     let how = if how == Disconnect::Clean { "clean" } else { "dropped" };
-                    calls.push(Call { conn: Some(conn), op: "close", args: vec![conn.to_string(), how.into()] });
+                    let args = vec![conn.to_string(), how.into(), shared.link.forget_session(conn)];
+                    calls.push(Call { conn: Some(conn), op: "close", args });
                 }
             }
         }
@@ -119,6 +120,7 @@ fn pending_limits(shared: &Shared) -> [String; 2] {
 fn signal_call(shared: &Shared, conn: ConnId, text: String) -> Call {
     let mut args = vec![conn.to_string(), text];
     args.extend(pending_limits(shared));
+    args.push(shared.link.session_of(conn));
     Call { conn: Some(conn), op: "signal", args }
 }
 
@@ -131,9 +133,9 @@ fn call_for(shared: &Shared, conn: ConnId, ip: IpAddr, msg: ClientMsg) -> Call {
             let (sid, token) = fresh_ids();
             ("hello", vec![c, ip.to_string(), interests, hello.resume.unwrap_or_default(), sid, token])
         }
-        ClientMsg::Find => ("queue", vec!["find".into(), c]),
-        ClientMsg::Next => ("queue", vec!["next".into(), c]),
-        ClientMsg::Stop => ("queue", vec!["stop".into(), c]),
+        ClientMsg::Find => ("queue", vec!["find".into(), c, shared.link.session_of(conn)]),
+        ClientMsg::Next => ("queue", vec!["next".into(), c, shared.link.session_of(conn)]),
+        ClientMsg::Stop => ("queue", vec!["stop".into(), c, shared.link.session_of(conn)]),
         ClientMsg::Signal(data) => return signal_call(shared, conn, data.into_wire()),
         ClientMsg::Report { .. } => (
             "report",
@@ -142,6 +144,7 @@ fn call_for(shared: &Shared, conn: ConnId, ip: IpAddr, msg: ClientMsg) -> Call {
                 settings.report_threshold.to_string(),
                 settings.report_window.as_millis().to_string(),
                 settings.ban_duration.as_millis().to_string(),
+                shared.link.session_of(conn),
             ],
         ),
     };
