@@ -5,6 +5,9 @@
 set -euo pipefail
 
 packages=(build-essential pkg-config cmake nasm libclang-dev libasound2-dev libvpx-dev coturn iproute2 nftables conntrack redis-server)
+# nginx: the multi-node test runs the shipped load-balancer example (it starts its own, never
+# the system service).
+packages+=(nginx)
 # The desktop window and its tests: X11 and OpenGL libraries (winit and glutin load them at run
 # time), Xvfb with Mesa's software GL, xdotool and ImageMagick for the window smoke test, and a
 # PulseAudio server for the real microphone and speaker test (a null sink, no sound card needed).

@@ -3,53 +3,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
 use serde_json::json;
+use support::cert::Cert;
 use support::{candidate, config, relayed, TestServer, STEP};
-use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
-use tokio_rustls::TlsConnector;
-
-/// A self-signed certificate for `localhost`, written as PEM files into a temporary folder.
-struct Cert {
-    dir: TempDir,
-    der: tokio_rustls::rustls::pki_types::CertificateDer<'static>,
-}
-
-impl Cert {
-    fn new() -> Cert {
-        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cert.pem"), made.cert.pem()).unwrap();
-        std::fs::write(dir.path().join("key.pem"), made.signing_key.serialize_pem()).unwrap();
-        Cert { dir, der: made.cert.der().clone() }
-    }
-
-    fn cert(&self) -> PathBuf {
-        self.dir.path().join("cert.pem")
-    }
-
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("key.pem")
-    }
-
-    /// A connector that trusts this certificate and nothing else.
-    fn connector(&self) -> TlsConnector {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.der.clone()).unwrap();
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        TlsConnector::from(Arc::new(config))
-    }
-}
 
 /// Starts a server configured with the certificate's files, as the binary does with flags.
 async fn tls_server(cert: &Cert, flags: &[&str]) -> TestServer {

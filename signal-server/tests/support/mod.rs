@@ -6,6 +6,7 @@
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod cert;
 pub mod node;
 pub mod redis;
 
@@ -97,6 +98,13 @@ impl TestServer {
     /// A handle on a server running elsewhere (a process), to connect clients to it.
     pub fn at(addr: SocketAddr) -> TestServer {
         TestServer { addr, stun_addr: None, stop: None, task: None, tls: None, redis: None }
+    }
+
+    /// The same for a server (or proxy) that speaks TLS as `localhost`, trusted by `connector`.
+    pub fn at_tls(addr: SocketAddr, connector: TlsConnector) -> TestServer {
+        let mut server = TestServer::at(addr);
+        server.tls = Some(connector);
+        server
     }
 
     /// Starts a plain server on `backend`; for Redis, with a redis-server of its own.
