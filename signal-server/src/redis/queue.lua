@@ -2,7 +2,7 @@
 -- A[1] 'find' | 'next' | 'stop', [2] conn, [3] its session if the node knows it, else ''.
 OPS.queue = function(A)
   local op, conn = A[1], A[2]
-  local s, sid = caller(conn, A[3])
+  local s, sid = caller(conn, A[3], sess_hot)
   if s then
     if op == 'find' then
       if s.place == 'idle' then
