@@ -59,6 +59,7 @@ fn redis_settings(config: &Config, url: &str) -> redis::Settings {
     redis::Settings {
         url: url.to_string(),
         node_timeout: config.node_timeout(),
+        batch_window: config.redis_batch_window(),
         session_ttl: SESSION_TTL.max(config.resume_grace() * 2),
         resume_grace: config.resume_grace(),
         interest_wait: config.interest_wait(),

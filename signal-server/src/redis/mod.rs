@@ -46,6 +46,8 @@ pub struct Settings {
     pub url: String,
     /// A node silent this long is dead: its sessions are held for a resume elsewhere.
     pub node_timeout: Duration,
+    /// How long the worker gathers commands before a batch goes out (zero: at once).
+    pub batch_window: Duration,
     /// TTL of the keys of a session; nodes extend it for the sessions they hold.
     pub session_ttl: Duration,
     pub resume_grace: Duration,

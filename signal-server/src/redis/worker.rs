@@ -1,9 +1,10 @@
 //! Runs the operations for this node's sockets. One worker per node takes the commands in
 //! the order the sockets produced them (the same order the in-memory hub would see) and
-//! sends whatever is waiting as one call of `batch.lua`: one round trip and one atomic step
-//! per batch, the operations run in that order, and each node hears the records of the whole
-//! batch as one message. An operation that fails (Redis unreachable or erroring) is answered
-//! with `error unavailable`; the socket stays open.
+//! sends whatever is waiting as one call of `batch.lua` (after gathering for
+//! `--redis-batch-ms` from the first command, unless the batch is full): one round trip and
+//! one atomic step per batch, the operations run in that order, and each node hears the
+//! records of the whole batch as one message. An operation that fails (Redis unreachable or
+//! erroring) is answered with `error unavailable`; the socket stays open.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -50,7 +51,16 @@ pub(crate) async fn run(
 ) {
     let mut addresses: HashMap<ConnId, IpAddr> = HashMap::new();
     let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
+    let window = shared.settings.batch_window;
     while commands.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        if !window.is_zero() && batch.len() < MAX_BATCH {
+            // Group commit: what arrives meanwhile shares the round trip and the script.
+            tokio::time::sleep(window).await;
+            while batch.len() < MAX_BATCH {
+                let Ok(command) = commands.try_recv() else { break };
+                batch.push(command);
+            }
+        }
         let mut calls = Vec::with_capacity(batch.len());
         for command in batch.drain(..) {
             match command {
