@@ -46,10 +46,11 @@ impl Nginx {
         swap("/etc/letsencrypt/live/chat.example.org/privkey.pem", key_path.to_str().unwrap());
         let site_path = dir.path().join("strangers.conf");
         std::fs::write(&site_path, site).unwrap();
-        // The main file a distribution ships, reduced to what runs unprivileged in a folder.
+        // The main file a distribution ships, reduced to what runs unprivileged in a folder, as
+        // one process (no workers), so that killing it leaves nothing behind.
         let d = dir.path().display();
         let main = format!(
-            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 256; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
              fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
