@@ -14,7 +14,7 @@ use strangers_engine::{CallStats, Command, Event};
 
 use crate::devices::DeviceLists;
 use crate::prefs::{split_interests, Prefs};
-use state::{ChatLine, Intent, Phase, ViewModel, Who};
+use state::{ChatLine, Intent, Phase, ReportReason, ViewModel, Who};
 use video::VideoView;
 
 /// The window's connection to an engine.
@@ -249,9 +249,16 @@ impl Window {
                 self.act(Intent::ToggleCamera);
             }
             ui.separator();
-            if ui.add_enabled(self.vm.in_room() && !self.vm.reported, egui::Button::new("Report")).clicked() {
-                self.act(Intent::Report);
-            }
+            ui.add_enabled_ui(self.vm.in_room() && !self.vm.reported, |ui| {
+                ui.menu_button("Report", |ui| {
+                    for reason in ReportReason::ALL {
+                        if ui.button(reason.label()).clicked() {
+                            self.act(Intent::Report(reason));
+                            ui.close();
+                        }
+                    }
+                });
+            });
             ui.checkbox(&mut self.prefs.show_stats, "Stats");
             if ui.selectable_label(self.settings_open, "Settings").clicked() {
                 self.settings_open = !self.settings_open;

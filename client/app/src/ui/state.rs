@@ -54,7 +54,51 @@ pub enum Intent {
     Typing(bool),
     ToggleMic,
     ToggleCamera,
-    Report,
+    Report(ReportReason),
+}
+
+/// Why the user reports a stranger; the server counts reports per address whatever the reason,
+/// and the reason goes with the report for the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportReason {
+    Nudity,
+    Harassment,
+    Spam,
+    Underage,
+    Other,
+}
+
+impl ReportReason {
+    /// In the order of the Report menu.
+    pub const ALL: [ReportReason; 5] = [
+        ReportReason::Nudity,
+        ReportReason::Harassment,
+        ReportReason::Spam,
+        ReportReason::Underage,
+        ReportReason::Other,
+    ];
+
+    /// The words in the menu.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReportReason::Nudity => "Nudity or sexual content",
+            ReportReason::Harassment => "Harassment or hate",
+            ReportReason::Spam => "Spam or a scam",
+            ReportReason::Underage => "Looks under 18",
+            ReportReason::Other => "Something else",
+        }
+    }
+
+    /// The `reason` sent with the report.
+    pub fn wire(self) -> &'static str {
+        match self {
+            ReportReason::Nudity => "nudity",
+            ReportReason::Harassment => "harassment",
+            ReportReason::Spam => "spam",
+            ReportReason::Underage => "underage",
+            ReportReason::Other => "other",
+        }
+    }
 }
 
 /// The view model.
@@ -235,13 +279,13 @@ impl ViewModel {
                 self.camera_muted = !self.camera_muted;
                 vec![Command::MuteVideo(self.camera_muted)]
             }
-            Intent::Report => {
+            Intent::Report(reason) => {
                 if !matches!(self.phase, Phase::Connecting | Phase::InCall) || self.reported {
                     return Vec::new();
                 }
                 self.reported = true;
                 self.notice("You reported this stranger. Thank you.".into());
-                vec![Command::Report("inappropriate".into())]
+                vec![Command::Report(reason.wire().into())]
             }
         }
     }
@@ -387,8 +431,8 @@ mod tests {
         assert_eq!(vm.handle_intent(Intent::ToggleMic), vec![Command::MuteAudio(true)]);
         assert_eq!(vm.handle_intent(Intent::ToggleCamera), vec![Command::MuteVideo(true)]);
         assert_eq!(vm.handle_intent(Intent::ToggleMic), vec![Command::MuteAudio(false)]);
-        assert_eq!(vm.handle_intent(Intent::Report), vec![Command::Report("inappropriate".into())]);
-        assert_eq!(vm.handle_intent(Intent::Report), vec![], "one report per stranger");
+        assert_eq!(vm.handle_intent(Intent::Report(ReportReason::Spam)), vec![Command::Report("spam".into())]);
+        assert_eq!(vm.handle_intent(Intent::Report(ReportReason::Other)), vec![], "one report per stranger");
         assert_eq!(vm.handle_intent(Intent::Stop), vec![Command::Stop]);
         assert_eq!(vm.status, YOU_LEFT);
         vm.handle_event(&Event::Idle);

@@ -215,3 +215,23 @@ fn settings_hold_the_server_devices_and_privacy() {
     assert!(!rig.harness.state().prefs.echo_cancellation);
     assert_eq!(rig.harness.state_mut().take_requests(), vec![super::Request::Devices]);
 }
+
+#[test]
+fn report_asks_why_and_sends_the_reason_once_per_stranger() {
+    let mut rig = Rig::new();
+    rig.harness.run();
+    rig.enter_call();
+    rig.commands();
+    rig.harness.get_by_label("Report").click();
+    rig.harness.run();
+    rig.harness.get_by_label("Spam or a scam").click();
+    rig.harness.run();
+    assert_eq!(rig.commands(), vec![Command::Report("spam".into())]);
+    rig.harness.get_by_label("You reported this stranger. Thank you.");
+    // The menu is closed and cannot be opened again for this stranger.
+    assert!(rig.harness.query_by_label("Harassment or hate").is_none());
+    rig.harness.get_by_label("Report").click();
+    rig.harness.run();
+    assert!(rig.harness.query_by_label("Harassment or hate").is_none());
+    assert_eq!(rig.commands(), vec![]);
+}
