@@ -64,6 +64,15 @@ struct Inner {
     routes: HashMap<ConnId, Route>,
 }
 
+impl Inner {
+    /// Redis mode: whether a signal of `room` can go straight into this socket's outbox (it
+    /// holds a route to that room and is not closing); if not, the scripts decide.
+    fn takes_signal(&self, conn: ConnId, room: &str) -> bool {
+        self.routes.get(&conn).is_some_and(|r| &*r.room == room)
+            && self.outboxes.get(&conn).is_some_and(|(outbox, _)| !outbox.is_finished())
+    }
+}
+
 pub struct Hub {
     inner: Mutex<Inner>,
     ice: IceConfig,
@@ -169,11 +178,9 @@ impl Hub {
                 if !route.local {
                     return remote.publish(conn, route, text);
                 }
-                let partner = route.partner_conn.filter(|p| inner.routes.get(p).is_some_and(|r| r.room == route.room));
-                match partner.and_then(|p| inner.outboxes.get(&p)).filter(|(outbox, _)| !outbox.is_finished()) {
-                    Some((outbox, _)) => {
-                        self.counters.messages_out.fetch_add(1, Ordering::Relaxed);
-                        outbox.push(Outgoing::Text(text));
+                match route.partner_conn.filter(|p| inner.takes_signal(*p, &route.room)) {
+                    Some(partner) => {
+                        self.push_text(&inner, partner, text);
                         remote.relayed_locally();
                     }
                     None => remote.signal(conn, text),
@@ -238,9 +245,7 @@ impl Hub {
                     self.send_text(&inner, conn, text);
                 }
                 Record::Signal { conn, room, sender, text } => {
-                    let taken = inner.routes.get(&conn).is_some_and(|r| &*r.room == room)
-                        && inner.outboxes.get(&conn).is_some_and(|(outbox, _)| !outbox.is_finished());
-                    if taken {
+                    if inner.takes_signal(conn, room) {
                         self.send_text(&inner, conn, text);
                     } else {
                         remote.reroute(room, sender, text);

@@ -12,8 +12,8 @@
 -- the socket is down; n:NODE:s sessions a node speaks for; ip:IP sessions from an address;
 -- q:open sessions waiting for anyone, scored by ticket; q:opens sessions waiting for a
 -- stranger with a shared interest, scored by the instant that wait ends (a waiting session is
--- in exactly one of the two); q:i:TAG sessions waiting with that interest, by ticket; graces dropped sessions scored by the end of their grace; nodes node
--- liveness deadlines; ban:IP; rep:IP reports; stats counters; seq the counter tickets and
+-- in exactly one of the two); q:i:TAG sessions waiting with that interest, by ticket; graces
+-- dropped sessions scored by the end of their grace; nodes node liveness deadlines; ban:IP; rep:IP reports; stats counters; seq the counter tickets and
 -- room numbers come from.
 -- Every key gets a TTL when written.
 
@@ -124,18 +124,9 @@ local function drop_pending_signals(sid)
   redis.call('HSET', skey(sid), 'pn', '0', 'pb', '0')
 end
 
--- Sends to a session now (as a record of `kind`, 'T' by default, whose body is `prefix`
--- then the message), or holds the message until it resumes.
-local function deliver(sid, json, kind, prefix)
-  local f = redis.call('HMGET', skey(sid), 'node', 'conn')
-  if f[2] and f[2] ~= '' then
-    record(f[1], f[2], kind or 'T', (prefix or '') .. json, sid, json)
-  elseif f[2] then
-    hold(sid, json)
-  end
-end
-
--- Like deliver, for a session whose fields `s` were just read.
+-- Sends a message to session `sid`, whose `node` and `conn` are in `s`, now (as a record of
+-- `kind`, 'T' by default, whose body is `prefix` then the message), or holds it until the
+-- session resumes.
 local function send_to(sid, s, json, kind, prefix)
   if s.conn ~= '' then
     record(s.node, s.conn, kind or 'T', (prefix or '') .. json, sid, json)
@@ -344,8 +335,8 @@ local function caller(conn, sid, read)
   return s, sid
 end
 
--- Publishes each node's records as one message, in order, then writes the counters. A node nobody listens for (dead
--- or reconnecting) loses nothing: its sessions are dropped and their messages held, and the
+-- Publishes each node's records as one message, in order, then writes the counters. A node
+-- nobody listens for (dead or reconnecting) loses nothing: its sessions are dropped and their messages held, and the
 -- signals other nodes relayed to it go through OPS.relay (which may write more records, so
 -- this goes on until every record is out).
 local function flush()

@@ -5,10 +5,7 @@
 -- signals the node relayed without a script since its last beat (added to the stats).
 -- Returns {'reaped' or '', 0}.
 local timeout, refresh, first, relayed = tonumber(ARGV[6]), ARGV[7], ARGV[8], tonumber(ARGV[9])
-if relayed > 0 then
-  redis.call('HINCRBY', P .. 'stats', 'signals', relayed)
-  touch(P .. 'stats')
-end
+count('signals', relayed)
 local known = redis.call('ZSCORE', P .. 'nodes', NODE)
 redis.call('ZADD', P .. 'nodes', NOW + timeout, NODE)
 touch(P .. 'nodes')
@@ -30,5 +27,6 @@ if refresh == '1' then
     if redis.call('EXISTS', P .. k) == 1 then touch(P .. k) end
   end
 end
+flush()
 if not known and first ~= '1' then return { 'reaped', 0 } end
 return { '', 0 }

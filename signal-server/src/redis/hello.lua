@@ -48,7 +48,7 @@ OPS.hello = function(A)
     if s.place == 'park' then
       enqueue(sid, s, tonumber(s.ticket), tonumber(s.since))
     elseif s.place == 'wait' then
-      deliver(sid, '{"type":"queued"}')
+      send_to(sid, s, '{"type":"queued"}')
     end
   else
     sid = new_sid

@@ -292,6 +292,23 @@ impl Shared {
         cmd
     }
 
+    /// One round trip for a script call (counted), bounded in time; if Redis has forgotten
+    /// the scripts (it restarted), they are loaded again and the call runs once more.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        con: &mut ConnectionManager,
+        cmd: &redis::Cmd,
+    ) -> redis::RedisResult<T> {
+        self.link.counters.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.link.counters.scripts.fetch_add(1, Ordering::Relaxed);
+        let reply = bounded(cmd.query_async(con)).await;
+        if matches!(&reply, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)) {
+            bounded(self.scripts.load_all(con)).await?;
+            return bounded(cmd.query_async(con)).await;
+        }
+        reply
+    }
+
     /// Runs one script on its own (heartbeat, timers) with the common arguments first, then
     /// `args`. Returns its text result and counts its round trip and the pairs it formed.
     async fn run(
@@ -300,15 +317,7 @@ impl Shared {
         script: &redis::Script,
         args: &[&str],
     ) -> redis::RedisResult<String> {
-        let cmd = self.eval_cmd(script, args);
-        self.link.counters.round_trips.fetch_add(1, Ordering::Relaxed);
-        self.link.counters.scripts.fetch_add(1, Ordering::Relaxed);
-        let mut reply = bounded(cmd.query_async::<(String, u64)>(con)).await;
-        if matches!(&reply, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)) {
-            bounded(self.scripts.load_all(con)).await?;
-            reply = bounded(cmd.query_async(con)).await;
-        }
-        match reply {
+        match self.query::<(String, u64)>(con, &self.eval_cmd(script, args)).await {
             Ok((text, matches)) => {
                 self.link.counters.matches.fetch_add(matches, Ordering::Relaxed);
                 Ok(text)

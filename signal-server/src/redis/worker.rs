@@ -18,7 +18,7 @@ use strangers_protocol::{ClientMsg, ErrorCode, ServerMsg};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::{bounded, Command, Shared};
+use super::{Command, Shared};
 use crate::hub::Hub;
 
 /// Most operations in one batch.
@@ -165,19 +165,9 @@ fn call_for(shared: &Shared, conn: ConnId, ip: IpAddr, msg: ClientMsg) -> Call {
 /// the calls that failed, in order, with why. If Redis has forgotten the script (it
 /// restarted), it is loaded again and the batch runs once more.
 async fn run_batch(shared: &Shared, con: &mut ConnectionManager, calls: Vec<Call>) -> Vec<(Call, redis::RedisError)> {
-    let cmd = batch_cmd(shared, &calls);
     let counters = &shared.link.counters;
-    counters.round_trips.fetch_add(1, Ordering::Relaxed);
-    counters.scripts.fetch_add(1, Ordering::Relaxed);
     counters.operations.fetch_add(calls.len() as u64, Ordering::Relaxed);
-    let mut reply = bounded(cmd.query_async::<(String, u64, u64)>(con)).await;
-    if matches!(&reply, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)) {
-        reply = match bounded(shared.scripts.load_all(con)).await {
-            Ok(()) => bounded(cmd.query_async(con)).await,
-            Err(e) => Err(e),
-        };
-    }
-    let (failed, matches, relayed) = match reply {
+    let (failed, matches, relayed) = match shared.query::<(String, u64, u64)>(con, &batch_cmd(shared, &calls)).await {
         Ok(reply) => reply,
         Err(e) => {
             counters.errors.fetch_add(calls.len() as u64, Ordering::Relaxed);
