@@ -1,11 +1,12 @@
--- Shared by every script of the Redis backend (prepended to each one before it is loaded).
--- One script runs atomically in Redis: no other node sees a state half-way through it.
+-- The start of the Redis backend's function library (scripts.rs puts it together: this file,
+-- then the operations, one file each, then each function's body). Redis loads the library
+-- once; each function call runs atomically: no other node sees a state half-way through it.
 --
--- ARGV[1] node id of the caller, ARGV[2] TTL of session keys (ms), ARGV[3] resume grace (ms),
--- ARGV[4] interest wait (ms), ARGV[5] a random prefix for room ids made by this call.
--- Script-specific arguments start at ARGV[6]. The commands of sockets run as operations
--- (OPS, one file each) in one batch script (batch.lua); heartbeat, tick and stats are scripts
--- of their own.
+-- Every function takes ARGV[1] node id of the caller, ARGV[2] TTL of session keys (ms),
+-- ARGV[3] resume grace (ms), ARGV[4] interest wait (ms), ARGV[5] a random prefix for room ids
+-- made by this call; its own arguments start at ARGV[6]. The commands of sockets run as
+-- operations (OPS) in one call of `batch`; heartbeat, tick and stats are functions of their
+-- own.
 --
 -- Keys (prefix strangers:): s:SID session hash; tok:TOKEN -> SID; c:NODE:CONN -> SID, the
 -- session a socket speaks for; p:SID messages held while
@@ -18,25 +19,28 @@
 -- Every key gets a TTL when written.
 
 local P = 'strangers:'
-local NODE = ARGV[1]
-local TTL = tonumber(ARGV[2])
-local GRACE = tonumber(ARGV[3])
-local WAIT = tonumber(ARGV[4])
-local SALT = ARGV[5]
+
+-- The state of one call, set by begin() at its start (a library is loaded once and its
+-- functions called many times: nothing of a call may leak into the next).
+local NODE, TTL, GRACE, WAIT, SALT, NOW
+local MATCHES, RELAYED -- pairs made; signals handed to a node's channel without a script deciding
+local OUT       -- node -> list of records {conn, kind, body, sid, message to hold, relay}
+local OUT_ORDER -- nodes in the order they were first written to
+local TOUCHED   -- shared keys whose TTL this call has set already (touch_once)
+local STATS     -- counters of the stats hash, added up during a call and written by flush()
+local SEQ_NEXT, SEQ_END -- the block of the shared counter this call holds (next_seq)
+local OPS = {}  -- name -> function(args) for batch.lua
 
 local function fmt(n) return string.format('%d', n) end
 
-local NOW
-do
+local function begin(ARGV)
+  NODE, TTL, GRACE, WAIT, SALT = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
   local t = redis.call('TIME')
   NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  MATCHES, RELAYED = 0, 0
+  OUT, OUT_ORDER, TOUCHED, STATS = {}, {}, {}, {}
+  SEQ_NEXT, SEQ_END = 1, 0
 end
-
-local MATCHES = 0
-local RELAYED = 0   -- signals handed to a node's channel without a script deciding
-local OPS = {}      -- name -> function(args) for batch.lua
-local OUT = {}      -- node -> list of records {conn, kind, body, sid, message to hold, relay}
-local OUT_ORDER = {} -- nodes in the order they were first written to
 
 -- Record kinds (records.rs parses them): T text, E error, W welcome, C close, M matched (the
 -- node learns the route to the partner), L the room ended (the node forgets the route), S a
@@ -81,8 +85,7 @@ end
 
 local function touch(key) redis.call('PEXPIRE', key, TTL) end
 
--- Keys shared by everyone (queues, counters) get their TTL once per script, not per write.
-local TOUCHED = {}
+-- Keys shared by everyone (queues, counters) get their TTL once per call, not per write.
 local function touch_once(key)
   if not TOUCHED[key] then
     TOUCHED[key] = true
@@ -90,8 +93,6 @@ local function touch_once(key)
   end
 end
 
--- Counters of the stats hash, added up during a script and written once by flush().
-local STATS = {}
 local function count(field, n) STATS[field] = (STATS[field] or 0) + n end
 
 local function ckey(node, conn) return P .. 'c:' .. node .. ':' .. conn end
@@ -147,8 +148,7 @@ local function leave_queue(sid, s)
 end
 
 -- The next number of the shared counter: tickets (the queue's order) and room numbers. A
--- script takes a block of numbers at once; a later script always gets higher ones.
-local SEQ_NEXT, SEQ_END = 1, 0
+-- call takes a block of numbers at once; a later call always gets higher ones.
 local SEQ_BLOCK = 64
 local function next_seq()
   if SEQ_NEXT > SEQ_END then

@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use tracing::{info, warn};
 
-use super::Shared;
+use super::{Function, Shared};
 use crate::hub::Hub;
 
 /// How often a node runs the cluster's timers (grace periods, interest waits, dead nodes).
@@ -29,7 +29,7 @@ async fn beat(shared: &Shared, con: &mut ConnectionManager, refresh: bool, first
     let unreported = &shared.link.counters.unreported;
     let relayed = unreported.swap(0, Ordering::Relaxed);
     let args = [&timeout, flag(refresh), flag(first), &relayed.to_string()];
-    let outcome = shared.run(con, &shared.scripts.heartbeat, &args).await;
+    let outcome = shared.run(con, Function::Heartbeat, &args).await;
     if outcome.is_err() {
         // Counted again at the next beat.
         unreported.fetch_add(relayed, Ordering::Relaxed);
@@ -69,6 +69,6 @@ pub(crate) async fn ticker(shared: Arc<Shared>, mut con: ConnectionManager) {
         ticker.tick().await;
         shared.link.counters.background.fetch_add(1, Ordering::Relaxed);
         // Failures are counted and show in metrics; the next tick tries again.
-        let _ = shared.run(&mut con, &shared.scripts.tick, &[TICK_LIMIT]).await;
+        let _ = shared.run(&mut con, Function::Tick, &[TICK_LIMIT]).await;
     }
 }

@@ -38,7 +38,8 @@ use tokio::task::JoinHandle;
 use crate::hub::Hub;
 pub(crate) use records::{Record, RouteText};
 pub(crate) use route::Route;
-use scripts::Scripts;
+pub(crate) use scripts::Function;
+use scripts::Library;
 
 /// What the Redis backend needs to know, taken from the server's configuration.
 #[derive(Debug, Clone)]
@@ -152,7 +153,7 @@ pub struct Link {
     commands: mpsc::UnboundedSender<Command>,
     /// For reads outside the workers (/metrics), on the same pipelined connection.
     reads: ConnectionManager,
-    stats_script: redis::Script,
+    library: Library,
     /// Held while signals relayed on this node are being added to the cluster's count, so
     /// that a stats read never sees them in neither place.
     reporting: tokio::sync::Mutex<()>,
@@ -246,9 +247,9 @@ impl Link {
     pub(crate) async fn cluster_stats(&self) -> redis::RedisResult<Stats> {
         let _reporting = self.reporting.lock().await;
         let mut con = self.reads.clone();
-        let mut invocation = self.stats_script.prepare_invoke();
-        invocation.arg(&self.node).arg("0").arg("0").arg("0").arg("0");
-        let v: Vec<u64> = bounded(invocation.invoke_async(&mut con)).await?;
+        let mut cmd = self.library.call(Function::Stats);
+        cmd.arg(&self.node).arg("0").arg("0").arg("0").arg("0");
+        let v: Vec<u64> = call(&self.library, &mut con, &cmd).await?;
         let at = |i: usize| v.get(i).copied().unwrap_or(0);
         Ok(Stats {
             connections: 0,
@@ -266,24 +267,36 @@ impl Link {
     }
 }
 
+/// A call of the library's function in `cmd`, bounded in time; if Redis has forgotten the
+/// library (it restarted), it is loaded again and the call runs once more.
+async fn call<T: redis::FromRedisValue>(
+    library: &Library,
+    con: &mut ConnectionManager,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    let reply = bounded(cmd.query_async(con)).await;
+    if matches!(&reply, Err(e) if scripts::is_not_loaded(e)) {
+        bounded(library.load(con)).await?;
+        return bounded(cmd.query_async(con)).await;
+    }
+    reply
+}
+
 /// What every script needs: the node, the settings and the connection.
 pub(crate) struct Shared {
     node: String,
     settings: Settings,
-    scripts: Scripts,
     link: Arc<Link>,
 }
 
 impl Shared {
-    /// An EVALSHA of `script` with the arguments every script takes first (see `common.lua`),
-    /// then `args`.
-    fn eval_cmd<A: redis::ToRedisArgs>(&self, script: &redis::Script, args: A) -> redis::Cmd {
+    /// An FCALL of `function` with the arguments every function takes first (see
+    /// `common.lua`), then `args`.
+    fn call_cmd<A: redis::ToRedisArgs>(&self, function: Function, args: A) -> redis::Cmd {
         let salt = format!("{:08x}", rand::rng().random::<u32>());
         let ms = |d: Duration| d.as_millis().to_string();
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash())
-            .arg(0)
-            .arg(&self.node)
+        let mut cmd = self.link.library.call(function);
+        cmd.arg(&self.node)
             .arg(ms(self.settings.session_ttl))
             .arg(ms(self.settings.resume_grace))
             .arg(ms(self.settings.interest_wait))
@@ -292,8 +305,7 @@ impl Shared {
         cmd
     }
 
-    /// One round trip for a script call (counted), bounded in time; if Redis has forgotten
-    /// the scripts (it restarted), they are loaded again and the call runs once more.
+    /// One round trip for a function call (counted): see [`call`].
     async fn query<T: redis::FromRedisValue>(
         &self,
         con: &mut ConnectionManager,
@@ -301,23 +313,13 @@ impl Shared {
     ) -> redis::RedisResult<T> {
         self.link.counters.round_trips.fetch_add(1, Ordering::Relaxed);
         self.link.counters.scripts.fetch_add(1, Ordering::Relaxed);
-        let reply = bounded(cmd.query_async(con)).await;
-        if matches!(&reply, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)) {
-            bounded(self.scripts.load_all(con)).await?;
-            return bounded(cmd.query_async(con)).await;
-        }
-        reply
+        call(&self.link.library, con, cmd).await
     }
 
     /// Runs one script on its own (heartbeat, timers) with the common arguments first, then
     /// `args`. Returns its text result and counts its round trip and the pairs it formed.
-    async fn run(
-        &self,
-        con: &mut ConnectionManager,
-        script: &redis::Script,
-        args: &[&str],
-    ) -> redis::RedisResult<String> {
-        match self.query::<(String, u64)>(con, &self.eval_cmd(script, args)).await {
+    async fn run(&self, con: &mut ConnectionManager, function: Function, args: &[&str]) -> redis::RedisResult<String> {
+        match self.query::<(String, u64)>(con, &self.call_cmd(function, args)).await {
             Ok((text, matches)) => {
                 self.link.counters.matches.fetch_add(matches, Ordering::Relaxed);
                 Ok(text)
@@ -371,10 +373,10 @@ pub async fn connect(settings: Settings) -> Result<(Arc<Link>, Pending), Backend
         .await
         .map_err(|source| BackendError::Connect { url: shown.clone(), source })?;
     let (commands, receiver) = mpsc::unbounded_channel();
-    let scripts = Scripts::new();
+    let library = Library::new();
     let link = Arc::new(Link {
         reads: manager.clone(),
-        stats_script: scripts.stats.clone(),
+        library,
         reporting: tokio::sync::Mutex::new(()),
         healthy: AtomicBool::new(true),
         subscribed: AtomicBool::new(true),
@@ -384,7 +386,7 @@ pub async fn connect(settings: Settings) -> Result<(Arc<Link>, Pending), Backend
         counters: RedisCounters::default(),
         node: node.clone(),
     });
-    let shared = Arc::new(Shared { node, settings, scripts, link: link.clone() });
+    let shared = Arc::new(Shared { node, settings, link: link.clone() });
     Ok((link, Pending { client, manager, shared, subscription, receiver }))
 }
 

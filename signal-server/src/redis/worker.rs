@@ -18,7 +18,7 @@ use strangers_protocol::{ClientMsg, ErrorCode, ServerMsg};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::{Command, Shared};
+use super::{Command, Function, Shared};
 use crate::hub::Hub;
 
 /// Most operations in one batch.
@@ -195,7 +195,7 @@ fn batch_cmd(shared: &Shared, calls: &[Call]) -> redis::Cmd {
         ops.push(count);
         ops.extend(call.args.iter().map(String::as_str));
     }
-    shared.eval_cmd(&shared.scripts.batch, ops)
+    shared.call_cmd(Function::Batch, ops)
 }
 
 /// A new public session id (64 random bits) and secret resume token (256 random bits).
