@@ -53,6 +53,8 @@ pub struct CycleReport {
     pub server_cpu_us: Option<u64>,
     /// Of it, the server process's time in the kernel (only when it is the one process).
     pub server_kernel_us: Option<u64>,
+    /// Of it, each companion process's CPU (redis-server, other nodes), by process id.
+    pub companion_cpu_us: Vec<(u32, u64)>,
     pub bench_cpu_us: u64,
     pub server_errors: u64,
     /// Every signal relayed during the window, from send to receipt.
@@ -121,6 +123,7 @@ pub async fn run(target: &mut Target, args: &CycleArgs, mut probe: Option<ProbeP
     let (cycles0, matches0) = (shared.cycles.load(Ordering::Relaxed), shared.matches.load(Ordering::Relaxed));
     let server_cpu0 = target.cpu_micros()?;
     let server_kernel0 = if target.companions.is_empty() { target.kernel_cpu_micros()? } else { None };
+    let companions0 = target.companion_cpu_micros()?;
     let bench_cpu0 = procfs::cpu_micros(std::process::id())?;
     shared.measuring.store(true, Ordering::Relaxed);
 
@@ -128,6 +131,7 @@ pub async fn run(target: &mut Target, args: &CycleArgs, mut probe: Option<ProbeP
 
     let server_cpu1 = target.cpu_micros()?;
     let server_kernel1 = if target.companions.is_empty() { target.kernel_cpu_micros()? } else { None };
+    let companions1 = target.companion_cpu_micros()?;
     let bench_cpu1 = procfs::cpu_micros(std::process::id())?;
     let (cycles1, matches1) = (shared.cycles.load(Ordering::Relaxed), shared.matches.load(Ordering::Relaxed));
     let window = started.elapsed();
@@ -156,6 +160,7 @@ pub async fn run(target: &mut Target, args: &CycleArgs, mut probe: Option<ProbeP
         matches: matches1 - matches0,
         server_cpu_us: server_cpu0.zip(server_cpu1).map(|(a, b)| b - a),
         server_kernel_us: server_kernel0.zip(server_kernel1).map(|(a, b)| b - a),
+        companion_cpu_us: companions0.iter().zip(&companions1).map(|((pid, a), (_, b))| (*pid, b - a)).collect(),
         bench_cpu_us: bench_cpu1 - bench_cpu0,
         server_errors: shared.errors.load(Ordering::Relaxed),
         relay: Latency::from_ns(samples),

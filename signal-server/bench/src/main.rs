@@ -219,6 +219,12 @@ async fn run_cycles(mode: &Mode, load: &CycleArgs, report: &mut Report) -> anyho
             n => format!("{n} signal-server nodes + redis-server"),
         };
         rows.push(("CPU counted".into(), counted));
+        let redis_pid = redis.as_ref().map(|r| r.pid());
+        if let Some((_, cpu)) = result.companion_cpu_us.iter().find(|(pid, _)| Some(*pid) == redis_pid) {
+            let per = *cpu as f64 / result.cycles.max(1) as f64;
+            rows.push(("  of which redis-server per cycle".into(), format!("{per:.1} us")));
+            json["redis_server_us_per_cycle"] = serde_json::json!(per);
+        }
         rows.push(("Redis round trips per match (pipelined)".into(), format!("{trips:.2}")));
         rows.push(("Redis operations per match (batched)".into(), format!("{operations:.2}")));
         json["redis_round_trips_per_match"] = serde_json::json!(trips);

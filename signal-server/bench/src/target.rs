@@ -89,6 +89,11 @@ impl Target {
         Ok(Some(total))
     }
 
+    /// Each companion's CPU time so far, in microseconds, by process id.
+    pub fn companion_cpu_micros(&self) -> anyhow::Result<Vec<(u32, u64)>> {
+        self.companions.iter().map(|pid| Ok((*pid, procfs::cpu_micros(*pid)?))).collect()
+    }
+
     /// The server process's own kernel (system) CPU time so far, in microseconds.
     pub fn kernel_cpu_micros(&self) -> anyhow::Result<Option<u64>> {
         self.pid.map(|pid| procfs::cpu_split_micros(pid).map(|(_, system)| system)).transpose()

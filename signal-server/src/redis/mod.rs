@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt;
 use redis::aio::ConnectionManager;
+use redis::IntoConnectionInfo;
 use strangers_matchmaker::{ConnId, Disconnect, Stats};
 use strangers_protocol::ClientMsg;
 use tokio::sync::mpsc;
@@ -358,25 +359,26 @@ pub fn redact(url: &str) -> String {
 /// then starts the tasks once the hub exists.
 pub async fn connect(settings: Settings) -> Result<(Arc<Link>, Pending), BackendError> {
     let shown = redact(&settings.url);
-    let client = redis::Client::open(settings.url.as_str())
-        .map_err(|source| BackendError::Url { url: shown.clone(), source })?;
+    let url_error = |source| BackendError::Url { url: shown.clone(), source };
+    let info = settings.url.as_str().into_connection_info().map_err(url_error)?;
+    // RESP3, so that the subscription shares the connection (see subscriber.rs).
+    let resp3 = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
+    let client = redis::Client::open(info.set_redis_settings(resp3)).map_err(url_error)?;
+    let (push_sender, pushes) = mpsc::unbounded_channel();
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(1)))
         .set_response_timeout(Some(Duration::from_secs(2)))
         .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500));
-    let manager = ConnectionManager::new_with_config(client.clone(), config)
-        .await
-        .map_err(|source| BackendError::Connect { url: shown.clone(), source })?;
+        .set_max_delay(Duration::from_millis(500))
+        .set_push_sender(push_sender);
+    let connect_error = |source| BackendError::Connect { url: shown.clone(), source };
+    let mut manager = ConnectionManager::new_with_config(client, config).await.map_err(connect_error)?;
     let node = format!("{:016x}", rand::rng().random::<u64>());
-    let subscription = subscriber::subscribe(&client, &node)
-        .await
-        .map_err(|source| BackendError::Connect { url: shown.clone(), source })?;
+    subscriber::subscribe(&mut manager, &node).await.map_err(connect_error)?;
     let (commands, receiver) = mpsc::unbounded_channel();
-    let library = Library::new();
     let link = Arc::new(Link {
         reads: manager.clone(),
-        library,
+        library: Library::new(),
         reporting: tokio::sync::Mutex::new(()),
         healthy: AtomicBool::new(true),
         subscribed: AtomicBool::new(true),
@@ -387,25 +389,24 @@ pub async fn connect(settings: Settings) -> Result<(Arc<Link>, Pending), Backend
         node: node.clone(),
     });
     let shared = Arc::new(Shared { node, settings, link: link.clone() });
-    Ok((link, Pending { client, manager, shared, subscription, receiver }))
+    Ok((link, Pending { manager, shared, pushes, receiver }))
 }
 
 /// A connected backend whose tasks wait for the hub.
 pub struct Pending {
-    client: redis::Client,
     manager: ConnectionManager,
     shared: Arc<Shared>,
-    subscription: redis::aio::PubSub,
+    pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
     receiver: mpsc::UnboundedReceiver<Command>,
 }
 
 impl Pending {
     /// Beats the first heartbeat, then starts the workers, the subscriber and the timers.
     pub async fn spawn(self, hub: Arc<Hub>) -> Backend {
-        let Pending { client, manager, shared, subscription, receiver } = self;
+        let Pending { manager, shared, pushes, receiver } = self;
         liveness::first_beat(&shared, &mut manager.clone()).await;
         let mut tasks = vec![tokio::spawn(worker::run(shared.clone(), manager.clone(), hub.clone(), receiver))];
-        tasks.push(tokio::spawn(subscriber::run(shared.clone(), client, subscription, hub.clone())));
+        tasks.push(tokio::spawn(subscriber::run(shared.clone(), manager.clone(), pushes, hub.clone())));
         tasks.push(tokio::spawn(liveness::heartbeat(shared.clone(), manager.clone(), hub.clone())));
         tasks.push(tokio::spawn(liveness::ticker(shared, manager)));
         Backend { tasks }

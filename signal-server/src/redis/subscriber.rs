@@ -1,14 +1,21 @@
-//! Listens on this node's channel and the `bans` channel, and applies what scripts published
-//! for this node's sockets, in order. When the subscription breaks (Redis restarted or
-//! unreachable), what was published meanwhile is lost to this node, so once it is back the
-//! node closes every socket with 1012: clients reconnect and resume, and get what was held.
+//! Hears this node's channel and the `bans` channel, and applies what the scripts published
+//! for this node's sockets, in order.
+//!
+//! The subscription lives on the node's one connection to Redis (RESP3: published messages
+//! come as pushes between the replies), so a batch's reply and the records it published for
+//! this node arrive in the same read, and Redis writes them in one go. When the connection
+//! breaks (Redis restarted or unreachable), what was published meanwhile is lost to this
+//! node, so once the subscription is back the node closes every socket with 1012: clients
+//! reconnect and resume, and get what was held for them.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use redis::{PushInfo, PushKind, Value};
+use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use super::{node_channel, records, Shared};
@@ -16,51 +23,58 @@ use crate::hub::Hub;
 
 const BANS: &str = "strangers:bans";
 
-/// Opens a subscription to this node's channel and the bans channel.
-pub(crate) async fn subscribe(client: &redis::Client, node: &str) -> redis::RedisResult<redis::aio::PubSub> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(node_channel(node)).await?;
-    pubsub.subscribe(BANS).await?;
-    Ok(pubsub)
+/// Subscribes the connection to this node's channel and the bans channel; what is
+/// published there comes as pushes to the connection's push sender.
+pub(crate) async fn subscribe(con: &mut ConnectionManager, node: &str) -> redis::RedisResult<()> {
+    con.subscribe(&[node_channel(node), BANS.to_string()]).await
 }
 
-pub(crate) async fn run(shared: Arc<Shared>, client: redis::Client, first: redis::aio::PubSub, hub: Arc<Hub>) {
-    let mut pubsub = Some(first);
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let mut current = match pubsub.take() {
-            Some(p) => p,
-            None => match subscribe(&client, &shared.node).await {
-                Ok(p) => {
-                    info!("Redis subscription back: asking every socket to reconnect and resume");
-                    shared.link.counters.restarts.fetch_add(1, Ordering::Relaxed);
-                    hub.restart_all();
-                    shared.link.subscribed.store(true, Ordering::Relaxed);
-                    backoff = Duration::from_millis(100);
-                    p
-                }
-                Err(e) => {
-                    warn!(error = %e, "Redis subscription failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut con: ConnectionManager,
+    mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+    hub: Arc<Hub>,
+) {
+    while let Some(push) = pushes.recv().await {
+        match push.kind {
+            PushKind::Message => {
+                let [Value::BulkString(channel), Value::BulkString(payload)] = &push.data[..] else { continue };
+                let Ok(payload) = std::str::from_utf8(payload) else { continue };
+                if channel == BANS.as_bytes() {
+                    heard_ban(&shared, payload);
                     continue;
                 }
-            },
-        };
-        let mut messages = current.on_message();
-        while let Some(msg) = messages.next().await {
-            let Ok(payload) = std::str::from_utf8(msg.get_payload_bytes()) else { continue };
-            if msg.get_channel_name() == BANS {
-                heard_ban(&shared, payload);
-                continue;
+                match records::parse(payload) {
+                    Ok(batch) => hub.apply(&shared.link, &batch),
+                    Err(e) => error!(error = %e, "unreadable batch from a script"),
+                }
             }
-            match records::parse(payload) {
-                Ok(batch) => hub.apply(&shared.link, &batch),
-                Err(e) => error!(error = %e, "unreadable batch from a script"),
+            PushKind::Disconnection => {
+                shared.link.subscribed.store(false, Ordering::Relaxed);
+                warn!("Redis connection lost: subscribing again");
+                resubscribe(&shared, &mut con).await;
+                info!("Redis subscription back: asking every socket to reconnect and resume");
+                shared.link.counters.restarts.fetch_add(1, Ordering::Relaxed);
+                hub.restart_all();
+                shared.link.subscribed.store(true, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Subscribes again until it works (the connection reconnects by itself on the way).
+async fn resubscribe(shared: &Shared, con: &mut ConnectionManager) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match super::bounded(subscribe(con, &shared.node)).await {
+            Ok(()) => return,
+            Err(e) => {
+                warn!(error = %e, "Redis subscription failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
-        shared.link.subscribed.store(false, Ordering::Relaxed);
-        warn!("Redis subscription lost");
     }
 }
 
