@@ -60,7 +60,7 @@ fn redis_settings(config: &Config, url: &str) -> redis::Settings {
         url: url.to_string(),
         node_timeout: config.node_timeout(),
         batch_window: config.redis_batch_window(),
-        session_ttl: SESSION_TTL.max(config.resume_grace() * 2),
+        session_ttl: session_ttl(config),
         resume_grace: config.resume_grace(),
         interest_wait: config.interest_wait(),
         max_pending_signals: config.max_pending_signals,
@@ -71,9 +71,15 @@ fn redis_settings(config: &Config, url: &str) -> redis::Settings {
     }
 }
 
-/// TTL of a session's keys in Redis; the node holding a session extends it every
+/// TTL of a session's keys in Redis, at least; the node holding a session extends it every
 /// heartbeat-refresh, so only the keys of sessions no node holds any more run out.
 const SESSION_TTL: Duration = Duration::from_secs(600);
+
+/// The TTL of a session's keys: outlives its grace, and three refreshes (a long
+/// `--node-timeout` spaces them out).
+fn session_ttl(config: &Config) -> Duration {
+    SESSION_TTL.max(config.resume_grace() * 2).max(redis::refresh_interval(config.node_timeout()) * 3)
+}
 
 /// The TCP peer of a connection, and whether it is a reverse proxy whose `X-Real-IP` names
 /// the client.
@@ -257,5 +263,21 @@ impl<F: Future + Unpin> Future for Tracked<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         Pin::new(&mut self.get_mut().future).poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn session_keys_outlive_their_grace_and_three_ttl_refreshes() {
+        let ttl = |args: &[&str]| session_ttl(&Config::parse_from([&["signal-server"], args].concat()));
+        assert_eq!(ttl(&[]), SESSION_TTL, "defaults: 10 minutes");
+        assert_eq!(ttl(&["--resume-grace", "900"]), Duration::from_secs(1800));
+        // A one-hour node timeout refreshes every 10 hours.
+        assert_eq!(ttl(&["--node-timeout", "3600"]), Duration::from_secs(3 * 36_000));
     }
 }

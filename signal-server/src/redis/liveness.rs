@@ -19,7 +19,13 @@ pub(crate) const TICK: Duration = Duration::from_millis(100);
 const TICK_LIMIT: &str = "500";
 
 /// How many beats between refreshes of the TTLs of this node's sessions.
-const BEATS_PER_REFRESH: u64 = 30;
+const BEATS_PER_REFRESH: u32 = 30;
+
+/// How often a node with this timeout extends the TTLs of its sessions' keys (which must
+/// outlive it by a wide margin).
+pub fn refresh_interval(node_timeout: Duration) -> Duration {
+    node_timeout / 3 * BEATS_PER_REFRESH
+}
 
 async fn beat(shared: &Shared, con: &mut ConnectionManager, refresh: bool, first: bool) -> redis::RedisResult<String> {
     let timeout = shared.settings.node_timeout.as_millis().to_string();
@@ -47,10 +53,10 @@ pub(crate) async fn first_beat(shared: &Shared, con: &mut ConnectionManager) {
 pub(crate) async fn heartbeat(shared: Arc<Shared>, mut con: ConnectionManager, hub: Arc<Hub>) {
     let mut ticker = tokio::time::interval(shared.settings.node_timeout / 3);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut beats: u64 = 0;
+    let mut beats: u32 = 0;
     loop {
         ticker.tick().await;
-        beats += 1;
+        beats = beats.wrapping_add(1);
         match beat(&shared, &mut con, beats % BEATS_PER_REFRESH == 0, false).await {
             Ok(outcome) if outcome == "reaped" => {
                 info!("this node was taken for dead: asking every socket to reconnect and resume");

@@ -16,6 +16,7 @@
 //! Redis has forgotten, and it speaks pub/sub.
 
 mod liveness;
+pub use liveness::refresh_interval;
 mod records;
 mod route;
 mod scripts;
