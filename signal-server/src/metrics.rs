@@ -57,7 +57,7 @@ pub fn render(hub: &Hub, stats: &Stats) -> String {
         for (name, help, value) in [
             ("redis_round_trips_total", "Round trips to Redis (a batch of operations counts once).", &r.round_trips),
             ("redis_background_round_trips_total", "Of those, heartbeats and timer runs.", &r.background),
-            ("redis_scripts_total", "Scripts this node ran in Redis (a batch counts once).", &r.scripts),
+            ("redis_scripts_total", "Function calls this node ran in Redis (a batch counts once).", &r.scripts),
             ("redis_operations_total", "Client commands this node ran in Redis, in batches.", &r.operations),
             ("redis_errors_total", "Operations and scripts that failed.", &r.errors),
             ("redis_signals_published_total", "Signals sent straight to the partner's node.", &r.relayed),

@@ -1,19 +1,20 @@
 //! The Redis backend (`--redis URL`): several signal servers ("nodes") share one Redis, which
 //! holds the waiting queue, sessions, resume tokens, rooms, held messages, reports and bans,
-//! every key with a TTL. Each change of that state is one Lua script (`*.lua`), atomic in
-//! Redis, so no two nodes can hand out the same stranger. What a script decides for a socket
-//! is published on the channel of the node holding that socket, one message per node and
-//! script, so every socket sees its messages in the order Redis ran the scripts.
+//! every key with a TTL. Each change of that state is one call of a Lua function (the library
+//! in `*.lua`, see `scripts.rs`), atomic in Redis, so no two nodes can hand out the same
+//! stranger. What a call decides for a socket is published on the channel of the node holding
+//! that socket, one message per node and call, so every socket sees its messages in the order
+//! Redis ran the calls.
 //!
 //! This module is the node's side: [`Link`] is what the hub calls (commands in, in arrival
-//! order), `worker.rs` runs the scripts in pipelines, `subscriber.rs` applies what is published to this
-//! node, `liveness.rs` beats the heartbeat and runs the cluster's timers. The pure in-memory
-//! matchmaker is not used in this mode. Nothing here touches sockets directly: outputs go
-//! through the hub's outboxes.
+//! order), `worker.rs` sends them in batches, `subscriber.rs` applies what is published to
+//! this node, `liveness.rs` beats the heartbeat and runs the cluster's timers. The pure
+//! in-memory matchmaker is not used in this mode. Nothing here touches sockets directly:
+//! outputs go through the hub's outboxes.
 //!
 //! Crate choice: `redis` (redis-rs) is the maintained Rust client; it runs on tokio, its
-//! `ConnectionManager` reconnects by itself, its `Script` calls EVALSHA and reloads a script
-//! Redis has forgotten, and it speaks pub/sub.
+//! `ConnectionManager` reconnects by itself, and it speaks RESP3 with pub/sub pushes on the
+//! same connection as the calls.
 
 mod liveness;
 pub use liveness::refresh_interval;
@@ -81,6 +82,8 @@ pub enum BackendError {
     Url { url: String, source: redis::RedisError },
     #[error("cannot reach Redis at {url}: {source}")]
     Connect { url: String, source: redis::RedisError },
+    #[error("Redis at {url} did not load the pairing functions (Redis 7.0 or later is needed): {reason}")]
+    Functions { url: String, reason: String },
 }
 
 /// A command from a socket, in the order the socket produced it.
@@ -374,12 +377,19 @@ pub async fn connect(settings: Settings) -> Result<(Arc<Link>, Pending), Backend
         .set_push_sender(push_sender);
     let connect_error = |source| BackendError::Connect { url: shown.clone(), source };
     let mut manager = ConnectionManager::new_with_config(client, config).await.map_err(connect_error)?;
+    let library = Library::new();
+    library.load(&mut manager).await.map_err(|source| {
+        // Redis echoes the start of the arguments, here the library's code: not worth showing.
+        let text = source.to_string();
+        let reason = text.split(", with args beginning with").next().unwrap_or_default().to_string();
+        BackendError::Functions { url: shown.clone(), reason }
+    })?;
     let node = format!("{:016x}", rand::rng().random::<u64>());
     subscriber::subscribe(&mut manager, &node).await.map_err(connect_error)?;
     let (commands, receiver) = mpsc::unbounded_channel();
     let link = Arc::new(Link {
         reads: manager.clone(),
-        library: Library::new(),
+        library,
         reporting: tokio::sync::Mutex::new(()),
         healthy: AtomicBool::new(true),
         subscribed: AtomicBool::new(true),

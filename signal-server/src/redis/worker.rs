@@ -1,6 +1,6 @@
 //! Runs the operations for this node's sockets. One worker per node takes the commands in
 //! the order the sockets produced them (the same order the in-memory hub would see) and
-//! sends whatever is waiting as one call of `batch.lua` (after gathering for
+//! sends whatever is waiting as one call of the `batch` function (after gathering for
 //! `--redis-batch-ms` from the first command, unless the batch is full): one round trip and
 //! one atomic step per batch, the operations run in that order, and each node hears the
 //! records of the whole batch as one message. An operation that fails (Redis unreachable or
@@ -185,7 +185,7 @@ async fn run_batch(shared: &Shared, con: &mut ConnectionManager, calls: Vec<Call
     calls.into_iter().enumerate().filter(|(i, _)| failed.contains(&(i + 1))).map(|(_, call)| (call, error())).collect()
 }
 
-/// The EVALSHA of `batch.lua` for these calls: each call is its operation's name, its
+/// The FCALL of `batch` for these calls: each call is its operation's name, its
 /// argument count and its arguments.
 fn batch_cmd(shared: &Shared, calls: &[Call]) -> redis::Cmd {
     let mut ops: Vec<&str> = Vec::with_capacity(calls.len() * 8);
