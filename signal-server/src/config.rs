@@ -113,11 +113,18 @@ pub struct Config {
     #[arg(long, env = "STRANGERS_NODE_TIMEOUT", default_value_t = 5.0, value_name = "SECS")]
     pub node_timeout: f64,
 
-    /// With --redis: milliseconds a node gathers its clients' commands before sending them
-    /// to Redis as one batch (0: send at once). A little latency (at most this much per
-    /// command) for much less CPU at low and moderate load, in the node and in Redis.
-    #[arg(long, env = "STRANGERS_REDIS_BATCH_MS", default_value_t = 2.0, value_name = "MS")]
+    /// With --redis: milliseconds a pairing command (hello, find, next, stop, report, close)
+    /// may wait for others to share its round trip to Redis (0: send at once). Far less CPU at
+    /// low and moderate load, in the node and in Redis, for at most this much more time to
+    /// meet the next stranger (a call then takes a hundred milliseconds or more to connect).
+    #[arg(long, env = "STRANGERS_REDIS_BATCH_MS", default_value_t = 10.0, value_name = "MS")]
     pub redis_batch_ms: f64,
+
+    /// With --redis: milliseconds a signal for a stranger on another node may wait for
+    /// others to share its round trip (0: send at once). Signals set up the call, so their
+    /// wait is short; one that arrives ends a longer wait of the batch it joins.
+    #[arg(long, env = "STRANGERS_REDIS_SIGNAL_BATCH_MS", default_value_t = 2.0, value_name = "MS")]
+    pub redis_signal_batch_ms: f64,
 
     /// Log format: "text" or "json".
     #[arg(long, env = "STRANGERS_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -167,6 +174,9 @@ impl Config {
         if !(0.0..=100.0).contains(&self.redis_batch_ms) {
             return Err("--redis-batch-ms must be between 0 and 100".into());
         }
+        if !(0.0..=100.0).contains(&self.redis_signal_batch_ms) {
+            return Err("--redis-signal-batch-ms must be between 0 and 100".into());
+        }
         if self.turn_ttl == 0 {
             return Err("--turn-ttl must be positive".into());
         }
@@ -187,6 +197,10 @@ impl Config {
 
     pub fn redis_batch_window(&self) -> Duration {
         Duration::from_secs_f64(self.redis_batch_ms / 1000.0)
+    }
+
+    pub fn redis_signal_batch_window(&self) -> Duration {
+        Duration::from_secs_f64(self.redis_signal_batch_ms / 1000.0)
     }
 
     pub fn node_timeout(&self) -> Duration {
@@ -218,12 +232,17 @@ mod tests {
     }
 
     #[test]
-    fn the_redis_batch_window_defaults_to_two_milliseconds_and_is_bounded() {
-        assert_eq!(check(&[]).unwrap().redis_batch_window(), Duration::from_millis(2));
+    fn the_redis_batch_windows_default_to_ten_and_two_milliseconds_and_are_bounded() {
+        assert_eq!(check(&[]).unwrap().redis_batch_window(), Duration::from_millis(10));
+        assert_eq!(check(&[]).unwrap().redis_signal_batch_window(), Duration::from_millis(2));
         assert_eq!(check(&["--redis-batch-ms", "0"]).unwrap().redis_batch_window(), Duration::ZERO);
         assert_eq!(check(&["--redis-batch-ms", "0.5"]).unwrap().redis_batch_window(), Duration::from_micros(500));
-        for bad in ["-1", "101", "NaN"] {
-            assert!(check(&["--redis-batch-ms", bad]).is_err(), "{bad} accepted");
+        let signals = check(&["--redis-signal-batch-ms", "0"]).unwrap();
+        assert_eq!(signals.redis_signal_batch_window(), Duration::ZERO);
+        for flag in ["--redis-batch-ms", "--redis-signal-batch-ms"] {
+            for bad in ["-1", "101", "NaN"] {
+                assert!(check(&[flag, bad]).is_err(), "{flag} {bad} accepted");
+            }
         }
     }
 }

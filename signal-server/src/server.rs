@@ -60,6 +60,7 @@ fn redis_settings(config: &Config, url: &str) -> redis::Settings {
         url: url.to_string(),
         node_timeout: config.node_timeout(),
         batch_window: config.redis_batch_window(),
+        signal_batch_window: config.redis_signal_batch_window(),
         session_ttl: session_ttl(config),
         resume_grace: config.resume_grace(),
         interest_wait: config.interest_wait(),

@@ -50,8 +50,10 @@ pub struct Settings {
     pub url: String,
     /// A node silent this long is dead: its sessions are held for a resume elsewhere.
     pub node_timeout: Duration,
-    /// How long the worker gathers commands before a batch goes out (zero: at once).
+    /// How long a pairing command may wait for others to share its batch (zero: none).
     pub batch_window: Duration,
+    /// How long a signal for another node's socket may wait for others (zero: none).
+    pub signal_batch_window: Duration,
     /// TTL of the keys of a session; nodes extend it for the sessions they hold.
     pub session_ttl: Duration,
     pub resume_grace: Duration,

@@ -1,7 +1,7 @@
 //! Runs the operations for this node's sockets. One worker per node takes the commands in
 //! the order the sockets produced them (the same order the in-memory hub would see) and
-//! sends whatever is waiting as one call of the `batch` function (after gathering for
-//! `--redis-batch-ms` from the first command, unless the batch is full): one round trip and
+//! sends whatever is waiting as one call of the `batch` function (after gathering: see
+//! [`gather`]): one round trip and
 //! one atomic step per batch, the operations run in that order, and each node hears the
 //! records of the whole batch as one message. An operation that fails (Redis unreachable or
 //! erroring) is answered with `error unavailable`; the socket stays open.
@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 use strangers_matchmaker::{ConnId, Disconnect};
@@ -18,7 +18,7 @@ use strangers_protocol::{ClientMsg, ErrorCode, ServerMsg};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::{Command, Function, Shared};
+use super::{Command, Function, Settings, Shared};
 use crate::hub::Hub;
 
 /// Most operations in one batch.
@@ -51,16 +51,8 @@ pub(crate) async fn run(
 ) {
     let mut addresses: HashMap<ConnId, IpAddr> = HashMap::new();
     let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
-    let window = shared.settings.batch_window;
     while commands.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if !window.is_zero() && batch.len() < MAX_BATCH {
-            // Group commit: what arrives meanwhile shares the round trip and the script.
-            tokio::time::sleep(window).await;
-            while batch.len() < MAX_BATCH {
-                let Ok(command) = commands.try_recv() else { break };
-                batch.push(command);
-            }
-        }
+        gather(&shared.settings, &mut commands, &mut batch).await;
         let mut calls = Vec::with_capacity(batch.len());
         for command in batch.drain(..) {
             match command {
@@ -118,6 +110,53 @@ pub(crate) async fn run(
         for (_, error) in closes {
             warn!(%error, "could not tell Redis a socket closed");
         }
+    }
+}
+
+/// Group commit: what arrives while the batch waits shares its round trip and its call.
+/// Each command may wait its kind's window (see [`window_of`]) from its arrival; the batch
+/// goes out when the first of those runs out, or when it is full.
+async fn gather(settings: &Settings, commands: &mut mpsc::UnboundedReceiver<Command>, batch: &mut Vec<Command>) {
+    let now = Instant::now();
+    let mut deadline = batch.iter().filter_map(|c| window_of(settings, c)).min().map(|w| now + w);
+    while batch.len() < MAX_BATCH {
+        let Some(at) = deadline else { return };
+        let before = batch.len();
+        tokio::select! {
+            biased;
+            _ = tokio::time::sleep_until(at.into()) => {
+                while batch.len() < MAX_BATCH {
+                    let Ok(command) = commands.try_recv() else { break };
+                    batch.push(command);
+                }
+                return;
+            }
+            // Cancel-safe: nothing is lost when the sleep wins.
+            n = commands.recv_many(batch, MAX_BATCH - before) => {
+                if n == 0 {
+                    return;
+                }
+                let now = Instant::now();
+                let sooner = batch[before..].iter().filter_map(|c| window_of(settings, c)).min().map(|w| now + w);
+                deadline = match (deadline, sooner) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+    }
+}
+
+/// How long a command may wait for others to share its batch: signals briefly (they set up
+/// a call), pairing commands longer; none for what never reaches Redis by itself.
+fn window_of(settings: &Settings, command: &Command) -> Option<Duration> {
+    match command {
+        Command::Open { .. } => None,
+        Command::Message { msg: ClientMsg::Signal(_), .. }
+        | Command::Signal { .. }
+        | Command::Publish { .. }
+        | Command::Reroute { .. } => Some(settings.signal_batch_window),
+        Command::Message { .. } | Command::Close { .. } => Some(settings.batch_window),
     }
 }
 
