@@ -245,3 +245,87 @@ fn fresh_ids() -> (String, String) {
     let token: [u8; 32] = rng.random();
     (id, token.iter().map(|b| format!("{b:02x}")).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairing_ms: u64, signal_ms: u64) -> Settings {
+        Settings {
+            url: String::new(),
+            node_timeout: Duration::from_secs(5),
+            batch_window: Duration::from_millis(pairing_ms),
+            signal_batch_window: Duration::from_millis(signal_ms),
+            session_ttl: Duration::from_secs(600),
+            resume_grace: Duration::from_secs(10),
+            interest_wait: Duration::from_secs(3),
+            max_pending_signals: 64,
+            max_pending_bytes: 1 << 20,
+            report_threshold: 3,
+            report_window: Duration::from_secs(600),
+            ban_duration: Duration::from_secs(600),
+        }
+    }
+
+    fn find(conn: ConnId) -> Command {
+        Command::Message { conn, msg: ClientMsg::Find }
+    }
+
+    fn signal(conn: ConnId) -> Command {
+        Command::Signal { conn, text: r#"{"type":"signal","data":{}}"#.into() }
+    }
+
+    /// Runs `gather` on `first` while `later` arrives, within a bound far below the long
+    /// windows used here: exceeding it means the batch waited for a window it should not have.
+    async fn gathered(settings: Settings, first: Vec<Command>, later: Vec<Command>) -> Vec<Command> {
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        let mut batch = first;
+        let feeder = tokio::spawn(async move {
+            for command in later {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = sender.send(command);
+            }
+            // Keep the channel open: a closed one would end the gathering by itself.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        let bound = Duration::from_secs(5);
+        tokio::time::timeout(bound, gather(&settings, &mut receiver, &mut batch))
+            .await
+            .expect("the batch waited for a window it should not have");
+        feeder.abort();
+        batch
+    }
+
+    #[tokio::test]
+    async fn a_signal_ends_the_long_wait_of_pairing_commands_and_joins_their_batch() {
+        let batch = gathered(settings(60_000, 0), vec![find(1)], vec![find(2), signal(3), find(4)]).await;
+        let conns: Vec<_> = batch
+            .iter()
+            .map(|c| if let Command::Message { conn, .. } | Command::Signal { conn, .. } = c { *conn } else { 0 })
+            .collect();
+        assert_eq!(conns, [1, 2, 3], "the pairing commands waited, the signal went at once with them");
+    }
+
+    #[tokio::test]
+    async fn without_a_window_a_command_goes_at_once() {
+        let batch = gathered(settings(0, 60_000), vec![find(1)], vec![find(2)]).await;
+        assert_eq!(batch.len(), 1);
+        let batch = gathered(
+            settings(60_000, 60_000),
+            vec![Command::Open { conn: 1, ip: [127, 0, 0, 1].into() }],
+            vec![find(2)],
+        )
+        .await;
+        assert_eq!(batch.len(), 1, "an open alone does not wait");
+    }
+
+    #[test]
+    fn signals_wait_the_signal_window_and_the_rest_the_pairing_window() {
+        let s = settings(10, 2);
+        assert_eq!(window_of(&s, &signal(1)), Some(Duration::from_millis(2)));
+        let relayed = Command::Reroute { session: "a".into(), room: "r".into(), text: "{}".into() };
+        assert_eq!(window_of(&s, &relayed), Some(Duration::from_millis(2)));
+        assert_eq!(window_of(&s, &find(1)), Some(Duration::from_millis(10)));
+        assert_eq!(window_of(&s, &Command::Close { conn: 1, how: Disconnect::Clean }), Some(Duration::from_millis(10)));
+    }
+}
