@@ -2,8 +2,7 @@
 -- script: ARGV[6..] is a run of operations, each its name, its argument count and its
 -- arguments. Each runs in turn (an error stops that one only: the rest go on), then every
 -- node's records go out, one message per node.
--- Returns {'' or the failed operations' positions (1-based, space-separated), pairs made,
--- signals relayed without a script}.
+-- Returns {'' or the failed operations' positions (1-based, space-separated), pairs made}.
 local failed = {}
 local i, n = 6, 0
 while i <= #ARGV do
@@ -19,4 +18,4 @@ while i <= #ARGV do
   i = i + 2 + count
 end
 flush()
-return { table.concat(failed, ' '), MATCHES, RELAYED }
+return { table.concat(failed, ' '), MATCHES }

@@ -23,7 +23,7 @@ local P = 'strangers:'
 -- The state of one call, set by begin() at its start (a library is loaded once and its
 -- functions called many times: nothing of a call may leak into the next).
 local NODE, TTL, GRACE, WAIT, SALT, NOW
-local MATCHES, RELAYED -- pairs made; signals handed to a node's channel without a script deciding
+local MATCHES   -- pairs made
 local OUT       -- node -> list of records {conn, kind, body, sid, message to hold, relay}
 local OUT_ORDER -- nodes in the order they were first written to
 local TOUCHED   -- shared keys whose TTL this call has set already (touch_once)
@@ -37,23 +37,23 @@ local function begin(ARGV)
   NODE, TTL, GRACE, WAIT, SALT = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
   local t = redis.call('TIME')
   NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  MATCHES, RELAYED = 0, 0
+  MATCHES = 0
   OUT, OUT_ORDER, TOUCHED, STATS = {}, {}, {}, {}
   SEQ_NEXT, SEQ_END = 1, 0
 end
 
 -- Record kinds (records.rs parses them): T text, E error, W welcome, C close, M matched (the
--- node learns the route to the partner), L the room ended (the node forgets the route), S a
--- signal relayed by a node (see route.rs). `held` is what to hold for `sid` if nobody hears
--- the node, by default the body; `relay` the arguments of OPS.relay for an S record.
-local function record(node, conn, kind, body, sid, held, relay)
+-- node learns the route to the partner), L the room ended (the node forgets the route). (S,
+-- a signal, is published by nodes themselves: see publish.rs.) `held` is what to hold for
+-- `sid` if nobody hears the node, by default the body.
+local function record(node, conn, kind, body, sid, held)
   local list = OUT[node]
   if not list then
     list = {}
     OUT[node] = list
     OUT_ORDER[#OUT_ORDER + 1] = node
   end
-  list[#list + 1] = { conn, kind, body, sid, held or body, relay }
+  list[#list + 1] = { conn, kind, body, sid, held or body }
 end
 
 local function skey(sid) return P .. 's:' .. sid end
@@ -336,42 +336,26 @@ local function caller(conn, sid, read)
 end
 
 -- Publishes each node's records as one message, in order, then writes the counters. A node
--- nobody listens for (dead or reconnecting) loses nothing: its sessions are dropped and their messages held, and the
--- signals other nodes relayed to it go through OPS.relay (which may write more records, so
--- this goes on until every record is out).
+-- nobody listens for (dead or reconnecting) loses nothing: its sessions are dropped and
+-- their messages held.
 local function flush()
-  local sent = {}
-  local more = true
-  while more do
-    more = false
-    for _, node in ipairs(OUT_ORDER) do
-      local list = OUT[node]
-      local from, to = (sent[node] or 0) + 1, #list
-      if from <= to then
-        more = true
-        sent[node] = to
-        local parts = {}
-        for i = from, to do
-          local r = list[i]
-          parts[#parts + 1] = r[1] .. ' ' .. r[2] .. ' ' .. #r[3] .. ':' .. r[3]
-        end
-        local heard = redis.call('PUBLISH', P .. 'node:' .. node, table.concat(parts))
-        for i = from, to do
-          local r = list[i]
-          if heard > 0 then
-            if r[6] then RELAYED = RELAYED + 1 end
-          elseif r[6] then
-            OPS.relay(r[6])
-          elseif r[4] then
-            local s = sess(r[4])
-            if s and s.node == node and s.conn == r[1] then drop_session(r[4], s) end
-            if s then hold(r[4], r[5]) end
-          end
+  for _, node in ipairs(OUT_ORDER) do
+    local list = OUT[node]
+    local parts = {}
+    for i = 1, #list do
+      local r = list[i]
+      parts[i] = r[1] .. ' ' .. r[2] .. ' ' .. #r[3] .. ':' .. r[3]
+    end
+    if redis.call('PUBLISH', P .. 'node:' .. node, table.concat(parts)) == 0 then
+      for _, r in ipairs(list) do
+        if r[4] then
+          local s = sess(r[4])
+          if s and s.node == node and s.conn == r[1] then drop_session(r[4], s) end
+          if s then hold(r[4], r[5]) end
         end
       end
     end
   end
-  if RELAYED > 0 then count('signals', RELAYED) end
   local written = false
   for field, n in pairs(STATS) do
     if n ~= 0 then

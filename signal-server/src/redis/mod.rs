@@ -17,12 +17,14 @@
 //! same connection as the calls.
 
 mod liveness;
-pub use liveness::refresh_interval;
+mod publish;
 mod records;
 mod route;
 mod scripts;
 mod subscriber;
 mod worker;
+
+pub use liveness::refresh_interval;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -102,6 +102,13 @@ pub(crate) fn parse(batch: &str) -> Result<Vec<Record<'_>>, BadBatch> {
     Ok(records)
 }
 
+/// Appends a `signal` record (what a node publishes straight to its partner's node) to `out`.
+pub(crate) fn write_signal(out: &mut String, conn: ConnId, room: &str, sender: &str, text: &str) {
+    use std::fmt::Write;
+    let len = room.len() + 1 + sender.len() + 1 + text.len();
+    let _ = write!(out, "{conn} S {len}:{room} {sender} {text}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,9 +117,11 @@ mod tests {
         format!("{conn} {kind} {}:{body}", body.len())
     }
 
-    /// As `pub.lua` writes them.
     fn signal_record(conn: u64, room: &str, sender: &str, text: &str) -> String {
-        rec(conn, "S", &format!("{room} {sender} {text}"))
+        let mut out = String::new();
+        write_signal(&mut out, conn, room, sender, text);
+        assert_eq!(out, rec(conn, "S", &format!("{room} {sender} {text}")));
+        out
     }
 
     #[test]

@@ -16,11 +16,10 @@ use sha1::{Digest, Sha1};
 const COMMON: &str = include_str!("common.lua");
 
 /// The operations `batch.lua` runs, one file each.
-const OPERATIONS: [&str; 7] = [
+const OPERATIONS: [&str; 6] = [
     include_str!("hello.lua"),
     include_str!("queue.lua"),
     include_str!("signal.lua"),
-    include_str!("pub.lua"),
     include_str!("relay.lua"),
     include_str!("report.lua"),
     include_str!("close.lua"),

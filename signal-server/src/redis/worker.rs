@@ -18,6 +18,7 @@ use strangers_protocol::{ClientMsg, ErrorCode, ServerMsg};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::publish::publish_waiting;
 use super::{Command, Function, Settings, Shared};
 use crate::hub::Hub;
 
@@ -52,7 +53,8 @@ pub(crate) async fn run(
     let mut addresses: HashMap<ConnId, IpAddr> = HashMap::new();
     let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
     while commands.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        gather(&shared.settings, &mut commands, &mut batch).await;
+        let publisher = Publisher { shared: &shared, con: &mut con, hub: &hub };
+        gather(&shared.settings, publisher, &mut commands, &mut batch).await;
         let mut calls = Vec::with_capacity(batch.len());
         for command in batch.drain(..) {
             match command {
@@ -68,11 +70,8 @@ pub(crate) async fn run(
                         calls.push(signal_call(&shared, conn, text));
                     }
                 }
-                Command::Publish { conn, node, partner_conn, room, session, text } => {
-                    let mut args = vec![node, partner_conn.to_string(), room, session, text];
-                    args.extend(pending_limits(&shared));
-                    calls.push(Call { conn: Some(conn), op: "pub", args });
-                }
+                // Published while gathering.
+                Command::Publish { .. } => {}
                 Command::Reroute { session, room, text } => {
                     let mut args = vec![session, room, text];
                     args.extend(pending_limits(&shared));
@@ -92,13 +91,7 @@ pub(crate) async fn run(
         let (mut closes, refused): (Vec<_>, Vec<_>) =
             run_batch(&shared, &mut con, calls).await.into_iter().partition(|(call, _)| call.is_close());
         for conn in refused.into_iter().filter_map(|(call, _)| call.conn) {
-            hub.deliver(
-                conn,
-                &ServerMsg::error(
-                    ErrorCode::Unavailable,
-                    "matchmaking is unavailable for a moment (its store is unreachable); retry shortly",
-                ),
-            );
+            tell_unavailable(&hub, conn);
         }
         for attempt in 1..CLOSE_ATTEMPTS {
             if closes.is_empty() {
@@ -113,14 +106,49 @@ pub(crate) async fn run(
     }
 }
 
+/// What `gather` does with the signals for other nodes in the batch: publishes them at once
+/// (returns how many came back to the batch because nobody heard them).
+trait Publish {
+    async fn publish(&mut self, batch: &mut Vec<Command>) -> usize;
+}
+
+struct Publisher<'a> {
+    shared: &'a Shared,
+    con: &'a mut ConnectionManager,
+    hub: &'a Hub,
+}
+
+impl Publish for Publisher<'_> {
+    async fn publish(&mut self, batch: &mut Vec<Command>) -> usize {
+        publish_waiting(self.shared, self.con, self.hub, batch).await
+    }
+}
+
+/// Tells a socket its command could not reach Redis.
+pub(crate) fn tell_unavailable(hub: &Hub, conn: ConnId) {
+    hub.deliver(
+        conn,
+        &ServerMsg::error(
+            ErrorCode::Unavailable,
+            "matchmaking is unavailable for a moment (its store is unreachable); retry shortly",
+        ),
+    );
+}
+
 /// Group commit: what arrives while the batch waits shares its round trip and its call.
 /// Each command may wait its kind's window (see [`window_of`]) from its arrival; the batch
-/// goes out when the first of those runs out, or when it is full.
-async fn gather(settings: &Settings, commands: &mut mpsc::UnboundedReceiver<Command>, batch: &mut Vec<Command>) {
-    let now = Instant::now();
-    let mut deadline = batch.iter().filter_map(|c| window_of(settings, c)).min().map(|w| now + w);
-    while batch.len() < MAX_BATCH {
-        let Some(at) = deadline else { return };
+/// goes out when the first of those runs out, or when it is full. Signals for another node
+/// are not in the call: they wait the signal window, then go out as they are
+/// (`publish.rs`) while the rest of the batch may wait on.
+async fn gather(
+    settings: &Settings,
+    mut publisher: impl Publish,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    batch: &mut Vec<Command>,
+) {
+    let mut waits = Waits::default();
+    waits.arrived(settings, &batch[..], Instant::now());
+    while let (Some(at), false) = (waits.first(), batch.len() >= MAX_BATCH) {
         let before = batch.len();
         tokio::select! {
             biased;
@@ -129,33 +157,66 @@ async fn gather(settings: &Settings, commands: &mut mpsc::UnboundedReceiver<Comm
                     let Ok(command) = commands.try_recv() else { break };
                     batch.push(command);
                 }
-                return;
+                let now = Instant::now();
+                waits.arrived(settings, &batch[before..], now);
+                if waits.batch.is_some_and(|at| at <= now) {
+                    break;
+                }
+                // Only the signals' wait ran out: they go, the rest waits on (with those
+                // that nobody heard, back as relay operations).
+                let back = publisher.publish(batch).await;
+                waits.publish = None;
+                waits.arrived(settings, &batch[batch.len() - back..], now);
             }
             // Cancel-safe: nothing is lost when the sleep wins.
             n = commands.recv_many(batch, MAX_BATCH - before) => {
                 if n == 0 {
-                    return;
+                    break;
                 }
-                let now = Instant::now();
-                let sooner = batch[before..].iter().filter_map(|c| window_of(settings, c)).min().map(|w| now + w);
-                deadline = match (deadline, sooner) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                waits.arrived(settings, &batch[before..], Instant::now());
             }
+        }
+    }
+    publisher.publish(batch).await;
+}
+
+/// When the batch and the signals for other nodes waiting in it must go.
+#[derive(Default)]
+struct Waits {
+    batch: Option<Instant>,
+    publish: Option<Instant>,
+}
+
+impl Waits {
+    fn arrived(&mut self, settings: &Settings, commands: &[Command], now: Instant) {
+        let sooner = |at: Option<Instant>, wait: Duration| Some(at.map_or(now + wait, |at| at.min(now + wait)));
+        for command in commands {
+            if matches!(command, Command::Publish { .. }) {
+                self.publish = sooner(self.publish, settings.signal_batch_window);
+            } else if let Some(wait) = window_of(settings, command) {
+                self.batch = sooner(self.batch, wait);
+            }
+        }
+    }
+
+    fn first(&self) -> Option<Instant> {
+        match (self.batch, self.publish) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 }
 
 /// How long a command may wait for others to share its batch: signals briefly (they set up
-/// a call), pairing commands longer; none for what never reaches Redis by itself.
+/// a call), pairing commands longer; none for what is not in the call (an open is local, a
+/// signal for another node is published: see [`Waits`]).
 fn window_of(settings: &Settings, command: &Command) -> Option<Duration> {
     match command {
         Command::Open { .. } => None,
-        Command::Message { msg: ClientMsg::Signal(_), .. }
-        | Command::Signal { .. }
-        | Command::Publish { .. }
-        | Command::Reroute { .. } => Some(settings.signal_batch_window),
+        Command::Publish { .. } => None,
+        Command::Message { msg: ClientMsg::Signal(_), .. } | Command::Signal { .. } | Command::Reroute { .. } => {
+            Some(settings.signal_batch_window)
+        }
         Command::Message { .. } | Command::Close { .. } => Some(settings.batch_window),
     }
 }
@@ -206,7 +267,7 @@ fn call_for(shared: &Shared, conn: ConnId, ip: IpAddr, msg: ClientMsg) -> Call {
 async fn run_batch(shared: &Shared, con: &mut ConnectionManager, calls: Vec<Call>) -> Vec<(Call, redis::RedisError)> {
     let counters = &shared.link.counters;
     counters.operations.fetch_add(calls.len() as u64, Ordering::Relaxed);
-    let (failed, matches, relayed) = match shared.query::<(String, u64, u64)>(con, &batch_cmd(shared, &calls)).await {
+    let (failed, matches) = match shared.query::<(String, u64)>(con, &batch_cmd(shared, &calls)).await {
         Ok(reply) => reply,
         Err(e) => {
             counters.errors.fetch_add(calls.len() as u64, Ordering::Relaxed);
@@ -214,7 +275,6 @@ async fn run_batch(shared: &Shared, con: &mut ConnectionManager, calls: Vec<Call
         }
     };
     counters.matches.fetch_add(matches, Ordering::Relaxed);
-    counters.relayed.fetch_add(relayed, Ordering::Relaxed);
     if failed.is_empty() {
         return Vec::new();
     }
@@ -267,6 +327,15 @@ mod tests {
         }
     }
 
+    /// These tests send no signal for another node.
+    struct NoSignalsForOtherNodes;
+
+    impl Publish for NoSignalsForOtherNodes {
+        async fn publish(&mut self, _: &mut Vec<Command>) -> usize {
+            0
+        }
+    }
+
     fn find(conn: ConnId) -> Command {
         Command::Message { conn, msg: ClientMsg::Find }
     }
@@ -289,7 +358,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(60)).await;
         });
         let bound = Duration::from_secs(5);
-        tokio::time::timeout(bound, gather(&settings, &mut receiver, &mut batch))
+        tokio::time::timeout(bound, gather(&settings, NoSignalsForOtherNodes, &mut receiver, &mut batch))
             .await
             .expect("the batch waited for a window it should not have");
         feeder.abort();
