@@ -106,15 +106,8 @@ pub(crate) enum Command {
         conn: ConnId,
         text: String,
     },
-    /// A signal relayed straight to the partner's socket `partner_conn` on `node`.
-    Publish {
-        conn: ConnId,
-        node: String,
-        partner_conn: ConnId,
-        room: String,
-        session: String,
-        text: String,
-    },
+    /// A signal relayed straight to the partner's socket on another node.
+    Publish(publish::Signal),
     /// A signal relayed to this node that its socket could not take, for `relay.lua`.
     Reroute {
         session: String,
@@ -200,7 +193,7 @@ impl Link {
     pub(crate) fn publish(&self, conn: ConnId, route: &Route, text: String) {
         let Some(partner_conn) = route.partner_conn else { return self.signal(conn, text) };
         let (node, room, session) = (route.node.to_string(), route.room.to_string(), route.session.to_string());
-        self.submit(Command::Publish { conn, node, partner_conn, room, session, text });
+        self.submit(Command::Publish(publish::Signal { conn, node, partner_conn, room, session, text }));
     }
 
     pub(crate) fn reroute(&self, room: &str, sender: &str, text: &str) {

@@ -17,14 +17,15 @@ use strangers_matchmaker::ConnId;
 use super::{bounded, node_channel, records, Command, Shared};
 use crate::hub::Hub;
 
-/// A signal to publish.
-struct Signal {
-    conn: ConnId,
-    node: String,
-    partner_conn: ConnId,
-    room: String,
-    session: String,
-    text: String,
+/// A signal to publish: from socket `conn` of `session` to socket `partner_conn` on `node`.
+#[derive(Debug)]
+pub(crate) struct Signal {
+    pub conn: ConnId,
+    pub node: String,
+    pub partner_conn: ConnId,
+    pub room: String,
+    pub session: String,
+    pub text: String,
 }
 
 /// Takes the `Publish` commands out of `batch` (the others keep their order) and publishes
@@ -36,16 +37,14 @@ pub(crate) async fn publish_waiting(
     hub: &Hub,
     batch: &mut Vec<Command>,
 ) -> usize {
-    if !batch.iter().any(|c| matches!(c, Command::Publish { .. })) {
+    if !batch.iter().any(|c| matches!(c, Command::Publish(_))) {
         return 0;
     }
     let mut signals = Vec::new();
     let mut rest = Vec::with_capacity(batch.len());
     for command in batch.drain(..) {
         match command {
-            Command::Publish { conn, node, partner_conn, room, session, text } => {
-                signals.push(Signal { conn, node, partner_conn, room, session, text })
-            }
+            Command::Publish(signal) => signals.push(signal),
             other => rest.push(other),
         }
     }

@@ -71,7 +71,7 @@ pub(crate) async fn run(
                     }
                 }
                 // Published while gathering.
-                Command::Publish { .. } => {}
+                Command::Publish(_) => {}
                 Command::Reroute { session, room, text } => {
                     let mut args = vec![session, room, text];
                     args.extend(pending_limits(&shared));
@@ -191,7 +191,7 @@ impl Waits {
     fn arrived(&mut self, settings: &Settings, commands: &[Command], now: Instant) {
         let sooner = |at: Option<Instant>, wait: Duration| Some(at.map_or(now + wait, |at| at.min(now + wait)));
         for command in commands {
-            if matches!(command, Command::Publish { .. }) {
+            if matches!(command, Command::Publish(_)) {
                 self.publish = sooner(self.publish, settings.signal_batch_window);
             } else if let Some(wait) = window_of(settings, command) {
                 self.batch = sooner(self.batch, wait);
@@ -213,7 +213,7 @@ impl Waits {
 fn window_of(settings: &Settings, command: &Command) -> Option<Duration> {
     match command {
         Command::Open { .. } => None,
-        Command::Publish { .. } => None,
+        Command::Publish(_) => None,
         Command::Message { msg: ClientMsg::Signal(_), .. } | Command::Signal { .. } | Command::Reroute { .. } => {
             Some(settings.signal_batch_window)
         }
