@@ -9,7 +9,8 @@
 //! record until it is forgotten, never again for that socket and room, and both sides of a
 //! room on one node learn their routes from one published message. So for a given partner
 //! socket and room, every signal before the route is gone takes the fast path, and every one
-//! after it takes the script path, one worker queue in order.
+//! after it takes the script path; the worker takes both from one queue in order, and
+//! publishes the fast ones (`publish.rs`) before it sends any batch that follows them.
 
 use strangers_matchmaker::ConnId;
 
