@@ -121,9 +121,10 @@ pub struct Config {
     pub redis_batch_ms: f64,
 
     /// With --redis: milliseconds a signal for a stranger on another node may wait for
-    /// others to share its round trip (0: send at once). Signals set up the call, so their
-    /// wait is short; one that arrives ends a longer wait of the batch it joins.
-    #[arg(long, env = "STRANGERS_REDIS_SIGNAL_BATCH_MS", default_value_t = 2.0, value_name = "MS")]
+    /// others to share its round trip (0: none; signals that come while one round trip is
+    /// out still share the next). Signals set up the call, so by default they do not wait; one
+    /// that goes through a call ends the wait of the batch it joins.
+    #[arg(long, env = "STRANGERS_REDIS_SIGNAL_BATCH_MS", default_value_t = 0.0, value_name = "MS")]
     pub redis_signal_batch_ms: f64,
 
     /// Log format: "text" or "json".
@@ -232,13 +233,13 @@ mod tests {
     }
 
     #[test]
-    fn the_redis_batch_windows_default_to_ten_and_two_milliseconds_and_are_bounded() {
+    fn the_redis_batch_windows_default_to_ten_and_zero_milliseconds_and_are_bounded() {
         assert_eq!(check(&[]).unwrap().redis_batch_window(), Duration::from_millis(10));
-        assert_eq!(check(&[]).unwrap().redis_signal_batch_window(), Duration::from_millis(2));
+        assert_eq!(check(&[]).unwrap().redis_signal_batch_window(), Duration::ZERO);
         assert_eq!(check(&["--redis-batch-ms", "0"]).unwrap().redis_batch_window(), Duration::ZERO);
         assert_eq!(check(&["--redis-batch-ms", "0.5"]).unwrap().redis_batch_window(), Duration::from_micros(500));
-        let signals = check(&["--redis-signal-batch-ms", "0"]).unwrap();
-        assert_eq!(signals.redis_signal_batch_window(), Duration::ZERO);
+        let signals = check(&["--redis-signal-batch-ms", "2"]).unwrap();
+        assert_eq!(signals.redis_signal_batch_window(), Duration::from_millis(2));
         for flag in ["--redis-batch-ms", "--redis-signal-batch-ms"] {
             for bad in ["-1", "101", "NaN"] {
                 assert!(check(&[flag, bad]).is_err(), "{flag} {bad} accepted");

@@ -152,7 +152,7 @@ async fn gather(
         let before = batch.len();
         tokio::select! {
             biased;
-            _ = tokio::time::sleep_until(at.into()) => {
+            () = until(at) => {
                 while batch.len() < MAX_BATCH {
                     let Ok(command) = commands.try_recv() else { break };
                     batch.push(command);
@@ -178,6 +178,14 @@ async fn gather(
         }
     }
     publisher.publish(batch).await;
+}
+
+/// Sleeps until `at`, or not at all once it has come (a timer would wait for its next
+/// millisecond tick: up to 1 ms more for a window of zero).
+async fn until(at: Instant) {
+    if at > Instant::now() {
+        tokio::time::sleep_until(at.into()).await;
+    }
 }
 
 /// When the batch and the signals for other nodes waiting in it must go.
