@@ -197,34 +197,28 @@ struct Waits {
 
 impl Waits {
     fn arrived(&mut self, settings: &Settings, commands: &[Command], now: Instant) {
-        let sooner = |at: Option<Instant>, wait: Duration| Some(at.map_or(now + wait, |at| at.min(now + wait)));
         for command in commands {
-            if matches!(command, Command::Publish(_)) {
-                self.publish = sooner(self.publish, settings.signal_batch_window);
-            } else if let Some(wait) = window_of(settings, command) {
-                self.batch = sooner(self.batch, wait);
-            }
+            let Some(wait) = window_of(settings, command) else { continue };
+            let due = if matches!(command, Command::Publish(_)) { &mut self.publish } else { &mut self.batch };
+            *due = Some(due.map_or(now + wait, |at| at.min(now + wait)));
         }
     }
 
     fn first(&self) -> Option<Instant> {
-        match (self.batch, self.publish) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.batch.into_iter().chain(self.publish).min()
     }
 }
 
-/// How long a command may wait for others to share its batch: signals briefly (they set up
-/// a call), pairing commands longer; none for what is not in the call (an open is local, a
-/// signal for another node is published: see [`Waits`]).
+/// How long a command may wait for others to share its round trip: signals briefly (they set
+/// up a call; those for another node are published apart from the call, see [`Waits`]),
+/// pairing commands longer; none for an open, which stays on the node.
 fn window_of(settings: &Settings, command: &Command) -> Option<Duration> {
     match command {
         Command::Open { .. } => None,
-        Command::Publish(_) => None,
-        Command::Message { msg: ClientMsg::Signal(_), .. } | Command::Signal { .. } | Command::Reroute { .. } => {
-            Some(settings.signal_batch_window)
-        }
+        Command::Message { msg: ClientMsg::Signal(_), .. }
+        | Command::Signal { .. }
+        | Command::Publish(_)
+        | Command::Reroute { .. } => Some(settings.signal_batch_window),
         Command::Message { .. } | Command::Close { .. } => Some(settings.batch_window),
     }
 }
