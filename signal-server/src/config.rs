@@ -172,11 +172,12 @@ impl Config {
         if !(0.3..=3600.0).contains(&self.node_timeout) {
             return Err("--node-timeout must be between 0.3 and 3600 seconds".into());
         }
-        if !(0.0..=100.0).contains(&self.redis_batch_ms) {
-            return Err("--redis-batch-ms must be between 0 and 100".into());
-        }
-        if !(0.0..=100.0).contains(&self.redis_signal_batch_ms) {
-            return Err("--redis-signal-batch-ms must be between 0 and 100".into());
+        for (name, ms) in
+            [("--redis-batch-ms", self.redis_batch_ms), ("--redis-signal-batch-ms", self.redis_signal_batch_ms)]
+        {
+            if !(0.0..=100.0).contains(&ms) {
+                return Err(format!("{name} must be between 0 and 100"));
+            }
         }
         if self.turn_ttl == 0 {
             return Err("--turn-ttl must be positive".into());

@@ -82,11 +82,7 @@ impl Target {
     /// is known.
     pub fn cpu_micros(&self) -> anyhow::Result<Option<u64>> {
         let Some(own) = self.pid.map(procfs::cpu_micros).transpose()? else { return Ok(None) };
-        let mut total = own;
-        for pid in &self.companions {
-            total += procfs::cpu_micros(*pid)?;
-        }
-        Ok(Some(total))
+        Ok(Some(own + self.companion_cpu_micros()?.iter().map(|(_, cpu)| cpu).sum::<u64>()))
     }
 
     /// Each companion's CPU time so far, in microseconds, by process id.

@@ -24,7 +24,7 @@ local P = 'strangers:'
 -- functions called many times: nothing of a call may leak into the next).
 local NODE, TTL, GRACE, WAIT, SALT, NOW
 local MATCHES   -- pairs made
-local OUT       -- node -> list of records {conn, kind, body, sid, message to hold, relay}
+local OUT       -- node -> list of records {conn, kind, body, sid, message to hold}
 local OUT_ORDER -- nodes in the order they were first written to
 local TOUCHED   -- shared keys whose TTL this call has set already (touch_once)
 local STATS     -- counters of the stats hash, added up during a call and written by flush()

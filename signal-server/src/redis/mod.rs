@@ -284,9 +284,8 @@ async fn call<T: redis::FromRedisValue>(
     reply
 }
 
-/// What every script needs: the node, the settings and the connection.
+/// What every call needs: the settings, and the link (the node, the library, the counters).
 pub(crate) struct Shared {
-    node: String,
     settings: Settings,
     link: Arc<Link>,
 }
@@ -298,7 +297,7 @@ impl Shared {
         let salt = format!("{:08x}", rand::rng().random::<u32>());
         let ms = |d: Duration| d.as_millis().to_string();
         let mut cmd = self.link.library.call(function);
-        cmd.arg(&self.node)
+        cmd.arg(&self.link.node)
             .arg(ms(self.settings.session_ttl))
             .arg(ms(self.settings.resume_grace))
             .arg(ms(self.settings.interest_wait))
@@ -394,9 +393,9 @@ pub async fn connect(settings: Settings) -> Result<(Arc<Link>, Pending), Backend
         bans: Mutex::new(HashMap::new()),
         sessions: Mutex::new(HashMap::new()),
         counters: RedisCounters::default(),
-        node: node.clone(),
+        node,
     });
-    let shared = Arc::new(Shared { node, settings, link: link.clone() });
+    let shared = Arc::new(Shared { settings, link: link.clone() });
     Ok((link, Pending { manager, shared, pushes, receiver }))
 }
 

@@ -54,7 +54,8 @@ pub(crate) struct Library {
 impl Library {
     pub(crate) fn new() -> Library {
         let mut body = format!("{COMMON}\n{}\n", OPERATIONS.join("\n"));
-        let hash = hex8(&Sha1::digest(format!("{body}{FUNCTIONS:?}").as_bytes()));
+        let digest = Sha1::digest(format!("{body}{FUNCTIONS:?}").as_bytes());
+        let hash = format!("{:08x}", u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]));
         let names = FUNCTIONS.map(|(entry, _, _)| format!("strangers_{hash}_{entry}"));
         for ((_, code, read_only), name) in FUNCTIONS.iter().zip(&names) {
             let flags = if *read_only { "'no-writes'" } else { "" };
@@ -83,10 +84,6 @@ impl Library {
 /// Whether Redis answered that it does not know the function (it lost the library).
 pub(crate) fn is_not_loaded(error: &redis::RedisError) -> bool {
     error.detail().is_some_and(|detail| detail.contains("Function not found"))
-}
-
-fn hex8(digest: &[u8]) -> String {
-    digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ pub(crate) async fn run(
 async fn resubscribe(shared: &Shared, con: &mut ConnectionManager) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match super::bounded(subscribe(con, &shared.node)).await {
+        match super::bounded(subscribe(con, &shared.link.node)).await {
             Ok(()) => return,
             Err(e) => {
                 warn!(error = %e, "Redis subscription failed; retrying");
