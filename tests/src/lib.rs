@@ -86,6 +86,31 @@ impl Netns {
         run("ip", &full)
     }
 
+    /// Drops, with a counter, the UDP packets received in the namespace that match `matches`
+    /// (nftables expressions such as `numgen random mod 100 lt 5`), in a chain of its own named
+    /// `chain`. Dropping on input rather than output matters: a packet dropped on output fails
+    /// the sender's `sendto` with EPERM, which a real lossy network never does.
+    pub fn drop_udp_input(&self, chain: &str, matches: &[&str]) -> anyhow::Result<()> {
+        let hook = "{ type filter hook input priority 0; }";
+        self.exec(&["nft", "add", "table", "inet", "strangers_test"]).context("nftables (is nftables installed?)")?;
+        self.exec(&["nft", "add", "chain", "inet", "strangers_test", chain, hook])?;
+        let mut rule = vec!["nft", "add", "rule", "inet", "strangers_test", chain, "meta", "l4proto", "udp"];
+        rule.extend_from_slice(matches);
+        rule.extend_from_slice(&["counter", "drop"]);
+        self.exec(&rule)
+    }
+
+    /// How many packets the rules of [`Netns::drop_udp_input`]'s `chain` dropped so far.
+    pub fn dropped(&self, chain: &str) -> anyhow::Result<u64> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "list", "chain", "inet", "strangers_test", chain])
+            .output()
+            .context("running nft")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let counts = text.split("counter packets ").skip(1).map(|rest| rest.split_whitespace().next().unwrap_or(""));
+        counts.map(|n| n.parse::<u64>().with_context(|| format!("odd nft counter in {text}"))).sum()
+    }
+
     /// Runs `work` on a thread of its own that has entered the namespace, so the sockets it
     /// opens live there (the test's other threads stay where they were).
     pub fn run_inside<T: Send>(&self, work: impl FnOnce() -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
@@ -224,6 +249,8 @@ pub struct Client {
     events: Receiver<Value>,
     /// Every event seen so far, in order.
     pub seen: Vec<Value>,
+    /// Where the process's log (its stderr) goes; quoted when a wait fails, removed on drop.
+    log: Option<PathBuf>,
 }
 
 impl Client {
@@ -241,10 +268,12 @@ impl Client {
 
     /// Runs `command` as a client: JSON lines on its stdout are its events.
     pub fn spawn(name: &str, mut command: Command) -> anyhow::Result<Client> {
+        let log = log_path(name);
+        let stderr = std::fs::File::create(&log).map(Stdio::from).unwrap_or_else(|_| Stdio::null());
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
         let stdout = child.stdout.take().expect("stdout was piped");
@@ -260,7 +289,7 @@ impl Client {
             }
         });
         let stdin = child.stdin.take();
-        Ok(Client { name: name.to_owned(), child, stdin, events, seen: Vec::new() })
+        Ok(Client { name: name.to_owned(), child, stdin, events, seen: Vec::new(), log: Some(log) })
     }
 
     /// Types a command on the client's stdin (`next`, `chat hi`, ...).
@@ -284,10 +313,15 @@ impl Client {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    bail!("{}: no {what} within {timeout:?}; last events: {}", self.name, self.tail(8))
+                    bail!(
+                        "{}: no {what} within {timeout:?}; last events: {}{}",
+                        self.name,
+                        self.tail(8),
+                        self.log_tail()
+                    )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    bail!("{}: exited before {what}; last events: {}", self.name, self.tail(8))
+                    bail!("{}: exited before {what}; last events: {}{}", self.name, self.tail(8), self.log_tail())
                 }
             }
         }
@@ -331,6 +365,29 @@ impl Client {
         let start = self.seen.len().saturating_sub(n);
         self.seen[start..].iter().map(|e| truncate(&e.to_string(), 300)).collect::<Vec<_>>().join(" | ")
     }
+
+    /// The last lines of the client's log, for a failure message (empty when it logged nothing).
+    fn log_tail(&self) -> String {
+        const LINES: usize = 20;
+        let Some(text) = self.log.as_ref().and_then(|path| std::fs::read_to_string(path).ok()) else {
+            return String::new();
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.is_empty() {
+            return String::new();
+        }
+        let start = lines.len().saturating_sub(LINES);
+        let tail: Vec<String> = lines[start..].iter().map(|line| truncate(line, 300)).collect();
+        format!("\n{}'s log, last {} lines:\n{}", self.name, lines.len() - start, tail.join("\n"))
+    }
+}
+
+/// A fresh file in the temporary directory for a client's log.
+fn log_path(name: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    std::env::temp_dir().join(format!("strangers-test-{}-{n}-{name}.log", std::process::id()))
 }
 
 /// Checks that a call survived an interruption of `a`'s signaling: `a` resumed its session
@@ -371,6 +428,11 @@ impl Drop for Client {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(log) = self.log.take() {
+            if std::env::var_os("STRANGERS_KEEP_LOGS").is_none() {
+                let _ = std::fs::remove_file(log);
+            }
+        }
     }
 }
 

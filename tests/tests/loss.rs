@@ -17,25 +17,6 @@ const MEDIA: [&str; 9] = ["--loopback", "--bind", "127.0.0.1", "--width", "640",
 /// Percent of UDP packets dropped.
 const LOSS_PERCENT: u32 = 5;
 
-/// Drops `percent` % of UDP packets at random as they are received. Dropping on input rather
-/// than output matters: a packet dropped on output fails the sender's `sendto` with EPERM, which
-/// a real lossy network never does.
-fn add_udp_loss(netns: &Netns, percent: u32) {
-    let percent = percent.to_string();
-    let rules: [&[&str]; 3] = [
-        &["nft", "add", "table", "inet", "loss"],
-        &["nft", "add", "chain", "inet", "loss", "in", "{ type filter hook input priority 0; }"],
-        &["nft", "add", "rule", "inet", "loss", "in", "meta", "l4proto", "udp", "numgen", "random", "mod", "100", "lt"],
-    ];
-    for (i, rule) in rules.iter().enumerate() {
-        let mut args = rule.to_vec();
-        if i == 2 {
-            args.extend_from_slice(&[percent.as_str(), "drop"]);
-        }
-        netns.exec(&args).unwrap_or_else(|e| panic!("nftables rule (is nftables installed?): {e}"));
-    }
-}
-
 /// Runs a 640x480 call in a lossy namespace and returns what a and b received; `None` when not
 /// root.
 fn lossy_call(test: &str) -> Option<[Window; 2]> {
@@ -45,7 +26,8 @@ fn lossy_call(test: &str) -> Option<[Window; 2]> {
     }
     // Dropped last: the processes below end before their namespace is deleted.
     let netns = Netns::create(&format!("strangers-loss-{}", std::process::id())).expect("network namespace");
-    add_udp_loss(&netns, LOSS_PERCENT);
+    let percent = LOSS_PERCENT.to_string();
+    netns.drop_udp_input("loss", &["numgen", "random", "mod", "100", "lt", &percent]).expect("loss rule");
     let ns = Some(netns.name.as_str());
     let server = Server::start_in(ns, &[]).expect("server starts");
     let mut a = Client::start_in(ns, "a", &server.ws_url(), &MEDIA).expect("client a starts");

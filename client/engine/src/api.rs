@@ -123,6 +123,11 @@ pub enum Event {
     IceRestarted {
         ms: u64,
     },
+    /// The peer connection was replaced by a new one with the same stranger, because it never
+    /// connected: `handshake_stalled`, `never_connected` (we renewed it) or `partner_renewed`.
+    CallRenewed {
+        reason: String,
+    },
     Exited,
 }
 

@@ -10,6 +10,7 @@ use tracing::debug;
 
 use crate::api::{Command, Event};
 use crate::call::{Call, CallEvent, CallSettings};
+use crate::peer::PeerError;
 use crate::session::{Action, Notice, PeerInput, Phase, Session, UserInput};
 use crate::signaling::{self, SignalingConfig, SignalingEvent, SignalingHandle};
 use crate::slot::FrameSlot;
@@ -18,6 +19,12 @@ use crate::slot::FrameSlot;
 /// offer or answer can be lost with a signaling socket that died in the same network change
 /// (the server may relay into the dead socket before it notices).
 const RESTART_RETRY: Duration = Duration::from_secs(6);
+
+/// A secure (DTLS) handshake still unfinished this long after ICE connected has stalled: it
+/// takes tens of milliseconds, or a second or two when a flight is lost and sent again. Some
+/// losses leave it waiting for good (a flight repeated by the partner stops the retransmission
+/// timer of the side whose flight was lost), so the session renews the connection.
+const HANDSHAKE_STALL: Duration = Duration::from_secs(4);
 
 /// Everything the engine needs to run.
 #[derive(Debug, Clone)]
@@ -61,6 +68,8 @@ pub fn start(config: EngineConfig) -> (EngineHandle, mpsc::UnboundedReceiver<Eve
             slots,
             restart_started: None,
             restart_retry_at: None,
+            handshake_deadline: None,
+            peer_connected: false,
             muted: (false, false),
             first_frame_size: (0, 0),
         };
@@ -81,6 +90,11 @@ struct Engine {
     restart_started: Option<Instant>,
     /// While the call is failed: when to ask for the ICE restart again.
     restart_retry_at: Option<Instant>,
+    /// While ICE is up but the current peer connection has not connected yet: when its
+    /// handshake counts as stalled.
+    handshake_deadline: Option<Instant>,
+    /// Whether the current peer connection ever connected.
+    peer_connected: bool,
     muted: (bool, bool),
     first_frame_size: (u32, u32),
 }
@@ -93,13 +107,20 @@ impl Engine {
     ) {
         let (call_tx, mut call_events) = mpsc::unbounded_channel::<(u64, CallEvent)>();
         loop {
-            let retry_at = self.restart_retry_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let far = Instant::now() + Duration::from_secs(3600);
+            let retry_at = self.restart_retry_at.unwrap_or(far);
+            let stall_at = self.handshake_deadline.unwrap_or(far);
             tokio::select! {
                 () = tokio::time::sleep_until(retry_at.into()), if self.restart_retry_at.is_some() => {
                     let now = Instant::now();
                     debug!("still failed: asking for the ICE restart again");
                     self.restart_retry_at = Some(now + RESTART_RETRY);
                     self.session.handle_peer(now, PeerInput::Failed);
+                }
+                () = tokio::time::sleep_until(stall_at.into()), if self.handshake_deadline.is_some() => {
+                    debug!("the secure handshake stalled");
+                    self.handshake_deadline = None;
+                    self.session.handle_peer(Instant::now(), PeerInput::Stalled);
                 }
                 command = commands.recv() => match command {
                     None | Some(Command::Shutdown) => break,
@@ -174,13 +195,20 @@ impl Engine {
         let now = Instant::now();
         match event {
             CallEvent::LocalSignal(data) => self.session.handle_local_signal(data),
-            CallEvent::IceState(state) => self.emit(Event::IceState { state }),
+            CallEvent::IceState(state) => {
+                if matches!(state.as_str(), "connected" | "completed") && !self.peer_connected {
+                    self.handshake_deadline.get_or_insert(now + HANDSHAKE_STALL);
+                }
+                self.emit(Event::IceState { state });
+            }
             CallEvent::LocalCandidate(kind) => self.emit(Event::LocalCandidate { kind }),
             CallEvent::Connected => {
                 if let Some(started) = self.restart_started.take() {
                     self.emit(Event::IceRestarted { ms: started.elapsed().as_millis() as u64 });
                 }
                 self.restart_retry_at = None;
+                self.peer_connected = true;
+                self.handshake_deadline = None;
                 self.emit(Event::ConnectionState { state: "connected".into() });
                 self.session.handle_peer(now, PeerInput::Connected);
             }
@@ -215,8 +243,7 @@ impl Engine {
                     if let Some((_, old)) = self.call.take() {
                         old.close().await;
                     }
-                    self.restart_started = None;
-                    self.restart_retry_at = None;
+                    self.forget_connection();
                     let id = self.next_call_id;
                     self.next_call_id += 1;
                     let tx = call_tx.clone();
@@ -241,14 +268,20 @@ impl Engine {
                         call.close().await;
                     }
                     self.slots.0.clear();
-                    self.restart_started = None;
-                    self.restart_retry_at = None;
+                    self.forget_connection();
                 }
                 Action::ApplySignal(data) => {
                     if let Some((_, call)) = &mut self.call {
-                        if let Err(e) = call.apply(&data).await {
-                            self.emit(Event::Error { kind: "signal".into(), message: e.to_string() });
-                            self.session.handle_peer(Instant::now(), PeerInput::Broken(e.to_string()));
+                        match call.apply(&data).await {
+                            Ok(()) => {}
+                            Err(PeerError::NewSession) => {
+                                debug!("the partner renewed its connection");
+                                self.session.handle_peer(Instant::now(), PeerInput::NewSession(data));
+                            }
+                            Err(e) => {
+                                self.emit(Event::Error { kind: "signal".into(), message: e.to_string() });
+                                self.session.handle_peer(Instant::now(), PeerInput::Broken(e.to_string()));
+                            }
                         }
                     }
                 }
@@ -263,6 +296,14 @@ impl Engine {
                 Action::Notify(notice) => self.notify(notice),
             }
         }
+    }
+
+    /// Forgets what the engine knew of the peer connection that was just closed.
+    fn forget_connection(&mut self) {
+        self.restart_started = None;
+        self.restart_retry_at = None;
+        self.handshake_deadline = None;
+        self.peer_connected = false;
     }
 
     fn notify(&mut self, notice: Notice) {
@@ -283,6 +324,7 @@ impl Engine {
             Notice::PartnerLeft { reason } => Event::PartnerLeft { reason: reason_name(reason).into() },
             Notice::ServerError { code, message } => Event::Error { kind: code, message },
             Notice::CallFailed(message) => Event::Error { kind: "call".into(), message },
+            Notice::Renewed(reason) => Event::CallRenewed { reason: reason.name().into() },
         };
         self.emit(event);
     }

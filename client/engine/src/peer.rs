@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, PacketReport, Slot};
@@ -86,6 +86,39 @@ pub enum PeerError {
     WebRtc(#[from] webrtc::error::Error),
     #[error("the partner sent an unusable signal: {0}")]
     BadSignal(String),
+    /// The partner offered a new SDP session: it renewed its peer connection, and the offer
+    /// is for a new connection on our side too.
+    #[error("the partner offered a new session")]
+    NewSession,
+}
+
+/// Our signals on their way to the partner. Candidates gathered before our first description
+/// was sent are held back until it is, so the partner never gets a candidate before the
+/// description it belongs to (which, for a renewed connection, would reach the old one).
+struct Outbox {
+    events: mpsc::UnboundedSender<PeerEvent>,
+    /// `Some` until the first description is sent: the candidates held until then.
+    held: Mutex<Option<Vec<SignalData>>>,
+}
+
+impl Outbox {
+    fn candidate(&self, data: SignalData) {
+        let mut held = self.held.lock().expect("the outbox lock is never poisoned");
+        match held.as_mut() {
+            Some(waiting) => waiting.push(data),
+            None => {
+                let _ = self.events.send(PeerEvent::LocalSignal(data));
+            }
+        }
+    }
+
+    fn description(&self, data: SignalData) {
+        let mut held = self.held.lock().expect("the outbox lock is never poisoned");
+        let _ = self.events.send(PeerEvent::LocalSignal(data));
+        for candidate in held.take().unwrap_or_default() {
+            let _ = self.events.send(PeerEvent::LocalSignal(candidate));
+        }
+    }
 }
 
 /// One call's peer connection and its two outgoing tracks.
@@ -101,10 +134,12 @@ pub struct Peer {
     /// Candidates that arrived before the remote description.
     early_candidates: Vec<webrtc::peer_connection::RTCIceCandidateInit>,
     events: mpsc::UnboundedSender<PeerEvent>,
+    outbox: Arc<Outbox>,
 }
 
 struct Handler {
     events: mpsc::UnboundedSender<PeerEvent>,
+    outbox: Arc<Outbox>,
 }
 
 #[async_trait::async_trait]
@@ -114,9 +149,7 @@ impl PeerConnectionEventHandler for Handler {
         match event.candidate.to_json() {
             Ok(init) => match serde_json::to_string(&init) {
                 Ok(json) => match SignalData::from_json(&format!(r#"{{"candidate":{json}}}"#)) {
-                    Ok(data) => {
-                        let _ = self.events.send(PeerEvent::LocalSignal(data));
-                    }
+                    Ok(data) => self.outbox.candidate(data),
                     Err(e) => debug!(error = %e, "local candidate not sendable"),
                 },
                 Err(e) => debug!(error = %e, "local candidate not serialisable"),
@@ -295,12 +328,13 @@ impl Peer {
             .with_ice_connection_attempts(Some(settings.ice_check_interval), Some(25))
             .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), Some(ICE_KEEPALIVE))
             .build();
+        let outbox = Arc::new(Outbox { events: events.clone(), held: Mutex::new(Some(Vec::new())) });
         let pc = PeerConnectionBuilder::new()
             .with_configuration(config)
             .with_media_engine(media)
             .with_setting_engine(setting_engine)
             .with_interceptor_registry(registry)
-            .with_handler(Arc::new(Handler { events: events.clone() }))
+            .with_handler(Arc::new(Handler { events: events.clone(), outbox: outbox.clone() }))
             .with_udp_addrs(vec![format!("{}:0", settings.bind_ip)])
             .build()
             .await?;
@@ -315,6 +349,7 @@ impl Peer {
             target_bitrate,
             early_candidates: Vec::new(),
             events,
+            outbox,
         };
         if initiator {
             peer.add_tracks().await?;
@@ -343,7 +378,7 @@ impl Peer {
         let kind = if desc.sdp_type == RTCSdpType::Offer { "offer" } else { "answer" };
         let json = serde_json::json!({ "sdp": { "type": kind, "sdp": desc.sdp } }).to_string();
         if let Ok(data) = SignalData::from_json(&json) {
-            let _ = self.events.send(PeerEvent::LocalSignal(data));
+            self.outbox.description(data);
         }
     }
 
@@ -353,6 +388,7 @@ impl Peer {
             serde_json::from_str(data.as_json()).map_err(|e| PeerError::BadSignal(e.to_string()))?;
         if let Some(sdp) = value.get("sdp") {
             let text = sdp.get("sdp").and_then(|s| s.as_str()).unwrap_or_default().to_owned();
+            let session = sdp_session_id(&text).map(str::to_owned);
             let desc = match sdp.get("type").and_then(|t| t.as_str()) {
                 Some("offer") => RTCSessionDescription::offer(text),
                 Some("answer") => RTCSessionDescription::answer(text),
@@ -362,6 +398,13 @@ impl Peer {
             let is_offer = desc.sdp_type == RTCSdpType::Offer;
             if is_offer && self.initiator {
                 return Err(PeerError::BadSignal("the initiator received an offer".into()));
+            }
+            if is_offer {
+                if let Some(current) = self.pc.remote_description().await {
+                    if sdp_session_id(&current.sdp) != session.as_deref() {
+                        return Err(PeerError::NewSession);
+                    }
+                }
             }
             if !is_offer && self.pc.pending_local_description().await.is_none() {
                 // An answer to an offer already answered: a restart asked for again after its
@@ -443,6 +486,13 @@ impl Peer {
     }
 }
 
+/// The session id of an SDP's origin line (`o=<user> <session id> <version> ...`): the same in
+/// every offer and answer of one peer connection, new with every new connection.
+fn sdp_session_id(sdp: &str) -> Option<&str> {
+    let origin = sdp.lines().find_map(|line| line.strip_prefix("o="))?;
+    origin.split_whitespace().nth(1)
+}
+
 #[cfg(test)]
 mod tests {
     use strangers_protocol::SignalKind;
@@ -480,5 +530,53 @@ mod tests {
         a.apply(&answer).await.expect("a stale answer is ignored");
         a.close().await;
         b.close().await;
+    }
+
+    #[test]
+    fn the_session_id_is_read_from_the_origin_line() {
+        let sdp = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\n";
+        assert_eq!(sdp_session_id(sdp), Some("4611731400430051336"));
+        assert_eq!(sdp_session_id("v=0\r\ns=-\r\n"), None);
+        assert_eq!(sdp_session_id("v=0\r\no=-\r\n"), None);
+    }
+
+    /// An ICE restart's offer belongs to the same session; the offer of a new connection (the
+    /// initiator renewed it) does not, and is refused as such rather than applied.
+    #[tokio::test]
+    async fn an_offer_from_a_new_connection_is_a_new_session_and_an_ice_restart_is_not() {
+        let (tx_a, mut rx_a) = mpsc::unbounded_channel();
+        let (tx_b, mut rx_b) = mpsc::unbounded_channel();
+        let mut a = Peer::start(&on_loopback(), &[], true, tx_a).await.expect("the initiator starts");
+        let mut b = Peer::start(&on_loopback(), &[], false, tx_b).await.expect("the answerer starts");
+        b.apply(&next_description(&mut rx_a, SignalKind::Offer).await).await.expect("the offer applies");
+        a.apply(&next_description(&mut rx_b, SignalKind::Answer).await).await.expect("the answer applies");
+
+        a.restart_ice().await.expect("the restart offers");
+        b.apply(&next_description(&mut rx_a, SignalKind::Offer).await).await.expect("the restart's offer applies");
+        next_description(&mut rx_b, SignalKind::Answer).await;
+
+        let (tx_renewed, mut rx_renewed) = mpsc::unbounded_channel();
+        let renewed = Peer::start(&on_loopback(), &[], true, tx_renewed).await.expect("the renewed initiator starts");
+        let offer = next_description(&mut rx_renewed, SignalKind::Offer).await;
+        assert!(matches!(b.apply(&offer).await, Err(PeerError::NewSession)));
+        for peer in [a, b, renewed] {
+            peer.close().await;
+        }
+    }
+
+    /// The partner never gets a candidate before the description it belongs to.
+    #[tokio::test]
+    async fn candidates_follow_the_description() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let a = Peer::start(&on_loopback(), &[], true, tx).await.expect("the initiator starts");
+        let mut signals = Vec::new();
+        while signals.len() < 2 {
+            let event = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+            if let PeerEvent::LocalSignal(data) = event.expect("signals within 10 s").expect("the peer is alive") {
+                signals.push(data.kind());
+            }
+        }
+        assert_eq!(signals, [SignalKind::Offer, SignalKind::Candidate]);
+        a.close().await;
     }
 }

@@ -4,11 +4,21 @@
 //!
 //! Negotiation is glare-free by construction: only the initiator ever makes offers. When the
 //! other side needs an ICE restart it asks with `{"restart": true}` and the initiator offers.
+//!
+//! A peer connection that never connected is not restarted but renewed: ICE restarts redo
+//! connectivity, not the secure (DTLS) handshake, so the initiator builds a new connection
+//! and offers again (a new SDP session), and the other side answers that offer with a new
+//! connection of its own. It happens when the handshake stalls (the IO layer says
+//! [`PeerInput::Stalled`]) or the connection fails before it ever connected; at most
+//! [`MAX_RENEWALS`] times a call, then the call is given up.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use strangers_protocol::{ClientMsg, IceServer, PartnerLeftReason, ServerMsg, SignalData, SignalKind};
+
+/// How many times one call's peer connection may be renewed before the call is given up.
+pub const MAX_RENEWALS: u32 = 3;
 
 /// Where the session stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +33,7 @@ pub enum Phase {
 }
 
 /// What happened to the peer connection (reported by the IO layer).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PeerInput {
     /// ICE and DTLS are up.
     Connected,
@@ -31,6 +41,11 @@ pub enum PeerInput {
     Disconnected,
     /// The connection failed for good (or an ICE restart is needed).
     Failed,
+    /// ICE is up but the secure handshake made no progress for a while: it will not finish.
+    Stalled,
+    /// The partner offered a new session (it renewed its peer connection): this offer is
+    /// for a new connection, not the current one.
+    NewSession(SignalData),
     /// The first remote video frame was decoded.
     FirstFrame,
     /// The peer connection could not apply the partner's signal (a malformed SDP, a codec
@@ -93,6 +108,29 @@ pub enum Notice {
     },
     /// The call was ended on our side because it could not work.
     CallFailed(String),
+    /// The peer connection was replaced by a new one (see the module's notes).
+    Renewed(RenewReason),
+}
+
+/// Why a peer connection was renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewReason {
+    /// Our secure handshake stalled (we are the initiator).
+    Stalled,
+    /// Our connection failed before it ever connected (we are the initiator).
+    NeverConnected,
+    /// The partner renewed its connection and offered a new session.
+    Partner,
+}
+
+impl RenewReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            RenewReason::Stalled => "handshake_stalled",
+            RenewReason::NeverConnected => "never_connected",
+            RenewReason::Partner => "partner_renewed",
+        }
+    }
 }
 
 /// The session. Feed it inputs; drain [`Session::poll_action`].
@@ -106,6 +144,11 @@ pub struct Session {
     find_at: Option<Instant>,
     connected_reported: bool,
     first_frame_reported: bool,
+    /// Whether the current peer connection (not the call: it may have been renewed) ever
+    /// connected.
+    peer_connected: bool,
+    /// How many times this call's peer connection was renewed.
+    renewals: u32,
     /// Whether the user wants to be matched (queued or in a call), so a lost session can be
     /// re-entered after a reconnect.
     wants_match: bool,
@@ -130,6 +173,8 @@ impl Session {
             find_at: None,
             connected_reported: false,
             first_frame_reported: false,
+            peer_connected: false,
+            renewals: 0,
             wants_match: false,
             welcomed: false,
             actions: VecDeque::new(),
@@ -232,9 +277,10 @@ impl Session {
                 self.initiator = initiator;
                 self.connected_reported = false;
                 self.first_frame_reported = false;
-                self.notify(Notice::Matched { room: room.clone(), initiator, common_interests });
+                self.renewals = 0;
+                self.notify(Notice::Matched { room, initiator, common_interests });
                 self.set_phase(Phase::Matched);
-                self.actions.push_back(Action::StartPeer { room, initiator, ice_servers: self.ice_servers.clone() });
+                self.start_peer();
             }
             ServerMsg::Signal { data } => {
                 if !self.in_room() {
@@ -242,7 +288,7 @@ impl Session {
                 }
                 if data.kind() == SignalKind::Restart {
                     if self.initiator {
-                        self.actions.push_back(Action::RestartIce);
+                        self.recover(RenewReason::NeverConnected);
                     }
                     return;
                 }
@@ -293,6 +339,7 @@ impl Session {
         }
         match input {
             PeerInput::Connected => {
+                self.peer_connected = true;
                 if !self.connected_reported {
                     self.connected_reported = true;
                     let since_find = self.since_find(now);
@@ -310,20 +357,73 @@ impl Session {
             PeerInput::Disconnected => {}
             PeerInput::Failed => {
                 if self.initiator {
-                    self.actions.push_back(Action::RestartIce);
+                    self.recover(RenewReason::NeverConnected);
                 } else {
                     let restart = SignalData::from_json(r#"{"restart":true}"#).expect("a valid restart signal");
                     self.send(ClientMsg::Signal(restart));
                 }
             }
-            PeerInput::Broken(why) => {
-                self.end_call();
-                self.notify(Notice::CallFailed(why));
-                self.send(ClientMsg::Stop);
-                self.wants_match = false;
-                self.set_phase(Phase::Idle);
+            PeerInput::Stalled => {
+                // Only the initiator renews; the other side's stall ends with the new offer.
+                if self.initiator && !self.peer_connected {
+                    self.renew(RenewReason::Stalled);
+                }
             }
+            PeerInput::NewSession(offer) => {
+                if self.initiator {
+                    self.give_up("the stranger offered a session although we are the one who offers".into());
+                    return;
+                }
+                self.notify(Notice::Renewed(RenewReason::Partner));
+                self.actions.push_back(Action::ClosePeer);
+                self.start_peer();
+                self.set_phase(Phase::Negotiating);
+                self.actions.push_back(Action::ApplySignal(offer));
+            }
+            PeerInput::Broken(why) => self.give_up(why),
         }
+    }
+
+    /// The initiator's answer to a failed connection: an ICE restart for one that had
+    /// connected, a new connection for one that never did.
+    fn recover(&mut self, reason: RenewReason) {
+        if self.peer_connected {
+            self.actions.push_back(Action::RestartIce);
+        } else {
+            self.renew(reason);
+        }
+    }
+
+    /// Replaces the peer connection with a new one that offers a new session, or gives the
+    /// call up when it was renewed too often already.
+    fn renew(&mut self, reason: RenewReason) {
+        if self.renewals >= MAX_RENEWALS {
+            self.give_up(format!("no secure connection to the stranger after {} attempts", MAX_RENEWALS + 1));
+            return;
+        }
+        self.renewals += 1;
+        self.notify(Notice::Renewed(reason));
+        self.actions.push_back(Action::ClosePeer);
+        self.start_peer();
+    }
+
+    fn start_peer(&mut self) {
+        let Some(room) = self.room.clone() else { return };
+        self.peer_connected = false;
+        self.actions.push_back(Action::StartPeer {
+            room,
+            initiator: self.initiator,
+            ice_servers: self.ice_servers.clone(),
+        });
+    }
+
+    /// Ends a call that cannot work.
+    fn give_up(&mut self, why: String) {
+        self.end_call();
+        self.notify(Notice::CallFailed(why));
+        self.send(ClientMsg::Stop);
+        self.wants_match = false;
+        self.set_phase(Phase::Idle);
     }
 
     fn since_find(&self, now: Instant) -> Duration {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use strangers_engine::session::{Action, Notice, PeerInput, Phase, Session, UserInput};
+use strangers_engine::session::{Action, Notice, PeerInput, Phase, RenewReason, Session, UserInput, MAX_RENEWALS};
 use strangers_protocol::{ClientMsg, ErrorCode, IceServer, PartnerLeftReason, ServerMsg, SignalData, SignalKind};
 
 const WELCOME: &str = r#"{"type":"welcome","id":"s1","resume":"tok-1","ice_servers":[
@@ -18,6 +18,8 @@ const QUEUED: &str = r#"{"type":"queued"}"#;
 const MATCHED_INITIATOR: &str = r#"{"type":"matched","room":"r1","initiator":true,"common_interests":["chess"]}"#;
 const MATCHED_ANSWERER: &str = r#"{"type":"matched","room":"r1","initiator":false,"common_interests":[]}"#;
 const OFFER: &str = r#"{"sdp":{"type":"offer","sdp":"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n"}}"#;
+/// An offer of a new session (a renewed peer connection: another session id).
+const NEW_OFFER: &str = r#"{"sdp":{"type":"offer","sdp":"v=0\r\no=- 7 1 IN IP4 0.0.0.0\r\n"}}"#;
 const ANSWER: &str = r#"{"sdp":{"type":"answer","sdp":"v=0\r\no=- 2 1 IN IP4 0.0.0.0\r\n"}}"#;
 const CANDIDATE: &str =
     r#"{"candidate":{"candidate":"candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host","sdpMid":"0"}}"#;
@@ -44,11 +46,13 @@ struct Observer {
     stopped: bool,
     /// The `ice_servers` of the last `welcome`, which every new peer must use.
     ice_servers: Vec<IceServer>,
+    /// Renewals of our own since the last match.
+    renewals: u32,
 }
 
 impl Observer {
     fn new() -> Self {
-        Observer { peer: None, phase: Phase::Idle, stopped: false, ice_servers: Vec::new() }
+        Observer { peer: None, phase: Phase::Idle, stopped: false, ice_servers: Vec::new(), renewals: 0 }
     }
 
     fn saw_user(&mut self, input: &UserInput) {
@@ -67,8 +71,15 @@ impl Observer {
 
     /// Checks the actions of one step, then the session's state after it.
     fn check(&mut self, session: &Session, actions: &[Action]) {
-        for action in actions {
+        for (i, action) in actions.iter().enumerate() {
             self.check_action(action, actions);
+            if let Action::Notify(Notice::Renewed(_)) = action {
+                // A renewal closes the peer and starts the next one at once.
+                assert!(
+                    matches!(&actions[i + 1..], [Action::ClosePeer, Action::StartPeer { .. }, ..]),
+                    "a renewal without a new peer; step: {actions:?}"
+                );
+            }
         }
         assert_eq!(session.phase(), &self.phase, "phase() differs from the last announced phase; step: {actions:?}");
         let in_room = matches!(session.phase(), Phase::Matched | Phase::Negotiating | Phase::InCall);
@@ -130,6 +141,17 @@ impl Observer {
                 let peer = self.peer.as_mut().unwrap_or_else(|| panic!("Connected without a live peer; {step:?}"));
                 peer.connected_notices += 1;
                 assert_eq!(peer.connected_notices, 1, "Connected announced twice for one call");
+            }
+            Action::Notify(Notice::Matched { .. }) => self.renewals = 0,
+            Action::Notify(Notice::Renewed(reason)) => {
+                let peer = self.peer.as_ref().unwrap_or_else(|| panic!("a renewal without a live peer; {step:?}"));
+                if *reason == RenewReason::Partner {
+                    assert!(!peer.initiator, "the initiator followed a renewal; step: {step:?}");
+                } else {
+                    assert!(peer.initiator, "the non-initiator renewed (it would offer); step: {step:?}");
+                    self.renewals += 1;
+                    assert!(self.renewals <= MAX_RENEWALS, "renewed more than {MAX_RENEWALS} times; step: {step:?}");
+                }
             }
             Action::Notify(Notice::FirstFrame { .. }) => {
                 let peer = self.peer.as_mut().unwrap_or_else(|| panic!("FirstFrame without a live peer; {step:?}"));
@@ -681,6 +703,111 @@ fn when_both_sides_fail_only_the_initiator_offers() {
     assert_eq!(pair.answerer.peer(PeerInput::Connected), []);
 }
 
+// Connections that never connect are renewed, not restarted.
+
+fn renewal(reason: RenewReason, initiator: bool) -> [Action; 3] {
+    [
+        Action::Notify(Notice::Renewed(reason)),
+        Action::ClosePeer,
+        Action::StartPeer { room: "r1".into(), initiator, ice_servers: welcome_ice_servers() },
+    ]
+}
+
+/// The initiator of a call whose offer was answered but whose connection never came up.
+fn negotiated_initiator() -> Harness {
+    let mut h = Harness::in_room(true);
+    h.local(OFFER);
+    h.remote(ANSWER);
+    h.remote(CANDIDATE);
+    assert_eq!(h.session.phase(), &Phase::Negotiating);
+    h
+}
+
+#[test]
+fn a_stalled_handshake_makes_the_initiator_renew_its_connection() {
+    let mut h = negotiated_initiator();
+    h.at(5_000);
+    assert_eq!(h.peer(PeerInput::Stalled), renewal(RenewReason::Stalled, true));
+    assert_eq!(h.session.phase(), &Phase::Negotiating);
+    // The new connection's offer goes out, and its connection counts from the find.
+    assert_eq!(h.local(NEW_OFFER), [send(ClientMsg::Signal(signal(NEW_OFFER)))]);
+    h.at(5_500);
+    assert_eq!(
+        h.peer(PeerInput::Connected)[0],
+        Action::Notify(Notice::Connected { since_find: Duration::from_millis(5_500) })
+    );
+    // Once connected, a failure is an ICE restart again, and a stall is no news.
+    assert_eq!(h.peer(PeerInput::Stalled), []);
+    assert_eq!(h.peer(PeerInput::Failed), [Action::RestartIce]);
+}
+
+#[test]
+fn the_answerer_waits_for_the_initiator_to_renew() {
+    let mut h = Harness::in_room(false);
+    h.remote(OFFER);
+    h.local(ANSWER);
+    assert_eq!(h.peer(PeerInput::Stalled), []);
+    assert_eq!(h.session.phase(), &Phase::Negotiating);
+}
+
+#[test]
+fn a_connection_that_never_connected_is_renewed_when_it_fails_or_the_partner_asks() {
+    let mut h = negotiated_initiator();
+    assert_eq!(h.peer(PeerInput::Failed), renewal(RenewReason::NeverConnected, true));
+    h.local(NEW_OFFER);
+    assert_eq!(h.remote(RESTART), renewal(RenewReason::NeverConnected, true));
+    // Before any offer was even made.
+    let mut h = Harness::in_room(true);
+    assert_eq!(h.peer(PeerInput::Failed), renewal(RenewReason::NeverConnected, true));
+    assert_eq!(h.session.phase(), &Phase::Matched);
+}
+
+#[test]
+fn an_offer_of_a_new_session_gets_a_new_connection() {
+    let mut h = Harness::in_room(false);
+    h.remote(OFFER);
+    h.local(ANSWER);
+    let mut expected = renewal(RenewReason::Partner, false).to_vec();
+    expected.push(Action::ApplySignal(signal(NEW_OFFER)));
+    assert_eq!(h.peer(PeerInput::NewSession(signal(NEW_OFFER))), expected);
+    assert_eq!(h.session.phase(), &Phase::Negotiating);
+    assert_eq!(h.local(ANSWER), [send(ClientMsg::Signal(signal(ANSWER)))]);
+    // An answerer in a call follows too (its side may have finished the handshake first) and
+    // is negotiating again.
+    let mut h = Harness::in_call(false);
+    expected.insert(3, phase(Phase::Negotiating));
+    assert_eq!(h.peer(PeerInput::NewSession(signal(NEW_OFFER))), expected);
+}
+
+#[test]
+fn an_initiator_offered_a_new_session_gives_the_call_up() {
+    let mut h = negotiated_initiator();
+    let actions = h.peer(PeerInput::NewSession(signal(NEW_OFFER)));
+    assert_eq!(actions[0], Action::ClosePeer);
+    assert!(matches!(&actions[1], Action::Notify(Notice::CallFailed(_))), "{actions:?}");
+    assert_eq!(h.session.phase(), &Phase::Idle);
+}
+
+#[test]
+fn renewals_are_bounded_then_the_call_is_given_up_and_a_new_match_starts_afresh() {
+    let mut h = negotiated_initiator();
+    for _ in 0..MAX_RENEWALS {
+        assert_eq!(h.peer(PeerInput::Stalled), renewal(RenewReason::Stalled, true));
+        h.local(NEW_OFFER);
+    }
+    let actions = h.peer(PeerInput::Stalled);
+    assert_eq!(actions[0], Action::ClosePeer);
+    let Action::Notify(Notice::CallFailed(why)) = &actions[1] else { panic!("{actions:?}") };
+    assert!(why.contains("no secure connection"), "{why}");
+    assert_eq!(&actions[2..], [send(ClientMsg::Stop), phase(Phase::Idle)]);
+
+    h.user(UserInput::Find);
+    h.server(MATCHED_INITIATOR);
+    for _ in 0..MAX_RENEWALS {
+        assert_eq!(h.peer(PeerInput::Stalled), renewal(RenewReason::Stalled, true));
+    }
+}
+
 // Failures.
 
 #[test]
@@ -839,6 +966,8 @@ fn op() -> impl Strategy<Value = Op> {
         Just(PeerInput::Failed),
         Just(PeerInput::FirstFrame),
         Just(PeerInput::Broken("broken".into())),
+        Just(PeerInput::Stalled),
+        Just(PeerInput::NewSession(signal(NEW_OFFER))),
     ];
     prop_oneof![
         2 => (0u64..3_000).prop_map(Op::Wait),

@@ -1,0 +1,78 @@
+//! A call whose secure (DTLS) handshake loses flights still connects, with the same stranger.
+//! In a network namespace of the test's own, nftables drops the first two datagrams that start
+//! the DTLS client's key flight (Certificate, ClientKeyExchange, CertificateVerify, Finished).
+//! The server then repeats its own flight, and that stops the client's retransmission timer (of
+//! the DTLS stack): the handshake would wait forever. Two drops make that certain, whichever
+//! timer fires first after the first drop. The initiator notices that the handshake makes no
+//! progress and builds its peer connection anew; the partner answers the new session with a
+//! new connection of its own. Needs root (network namespaces and nftables); it is skipped,
+//! saying so, without it.
+
+use std::time::Duration;
+
+use strangers_system_tests::{is_root, Client, Netns, Server};
+
+const T: Duration = Duration::from_secs(30);
+const MEDIA: [&str; 9] = ["--loopback", "--bind", "127.0.0.1", "--width", "320", "--height", "240", "--fps", "30"];
+
+/// A DTLS handshake record (content type 22) whose first message is a Certificate (type 11):
+/// in DTLS 1.2 only the client's key flight starts so (the server's starts with ServerHello).
+/// The UDP payload starts at bit 64 of the transport header; the handshake type is its 14th
+/// byte, after the 13-byte record header. `limit ... burst 2` lets the rule match twice.
+const CLIENT_KEY_FLIGHT_TWICE: [&str; 10] =
+    ["@th,64,8", "22", "@th,168,8", "11", "limit", "rate", "1/hour", "burst", "2", "packets"];
+
+#[test]
+fn a_call_connects_although_its_dtls_handshake_loses_the_clients_key_flight() {
+    if !is_root() {
+        eprintln!("skipped: this test needs root for network namespaces and nftables");
+        return;
+    }
+    // Dropped last: the processes below end before their namespace is deleted.
+    let netns = Netns::create(&format!("strangers-dtls-{}", std::process::id())).expect("network namespace");
+    netns.drop_udp_input("key_flight", &CLIENT_KEY_FLIGHT_TWICE).expect("nftables rule");
+    let ns = Some(netns.name.as_str());
+    let server = Server::start_in(ns, &[]).expect("server starts");
+    let mut a = Client::start_in(ns, "a", &server.ws_url(), &MEDIA).expect("client a starts");
+    let mut b = Client::start_in(ns, "b", &server.ws_url(), &MEDIA).expect("client b starts");
+    for c in [&mut a, &mut b] {
+        c.wait_event(T, "connected").unwrap();
+        c.wait_event(T, "first_frame").unwrap();
+    }
+    let dropped = netns.dropped("key_flight").unwrap();
+    assert!((1..=2).contains(&dropped), "key flights dropped: {dropped}");
+    // The initiator renewed its stalled connection, and its partner followed.
+    let initiator =
+        [&a, &b].into_iter().find(|c| c.seen_named("matched")[0]["initiator"] == true).expect("an initiator");
+    let other = if initiator.name == a.name { &b } else { &a };
+    let renewed =
+        |c: &Client, reason: &str| c.seen_named("call_renewed").iter().filter(|e| e["reason"] == reason).count();
+    assert!(
+        renewed(initiator, "handshake_stalled") >= 1,
+        "{}: {:?}",
+        initiator.name,
+        initiator.seen_named("call_renewed")
+    );
+    assert_eq!(
+        renewed(other, "partner_renewed"),
+        renewed(initiator, "handshake_stalled"),
+        "{:?}",
+        other.seen_named("call_renewed")
+    );
+    // The call is whole: frames verify on both sides and chat gets through.
+    for c in [&mut a, &mut b] {
+        let name = c.name.clone();
+        c.wait_for(T, "verified frames", |e| e["event"] == "stats" && e["frames_verified"].as_u64().unwrap_or(0) >= 30)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    a.command("chat hello after the lost flight").unwrap();
+    let said = b.wait_event(T, "chat").unwrap();
+    assert_eq!(said["text"], "hello after the lost flight");
+    // With the same stranger all along: one match, nobody left, nothing failed.
+    for c in [&a, &b] {
+        assert_eq!(c.seen_named("matched").len(), 1, "{}: matched again: {:?}", c.name, c.seen_named("matched"));
+        for name in ["partner_left", "error", "idle"] {
+            assert!(c.seen_named(name).is_empty(), "{}: {name}: {:?}", c.name, c.seen_named(name));
+        }
+    }
+}
