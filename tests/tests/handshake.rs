@@ -1,12 +1,11 @@
 //! A call whose secure (DTLS) handshake loses flights still connects, with the same stranger.
 //! In a network namespace of the test's own, nftables drops the first two datagrams that start
-//! the DTLS client's key flight (Certificate, ClientKeyExchange, CertificateVerify, Finished).
-//! The server then repeats its own flight, and that stops the client's retransmission timer (of
-//! the DTLS stack): the handshake would wait forever. Two drops make that certain, whichever
-//! timer fires first after the first drop. The initiator notices that the handshake makes no
-//! progress and builds its peer connection anew; the partner answers the new session with a
-//! new connection of its own. Needs root (network namespaces and nftables); it is skipped,
-//! saying so, without it.
+//! one side's flight. The other side then repeats its own previous flight, and in the DTLS
+//! stack that stops the retransmission timer of the side whose flight was lost: the handshake
+//! would wait forever. Two drops make that certain, whichever timer fires first after the
+//! first drop. The initiator notices that the handshake makes no progress and builds its peer
+//! connection anew; the partner answers the new session with a new connection of its own.
+//! Needs root (network namespaces and nftables); skipped, saying so, without it.
 
 use std::time::Duration;
 
@@ -15,22 +14,35 @@ use strangers_system_tests::{is_root, Client, Netns, Server};
 const T: Duration = Duration::from_secs(30);
 const MEDIA: [&str; 9] = ["--loopback", "--bind", "127.0.0.1", "--width", "320", "--height", "240", "--fps", "30"];
 
-/// A DTLS handshake record (content type 22) whose first message is a Certificate (type 11):
-/// in DTLS 1.2 only the client's key flight starts so (the server's starts with ServerHello).
-/// The UDP payload starts at bit 64 of the transport header; the handshake type is its 14th
-/// byte, after the 13-byte record header. `limit ... burst 2` lets the rule match twice.
-const CLIENT_KEY_FLIGHT_TWICE: [&str; 10] =
-    ["@th,64,8", "22", "@th,168,8", "11", "limit", "rate", "1/hour", "burst", "2", "packets"];
+/// Matches the first two datagrams that start with a DTLS handshake record (content type 22)
+/// whose first message is of type `message`. The UDP payload starts at bit 64 of the transport
+/// header; the handshake type is its 14th byte, after the 13-byte record header.
+fn first_two_flights_starting_with(message: &'static str) -> [&'static str; 10] {
+    ["@th,64,8", "22", "@th,168,8", message, "limit", "rate", "1/hour", "burst", "2", "packets"]
+}
 
+/// The DTLS client's key flight starts with its Certificate (type 11); in DTLS 1.2 no other
+/// flight does.
 #[test]
 fn a_call_connects_although_its_dtls_handshake_loses_the_clients_key_flight() {
+    survives_lost_flights("key", &first_two_flights_starting_with("11"));
+}
+
+/// The DTLS server's flight starts with ServerHello (type 2). Its loss makes the client repeat
+/// its ClientHello, which stops the server's retransmission timer in turn.
+#[test]
+fn a_call_connects_although_its_dtls_handshake_loses_the_servers_flight() {
+    survives_lost_flights("server", &first_two_flights_starting_with("2"));
+}
+
+fn survives_lost_flights(tag: &str, rule: &[&str]) {
     if !is_root() {
         eprintln!("skipped: this test needs root for network namespaces and nftables");
         return;
     }
     // Dropped last: the processes below end before their namespace is deleted.
-    let netns = Netns::create(&format!("strangers-dtls-{}", std::process::id())).expect("network namespace");
-    netns.drop_udp_input("key_flight", &CLIENT_KEY_FLIGHT_TWICE).expect("nftables rule");
+    let netns = Netns::create(&format!("strangers-dtls-{tag}-{}", std::process::id())).expect("network namespace");
+    netns.drop_udp_input("flights", rule).expect("nftables rule");
     let ns = Some(netns.name.as_str());
     let server = Server::start_in(ns, &[]).expect("server starts");
     let mut a = Client::start_in(ns, "a", &server.ws_url(), &MEDIA).expect("client a starts");
@@ -39,8 +51,8 @@ fn a_call_connects_although_its_dtls_handshake_loses_the_clients_key_flight() {
         c.wait_event(T, "connected").unwrap();
         c.wait_event(T, "first_frame").unwrap();
     }
-    let dropped = netns.dropped("key_flight").unwrap();
-    assert!((1..=2).contains(&dropped), "key flights dropped: {dropped}");
+    let dropped = netns.dropped("flights").unwrap();
+    assert!((1..=2).contains(&dropped), "flights dropped: {dropped}");
     // The initiator renewed its stalled connection, and its partner followed.
     let initiator =
         [&a, &b].into_iter().find(|c| c.seen_named("matched")[0]["initiator"] == true).expect("an initiator");
