@@ -198,6 +198,24 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// The value of metric `strangers_<name>` on the server's /metrics.
+    pub fn metric(&self, name: &str) -> anyhow::Result<u64> {
+        read_metric(&self.addr, name)
+    }
+}
+
+/// The value of metric `strangers_<name>` on the /metrics of the signal server at `addr`
+/// (reached from the calling thread's network namespace).
+pub fn read_metric(addr: &str, name: &str) -> anyhow::Result<u64> {
+    let mut conn = std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: strangers\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut text)?;
+    let wanted = format!("strangers_{name} ");
+    let line = text.lines().find(|l| l.starts_with(&wanted)).with_context(|| format!("no {wanted}in /metrics"))?;
+    line[wanted.len()..].trim().parse().with_context(|| format!("unreadable metric: {line}"))
 }
 
 impl Drop for Server {

@@ -262,18 +262,8 @@ impl Lab {
 
     /// The value of counter `strangers_<name>` on the signal server's /metrics.
     pub fn metric(&self, name: &str) -> anyhow::Result<u64> {
-        let addr = std::net::SocketAddr::from((PUBLIC_IP, self.server_port()));
-        let text = self.public.run_inside(|| {
-            let mut conn = std::net::TcpStream::connect(addr)?;
-            conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-            conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")?;
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut conn, &mut text)?;
-            Ok(text)
-        })?;
-        let wanted = format!("strangers_{name} ");
-        let line = text.lines().find(|l| l.starts_with(&wanted)).with_context(|| format!("no {wanted}in /metrics"))?;
-        line[wanted.len()..].trim().parse().with_context(|| format!("unreadable metric: {line}"))
+        let addr = format!("{PUBLIC_IP}:{}", self.server_port());
+        self.public.run_inside(|| crate::read_metric(&addr, name))
     }
 }
 

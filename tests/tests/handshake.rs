@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-use strangers_system_tests::{is_root, Client, Netns, Server};
+use serde_json::Value;
+use strangers_system_tests::{is_root, Client, Netns, RawPeer, Server};
 
 const T: Duration = Duration::from_secs(30);
 const MEDIA: [&str; 9] = ["--loopback", "--bind", "127.0.0.1", "--width", "320", "--height", "240", "--fps", "30"];
@@ -59,15 +60,10 @@ fn survives_lost_flights(tag: &str, rule: &[&str]) {
     let other = if initiator.name == a.name { &b } else { &a };
     let renewed =
         |c: &Client, reason: &str| c.seen_named("call_renewed").iter().filter(|e| e["reason"] == reason).count();
-    assert!(
-        renewed(initiator, "handshake_stalled") >= 1,
-        "{}: {:?}",
-        initiator.name,
-        initiator.seen_named("call_renewed")
-    );
+    assert!(renewed(initiator, "stalled") >= 1, "{}: {:?}", initiator.name, initiator.seen_named("call_renewed"));
     assert_eq!(
         renewed(other, "partner_renewed"),
-        renewed(initiator, "handshake_stalled"),
+        renewed(initiator, "stalled"),
         "{:?}",
         other.seen_named("call_renewed")
     );
@@ -87,4 +83,43 @@ fn survives_lost_flights(tag: &str, rule: &[&str]) {
             assert!(c.seen_named(name).is_empty(), "{}: {name}: {:?}", c.name, c.seen_named(name));
         }
     }
+}
+
+/// The next offer a raw peer receives (candidates are skipped), and its SDP session id.
+fn next_offer(peer: &mut RawPeer) -> String {
+    loop {
+        let signal: Value = peer.expect("signal").expect("a signal");
+        if signal["data"]["sdp"]["type"] == "offer" {
+            let sdp = signal["data"]["sdp"]["sdp"].as_str().expect("an SDP text");
+            let origin = sdp.lines().find_map(|l| l.strip_prefix("o=")).expect("an origin line");
+            return origin.split_whitespace().nth(1).expect("a session id").to_owned();
+        }
+    }
+}
+
+/// An offer that is never answered (as when it is lost with a failed server) leaves ICE with
+/// nothing to check: the initiator renews its connection after a while and offers a new
+/// session. The stranger here is a bare protocol client that ignores the first offer.
+#[test]
+fn an_offer_never_answered_is_made_again_on_a_new_connection() {
+    let server = Server::start(&[]).unwrap();
+    let mut client =
+        Client::start("offerer", &server.ws_url(), &["--loopback", "--width", "320", "--height", "240"]).unwrap();
+    // The client must wait longer than the stranger, so it offers.
+    let deadline = std::time::Instant::now() + T;
+    while server.metric("queued").unwrap() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the client never queued");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut peer = RawPeer::connect(&server.ws_url()).unwrap();
+    peer.send(r#"{"type":"hello","version":1}"#).unwrap();
+    peer.expect("welcome").unwrap();
+    peer.send(r#"{"type":"find"}"#).unwrap();
+    assert_eq!(peer.expect("matched").unwrap()["initiator"], false, "the client waited longer, so it offers");
+    let first = next_offer(&mut peer);
+    let second = next_offer(&mut peer);
+    assert_ne!(first, second, "the second offer is for a new connection");
+    let renewed = client.wait_event(T, "call_renewed").unwrap();
+    assert_eq!(renewed["reason"], "stalled", "{renewed}");
+    assert!(client.seen_named("partner_left").is_empty() && client.seen_named("error").is_empty());
 }

@@ -124,7 +124,7 @@ pub enum Event {
         ms: u64,
     },
     /// The peer connection was replaced by a new one with the same stranger, because it never
-    /// connected: `handshake_stalled`, `never_connected` (we renewed it) or `partner_renewed`.
+    /// connected: `stalled`, `never_connected` (we renewed it) or `partner_renewed`.
     CallRenewed {
         reason: String,
     },

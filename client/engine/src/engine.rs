@@ -26,6 +26,11 @@ const RESTART_RETRY: Duration = Duration::from_secs(6);
 /// timer of the side whose flight was lost), so the session renews the connection.
 const HANDSHAKE_STALL: Duration = Duration::from_secs(4);
 
+/// A peer connection not connected this long after it was made has stalled too, whatever the
+/// reason (an offer or answer lost with a signaling server that failed in the meantime leaves
+/// ICE with nothing to check). Calls connect in well under a second, relayed ones in a few.
+const CONNECT_STALL: Duration = Duration::from_secs(10);
+
 /// Everything the engine needs to run.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -68,7 +73,7 @@ pub fn start(config: EngineConfig) -> (EngineHandle, mpsc::UnboundedReceiver<Eve
             slots,
             restart_started: None,
             restart_retry_at: None,
-            handshake_deadline: None,
+            stall_deadline: None,
             peer_connected: false,
             muted: (false, false),
             first_frame_size: (0, 0),
@@ -90,9 +95,9 @@ struct Engine {
     restart_started: Option<Instant>,
     /// While the call is failed: when to ask for the ICE restart again.
     restart_retry_at: Option<Instant>,
-    /// While ICE is up but the current peer connection has not connected yet: when its
-    /// handshake counts as stalled.
-    handshake_deadline: Option<Instant>,
+    /// While the current peer connection has not connected yet: when it counts as stalled
+    /// ([`CONNECT_STALL`] after it was made, or [`HANDSHAKE_STALL`] after ICE connected).
+    stall_deadline: Option<Instant>,
     /// Whether the current peer connection ever connected.
     peer_connected: bool,
     muted: (bool, bool),
@@ -109,7 +114,7 @@ impl Engine {
         loop {
             let far = Instant::now() + Duration::from_secs(3600);
             let retry_at = self.restart_retry_at.unwrap_or(far);
-            let stall_at = self.handshake_deadline.unwrap_or(far);
+            let stall_at = self.stall_deadline.unwrap_or(far);
             tokio::select! {
                 () = tokio::time::sleep_until(retry_at.into()), if self.restart_retry_at.is_some() => {
                     let now = Instant::now();
@@ -117,9 +122,9 @@ impl Engine {
                     self.restart_retry_at = Some(now + RESTART_RETRY);
                     self.session.handle_peer(now, PeerInput::Failed);
                 }
-                () = tokio::time::sleep_until(stall_at.into()), if self.handshake_deadline.is_some() => {
-                    debug!("the secure handshake stalled");
-                    self.handshake_deadline = None;
+                () = tokio::time::sleep_until(stall_at.into()), if self.stall_deadline.is_some() => {
+                    debug!("the connection stalled");
+                    self.stall_deadline = None;
                     self.session.handle_peer(Instant::now(), PeerInput::Stalled);
                 }
                 command = commands.recv() => match command {
@@ -197,7 +202,8 @@ impl Engine {
             CallEvent::LocalSignal(data) => self.session.handle_local_signal(data),
             CallEvent::IceState(state) => {
                 if matches!(state.as_str(), "connected" | "completed") && !self.peer_connected {
-                    self.handshake_deadline.get_or_insert(now + HANDSHAKE_STALL);
+                    let handshake_by = now + HANDSHAKE_STALL;
+                    self.stall_deadline = Some(self.stall_deadline.map_or(handshake_by, |at| at.min(handshake_by)));
                 }
                 self.emit(Event::IceState { state });
             }
@@ -208,7 +214,7 @@ impl Engine {
                 }
                 self.restart_retry_at = None;
                 self.peer_connected = true;
-                self.handshake_deadline = None;
+                self.stall_deadline = None;
                 self.emit(Event::ConnectionState { state: "connected".into() });
                 self.session.handle_peer(now, PeerInput::Connected);
             }
@@ -256,6 +262,7 @@ impl Engine {
                             call.mute_audio(self.muted.0);
                             call.mute_video(self.muted.1);
                             self.call = Some((id, call));
+                            self.stall_deadline = Some(Instant::now() + CONNECT_STALL);
                         }
                         Err(e) => {
                             self.emit(Event::Error { kind: "call".into(), message: e.to_string() });
@@ -302,7 +309,7 @@ impl Engine {
     fn forget_connection(&mut self) {
         self.restart_started = None;
         self.restart_retry_at = None;
-        self.handshake_deadline = None;
+        self.stall_deadline = None;
         self.peer_connected = false;
     }
 

@@ -8,7 +8,7 @@
 //! A peer connection that never connected is not restarted but renewed: ICE restarts redo
 //! connectivity, not the secure (DTLS) handshake, so the initiator builds a new connection
 //! and offers again (a new SDP session), and the other side answers that offer with a new
-//! connection of its own. It happens when the handshake stalls (the IO layer says
+//! connection of its own. It happens when the connection stalls (the IO layer says
 //! [`PeerInput::Stalled`]) or the connection fails before it ever connected; at most
 //! [`MAX_RENEWALS`] times a call, then the call is given up.
 
@@ -41,7 +41,8 @@ pub enum PeerInput {
     Disconnected,
     /// The connection failed for good (or an ICE restart is needed).
     Failed,
-    /// ICE is up but the secure handshake made no progress for a while: it will not finish.
+    /// The connection made no progress for a while (ICE is up but the secure handshake is not
+    /// done, or nothing connected long after it was made): it will not connect.
     Stalled,
     /// The partner offered a new session (it renewed its peer connection): this offer is
     /// for a new connection, not the current one.
@@ -115,7 +116,7 @@ pub enum Notice {
 /// Why a peer connection was renewed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RenewReason {
-    /// Our secure handshake stalled (we are the initiator).
+    /// Our connection stalled (we are the initiator).
     Stalled,
     /// Our connection failed before it ever connected (we are the initiator).
     NeverConnected,
@@ -126,7 +127,7 @@ pub enum RenewReason {
 impl RenewReason {
     pub fn name(self) -> &'static str {
         match self {
-            RenewReason::Stalled => "handshake_stalled",
+            RenewReason::Stalled => "stalled",
             RenewReason::NeverConnected => "never_connected",
             RenewReason::Partner => "partner_renewed",
         }
