@@ -92,16 +92,22 @@ pub enum PeerError {
     NewSession,
 }
 
-/// Our signals on their way to the partner. Candidates gathered before our first description
-/// was sent are held back until it is, so the partner never gets a candidate before the
-/// description it belongs to (which, for a renewed connection, would reach the old one).
+/// Our signals on their way to the partner. Candidates gathered while a description of ours is
+/// being made are held back until it is sent, so the partner never gets a candidate before the
+/// description it belongs to (for a renewed connection it would reach the old one, for an ICE
+/// restart the old ICE generation).
 struct Outbox {
     events: mpsc::UnboundedSender<PeerEvent>,
-    /// `Some` until the first description is sent: the candidates held until then.
+    /// `Some` while a description is being made: the candidates held until it is sent.
     held: Mutex<Option<Vec<SignalData>>>,
 }
 
 impl Outbox {
+    /// Holds candidates from now until the next description is sent.
+    fn hold(&self) {
+        self.held.lock().expect("the outbox lock is never poisoned").get_or_insert_with(Vec::new);
+    }
+
     fn candidate(&self, data: SignalData) {
         let mut held = self.held.lock().expect("the outbox lock is never poisoned");
         match held.as_mut() {
@@ -112,9 +118,18 @@ impl Outbox {
         }
     }
 
+    /// Sends a description, then the candidates held for it.
     fn description(&self, data: SignalData) {
         let mut held = self.held.lock().expect("the outbox lock is never poisoned");
         let _ = self.events.send(PeerEvent::LocalSignal(data));
+        for candidate in held.take().unwrap_or_default() {
+            let _ = self.events.send(PeerEvent::LocalSignal(candidate));
+        }
+    }
+
+    /// Sends the held candidates: no description is coming (making it failed).
+    fn release(&self) {
+        let mut held = self.held.lock().expect("the outbox lock is never poisoned");
         for candidate in held.take().unwrap_or_default() {
             let _ = self.events.send(PeerEvent::LocalSignal(candidate));
         }
@@ -367,11 +382,27 @@ impl Peer {
     }
 
     async fn offer(&self, ice_restart: bool) -> Result<(), PeerError> {
-        let options = RTCOfferOptions { ice_restart };
-        let offer = self.pc.create_offer(Some(options)).await?;
-        self.pc.set_local_description(offer.clone()).await?;
-        self.send_description(&offer);
-        Ok(())
+        self.outbox.hold();
+        let made = async {
+            let offer = self.pc.create_offer(Some(RTCOfferOptions { ice_restart })).await?;
+            self.pc.set_local_description(offer.clone()).await?;
+            Ok(offer)
+        };
+        self.send_made(made.await)
+    }
+
+    /// Sends a description just made, or, when making it failed, what it held back.
+    fn send_made(&self, made: Result<RTCSessionDescription, PeerError>) -> Result<(), PeerError> {
+        match made {
+            Ok(desc) => {
+                self.send_description(&desc);
+                Ok(())
+            }
+            Err(e) => {
+                self.outbox.release();
+                Err(e)
+            }
+        }
     }
 
     fn send_description(&self, desc: &RTCSessionDescription) {
@@ -417,9 +448,13 @@ impl Peer {
                 if self.video_sender.is_none() {
                     self.add_tracks().await?;
                 }
-                let answer = self.pc.create_answer(None).await?;
-                self.pc.set_local_description(answer.clone()).await?;
-                self.send_description(&answer);
+                self.outbox.hold();
+                let made = async {
+                    let answer = self.pc.create_answer(None).await?;
+                    self.pc.set_local_description(answer.clone()).await?;
+                    Ok(answer)
+                };
+                self.send_made(made.await)?;
             }
             for candidate in std::mem::take(&mut self.early_candidates) {
                 if let Err(e) = self.pc.add_ice_candidate(candidate).await {
