@@ -148,10 +148,15 @@ pub async fn run(
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    tokio::pin!(shutdown);
     let (hub, backend) = match &config.redis {
         None => (build_hub(&config, None), None),
         Some(url) => {
-            let (link, pending) = redis::connect(redis_settings(&config, url)).await?;
+            let (link, pending) = tokio::select! {
+                connected = redis::connect_patiently(redis_settings(&config, url)) => connected?,
+                // Asked to stop while Redis was still out of reach.
+                () = &mut shutdown => return Ok(()),
+            };
             info!(node = %link.node, redis = %redis::redact(url), "sharing pairing state through Redis");
             let hub = build_hub(&config, Some(link));
             let backend = pending.spawn(hub.clone()).await;
@@ -163,7 +168,6 @@ pub async fn run(
     let rate = RateSettings { per_second: config.rate_limit, burst: config.rate_burst() };
     let tasks = TaskCount::default();
     let stun = stun.map(|socket| tokio::spawn(stun::serve(socket, hub.clone())));
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,

@@ -1,5 +1,6 @@
 //! Losing parts of a cluster: a node killed with SIGKILL mid-call, a ban reached on one node,
-//! and Redis itself restarting empty. Real redis-server, real node processes.
+//! Redis itself restarting empty, and a node started before its Redis. Real redis-server, real
+//! node processes.
 
 mod support;
 
@@ -150,4 +151,25 @@ async fn the_nodes_ride_out_a_redis_restart() {
     match_pair(&mut a, &mut b).await;
     a.send_text(&candidate(2));
     assert_eq!(b.recv_text().await, relayed(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_before_redis_waits_for_it() {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let mut nodes = nodes(&redis, 2, &[]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for node in &mut nodes {
+        assert!(node.is_running(), "a node gave up on a Redis that is not up yet");
+    }
+    redis.restart();
+    // Clients that came while Redis was away are served once it is up, and pair across nodes.
+    let (mut a, mut b) = tokio::time::timeout(Duration::from_secs(15), async {
+        (nodes[0].server.greeted().await, nodes[1].server.greeted().await)
+    })
+    .await
+    .expect("the nodes serve once Redis is up");
+    match_pair(&mut a, &mut b).await;
+    a.send_text(&candidate(1));
+    assert_eq!(b.recv_text().await, relayed(1));
 }

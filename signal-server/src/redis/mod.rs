@@ -84,7 +84,7 @@ async fn bounded<T>(request: impl std::future::Future<Output = redis::RedisResul
 pub enum BackendError {
     #[error("invalid Redis URL {url}: {source}")]
     Url { url: String, source: redis::RedisError },
-    #[error("cannot reach Redis at {url}: {source}")]
+    #[error("cannot connect to Redis at {url}: {source}")]
     Connect { url: String, source: redis::RedisError },
     #[error("Redis at {url} did not load the pairing functions (Redis 7.0 or later is needed): {reason}")]
     Functions { url: String, reason: String },
@@ -397,6 +397,41 @@ pub async fn connect(settings: Settings) -> Result<(Arc<Link>, Pending), Backend
     });
     let shared = Arc::new(Shared { settings, link: link.clone() });
     Ok((link, Pending { manager, shared, pushes, receiver }))
+}
+
+/// The longest pause between two tries of [`connect_patiently`].
+const MAX_CONNECT_PAUSE: Duration = Duration::from_secs(5);
+
+/// Connects like [`connect`], waiting for a Redis that cannot be reached yet (it may be
+/// starting beside this node): tries again with pauses that grow to [`MAX_CONNECT_PAUSE`],
+/// and says so in the log. Errors that waiting cannot mend (a bad URL, a refused password, a
+/// Redis too old for function libraries) end it at once.
+pub async fn connect_patiently(settings: Settings) -> Result<(Arc<Link>, Pending), BackendError> {
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match connect(settings.clone()).await {
+            Err(BackendError::Connect { url, source }) if is_transient(&source) => {
+                tracing::warn!(%url, error = %source, retry_in_ms = pause.as_millis() as u64, "cannot reach Redis yet; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_CONNECT_PAUSE);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether a Redis error may go away by itself: the server is down, unreachable, restarting or
+/// still loading its data.
+fn is_transient(error: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    error.is_io_error()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || matches!(
+            error.kind(),
+            ErrorKind::Server(ServerErrorKind::BusyLoading | ServerErrorKind::TryAgain | ServerErrorKind::MasterDown)
+        )
 }
 
 /// A connected backend whose tasks wait for the hub.

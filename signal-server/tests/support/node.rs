@@ -42,6 +42,11 @@ impl NodeProcess {
         NodeProcess { child: Some(child), server: TestServer::at(addr) }
     }
 
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// `kill -9`: the node dies without a word to anyone.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
