@@ -408,6 +408,21 @@ fn log_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("strangers-test-{}-{n}-{name}.log", std::process::id()))
 }
 
+/// Starts a server and two headless clients, `a` and `b` (with `args`), inside `netns`, and
+/// waits until both are connected and have decoded the other's first frame. The namespace
+/// must outlive what this returns.
+pub fn call_in(netns: &Netns, args: &[&str], timeout: Duration) -> anyhow::Result<(Server, Client, Client)> {
+    let ns = Some(netns.name.as_str());
+    let server = Server::start_in(ns, &[])?;
+    let mut a = Client::start_in(ns, "a", &server.ws_url(), args)?;
+    let mut b = Client::start_in(ns, "b", &server.ws_url(), args)?;
+    for c in [&mut a, &mut b] {
+        c.wait_event(timeout, "connected")?;
+        c.wait_event(timeout, "first_frame")?;
+    }
+    Ok((server, a, b))
+}
+
 /// Checks that a call survived an interruption of `a`'s signaling: `a` resumed its session
 /// (`first_welcome` is its welcome before), media kept flowing on both sides (60 more frames
 /// verified on `a` than `frames_before`), nobody heard `partner_left`, and `a`'s `next` still

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use strangers_system_tests::{is_root, Client, Netns, RawPeer, Server};
+use strangers_system_tests::{call_in, is_root, Client, Netns, RawPeer, Server};
 
 const T: Duration = Duration::from_secs(30);
 const MEDIA: [&str; 9] = ["--loopback", "--bind", "127.0.0.1", "--width", "320", "--height", "240", "--fps", "30"];
@@ -44,14 +44,7 @@ fn survives_lost_flights(tag: &str, rule: &[&str]) {
     // Dropped last: the processes below end before their namespace is deleted.
     let netns = Netns::create(&format!("strangers-dtls-{tag}-{}", std::process::id())).expect("network namespace");
     netns.drop_udp_input("flights", rule).expect("nftables rule");
-    let ns = Some(netns.name.as_str());
-    let server = Server::start_in(ns, &[]).expect("server starts");
-    let mut a = Client::start_in(ns, "a", &server.ws_url(), &MEDIA).expect("client a starts");
-    let mut b = Client::start_in(ns, "b", &server.ws_url(), &MEDIA).expect("client b starts");
-    for c in [&mut a, &mut b] {
-        c.wait_event(T, "connected").unwrap();
-        c.wait_event(T, "first_frame").unwrap();
-    }
+    let (_server, mut a, mut b) = call_in(&netns, &MEDIA, T).unwrap();
     let dropped = netns.dropped("flights").unwrap();
     assert!((1..=2).contains(&dropped), "flights dropped: {dropped}");
     // The initiator renewed its stalled connection, and its partner followed.

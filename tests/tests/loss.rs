@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use strangers_system_tests::lossy::{measure, Window};
-use strangers_system_tests::{is_root, Client, Netns, Server};
+use strangers_system_tests::{call_in, is_root, Netns};
 
 const T: Duration = Duration::from_secs(30);
 /// How long the call is measured.
@@ -28,14 +28,7 @@ fn lossy_call(test: &str) -> Option<[Window; 2]> {
     let netns = Netns::create(&format!("strangers-loss-{}", std::process::id())).expect("network namespace");
     let percent = LOSS_PERCENT.to_string();
     netns.drop_udp_input("loss", &["numgen", "random", "mod", "100", "lt", &percent]).expect("loss rule");
-    let ns = Some(netns.name.as_str());
-    let server = Server::start_in(ns, &[]).expect("server starts");
-    let mut a = Client::start_in(ns, "a", &server.ws_url(), &MEDIA).expect("client a starts");
-    let mut b = Client::start_in(ns, "b", &server.ws_url(), &MEDIA).expect("client b starts");
-    for c in [&mut a, &mut b] {
-        c.wait_event(T, "connected").unwrap();
-        c.wait_event(T, "first_frame").unwrap();
-    }
+    let (_server, mut a, mut b) = call_in(&netns, &MEDIA, T).unwrap();
     let sides = measure(&mut a, &mut b, Duration::from_secs(2), MEASURED);
     eprintln!("a received: {:?}\nb received: {:?}", sides[0], sides[1]);
     Some(sides)

@@ -74,7 +74,6 @@ pub fn start(config: EngineConfig) -> (EngineHandle, mpsc::UnboundedReceiver<Eve
             restart_started: None,
             restart_retry_at: None,
             stall_deadline: None,
-            peer_connected: false,
             muted: (false, false),
             first_frame_size: (0, 0),
         };
@@ -98,8 +97,6 @@ struct Engine {
     /// While the current peer connection has not connected yet: when it counts as stalled
     /// ([`CONNECT_STALL`] after it was made, or [`HANDSHAKE_STALL`] after ICE connected).
     stall_deadline: Option<Instant>,
-    /// Whether the current peer connection ever connected.
-    peer_connected: bool,
     muted: (bool, bool),
     first_frame_size: (u32, u32),
 }
@@ -201,9 +198,9 @@ impl Engine {
         match event {
             CallEvent::LocalSignal(data) => self.session.handle_local_signal(data),
             CallEvent::IceState(state) => {
-                if matches!(state.as_str(), "connected" | "completed") && !self.peer_connected {
-                    let handshake_by = now + HANDSHAKE_STALL;
-                    self.stall_deadline = Some(self.stall_deadline.map_or(handshake_by, |at| at.min(handshake_by)));
+                if matches!(state.as_str(), "connected" | "completed") {
+                    // Only while a deadline runs: the connection has not connected yet.
+                    self.stall_deadline = self.stall_deadline.map(|at| at.min(now + HANDSHAKE_STALL));
                 }
                 self.emit(Event::IceState { state });
             }
@@ -213,7 +210,6 @@ impl Engine {
                     self.emit(Event::IceRestarted { ms: started.elapsed().as_millis() as u64 });
                 }
                 self.restart_retry_at = None;
-                self.peer_connected = true;
                 self.stall_deadline = None;
                 self.emit(Event::ConnectionState { state: "connected".into() });
                 self.session.handle_peer(now, PeerInput::Connected);
@@ -310,7 +306,6 @@ impl Engine {
         self.restart_started = None;
         self.restart_retry_at = None;
         self.stall_deadline = None;
-        self.peer_connected = false;
     }
 
     fn notify(&mut self, notice: Notice) {

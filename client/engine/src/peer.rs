@@ -103,6 +103,10 @@ struct Outbox {
 }
 
 impl Outbox {
+    fn new(events: mpsc::UnboundedSender<PeerEvent>) -> Self {
+        Outbox { events, held: Mutex::new(None) }
+    }
+
     /// Holds candidates from now until the next description is sent.
     fn hold(&self) {
         self.held.lock().expect("the outbox lock is never poisoned").get_or_insert_with(Vec::new);
@@ -120,14 +124,11 @@ impl Outbox {
 
     /// Sends a description, then the candidates held for it.
     fn description(&self, data: SignalData) {
-        let mut held = self.held.lock().expect("the outbox lock is never poisoned");
         let _ = self.events.send(PeerEvent::LocalSignal(data));
-        for candidate in held.take().unwrap_or_default() {
-            let _ = self.events.send(PeerEvent::LocalSignal(candidate));
-        }
+        self.release();
     }
 
-    /// Sends the held candidates: no description is coming (making it failed).
+    /// Sends the held candidates (after their description, or when making it failed).
     fn release(&self) {
         let mut held = self.held.lock().expect("the outbox lock is never poisoned");
         for candidate in held.take().unwrap_or_default() {
@@ -343,7 +344,7 @@ impl Peer {
             .with_ice_connection_attempts(Some(settings.ice_check_interval), Some(25))
             .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), Some(ICE_KEEPALIVE))
             .build();
-        let outbox = Arc::new(Outbox { events: events.clone(), held: Mutex::new(Some(Vec::new())) });
+        let outbox = Arc::new(Outbox::new(events.clone()));
         let pc = PeerConnectionBuilder::new()
             .with_configuration(config)
             .with_media_engine(media)
@@ -382,18 +383,22 @@ impl Peer {
     }
 
     async fn offer(&self, ice_restart: bool) -> Result<(), PeerError> {
-        self.outbox.hold();
-        let made = async {
-            let offer = self.pc.create_offer(Some(RTCOfferOptions { ice_restart })).await?;
-            self.pc.set_local_description(offer.clone()).await?;
-            Ok(offer)
-        };
-        self.send_made(made.await)
+        self.describe(Some(RTCOfferOptions { ice_restart })).await
     }
 
-    /// Sends a description just made, or, when making it failed, what it held back.
-    fn send_made(&self, made: Result<RTCSessionDescription, PeerError>) -> Result<(), PeerError> {
-        match made {
+    /// Makes our next description (an offer with `offer`'s options, else an answer), sets it
+    /// and sends it, the candidates gathered meanwhile after it.
+    async fn describe(&self, offer: Option<RTCOfferOptions>) -> Result<(), PeerError> {
+        self.outbox.hold();
+        let made = async {
+            let desc = match offer {
+                Some(options) => self.pc.create_offer(Some(options)).await?,
+                None => self.pc.create_answer(None).await?,
+            };
+            self.pc.set_local_description(desc.clone()).await?;
+            Ok(desc)
+        };
+        match made.await {
             Ok(desc) => {
                 self.send_description(&desc);
                 Ok(())
@@ -419,7 +424,6 @@ impl Peer {
             serde_json::from_str(data.as_json()).map_err(|e| PeerError::BadSignal(e.to_string()))?;
         if let Some(sdp) = value.get("sdp") {
             let text = sdp.get("sdp").and_then(|s| s.as_str()).unwrap_or_default().to_owned();
-            let session = sdp_session_id(&text).map(str::to_owned);
             let desc = match sdp.get("type").and_then(|t| t.as_str()) {
                 Some("offer") => RTCSessionDescription::offer(text),
                 Some("answer") => RTCSessionDescription::answer(text),
@@ -432,7 +436,7 @@ impl Peer {
             }
             if is_offer {
                 if let Some(current) = self.pc.remote_description().await {
-                    if sdp_session_id(&current.sdp) != session.as_deref() {
+                    if sdp_session_id(&current.sdp) != sdp_session_id(&desc.sdp) {
                         return Err(PeerError::NewSession);
                     }
                 }
@@ -448,13 +452,7 @@ impl Peer {
                 if self.video_sender.is_none() {
                     self.add_tracks().await?;
                 }
-                self.outbox.hold();
-                let made = async {
-                    let answer = self.pc.create_answer(None).await?;
-                    self.pc.set_local_description(answer.clone()).await?;
-                    Ok(answer)
-                };
-                self.send_made(made.await)?;
+                self.describe(None).await?;
             }
             for candidate in std::mem::take(&mut self.early_candidates) {
                 if let Err(e) = self.pc.add_ice_candidate(candidate).await {
@@ -549,18 +547,29 @@ mod tests {
         }
     }
 
+    type Events = mpsc::UnboundedReceiver<PeerEvent>;
+
+    /// A peer on loopback, and what it asks to be sent.
+    async fn started(initiator: bool) -> (Peer, Events) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Peer::start(&on_loopback(), &[], initiator, tx).await.expect("the peer starts"), rx)
+    }
+
+    /// An initiator and an answerer that exchanged an offer and an answer (returned too).
+    async fn negotiated() -> ((Peer, Events), (Peer, Events), SignalData) {
+        let (mut a, mut rx_a) = started(true).await;
+        let (mut b, mut rx_b) = started(false).await;
+        b.apply(&next_description(&mut rx_a, SignalKind::Offer).await).await.expect("the offer applies");
+        let answer = next_description(&mut rx_b, SignalKind::Answer).await;
+        a.apply(&answer).await.expect("the answer applies");
+        ((a, rx_a), (b, rx_b), answer)
+    }
+
     /// A restart asked for again sends a second offer; when the first offer's answer comes after
     /// the second's, it finds no offer outstanding and must not end the call.
     #[tokio::test]
     async fn an_answer_with_no_offer_outstanding_is_ignored() {
-        let (tx_a, mut rx_a) = mpsc::unbounded_channel();
-        let (tx_b, mut rx_b) = mpsc::unbounded_channel();
-        let mut a = Peer::start(&on_loopback(), &[], true, tx_a).await.expect("the initiator starts");
-        let mut b = Peer::start(&on_loopback(), &[], false, tx_b).await.expect("the answerer starts");
-        let offer = next_description(&mut rx_a, SignalKind::Offer).await;
-        b.apply(&offer).await.expect("the offer applies");
-        let answer = next_description(&mut rx_b, SignalKind::Answer).await;
-        a.apply(&answer).await.expect("the answer applies");
+        let ((mut a, _), (b, _), answer) = negotiated().await;
         // The same answer again: nothing is outstanding, so it is ignored, not an error.
         a.apply(&answer).await.expect("a stale answer is ignored");
         a.close().await;
@@ -579,19 +588,12 @@ mod tests {
     /// initiator renewed it) does not, and is refused as such rather than applied.
     #[tokio::test]
     async fn an_offer_from_a_new_connection_is_a_new_session_and_an_ice_restart_is_not() {
-        let (tx_a, mut rx_a) = mpsc::unbounded_channel();
-        let (tx_b, mut rx_b) = mpsc::unbounded_channel();
-        let mut a = Peer::start(&on_loopback(), &[], true, tx_a).await.expect("the initiator starts");
-        let mut b = Peer::start(&on_loopback(), &[], false, tx_b).await.expect("the answerer starts");
-        b.apply(&next_description(&mut rx_a, SignalKind::Offer).await).await.expect("the offer applies");
-        a.apply(&next_description(&mut rx_b, SignalKind::Answer).await).await.expect("the answer applies");
-
+        let ((a, mut rx_a), (mut b, mut rx_b), _) = negotiated().await;
         a.restart_ice().await.expect("the restart offers");
         b.apply(&next_description(&mut rx_a, SignalKind::Offer).await).await.expect("the restart's offer applies");
         next_description(&mut rx_b, SignalKind::Answer).await;
 
-        let (tx_renewed, mut rx_renewed) = mpsc::unbounded_channel();
-        let renewed = Peer::start(&on_loopback(), &[], true, tx_renewed).await.expect("the renewed initiator starts");
+        let (renewed, mut rx_renewed) = started(true).await;
         let offer = next_description(&mut rx_renewed, SignalKind::Offer).await;
         assert!(matches!(b.apply(&offer).await, Err(PeerError::NewSession)));
         for peer in [a, b, renewed] {
@@ -602,8 +604,7 @@ mod tests {
     /// The partner never gets a candidate before the description it belongs to.
     #[tokio::test]
     async fn candidates_follow_the_description() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let a = Peer::start(&on_loopback(), &[], true, tx).await.expect("the initiator starts");
+        let (a, mut rx) = started(true).await;
         let mut signals = Vec::new();
         while signals.len() < 2 {
             let event = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;

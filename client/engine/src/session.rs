@@ -289,7 +289,7 @@ impl Session {
                 }
                 if data.kind() == SignalKind::Restart {
                     if self.initiator {
-                        self.recover(RenewReason::NeverConnected);
+                        self.recover();
                     }
                     return;
                 }
@@ -358,7 +358,7 @@ impl Session {
             PeerInput::Disconnected => {}
             PeerInput::Failed => {
                 if self.initiator {
-                    self.recover(RenewReason::NeverConnected);
+                    self.recover();
                 } else {
                     let restart = SignalData::from_json(r#"{"restart":true}"#).expect("a valid restart signal");
                     self.send(ClientMsg::Signal(restart));
@@ -375,9 +375,7 @@ impl Session {
                     self.give_up("the stranger offered a session although we are the one who offers".into());
                     return;
                 }
-                self.notify(Notice::Renewed(RenewReason::Partner));
-                self.actions.push_back(Action::ClosePeer);
-                self.start_peer();
+                self.replace_peer(RenewReason::Partner);
                 self.set_phase(Phase::Negotiating);
                 self.actions.push_back(Action::ApplySignal(offer));
             }
@@ -387,11 +385,11 @@ impl Session {
 
     /// The initiator's answer to a failed connection: an ICE restart for one that had
     /// connected, a new connection for one that never did.
-    fn recover(&mut self, reason: RenewReason) {
+    fn recover(&mut self) {
         if self.peer_connected {
             self.actions.push_back(Action::RestartIce);
         } else {
-            self.renew(reason);
+            self.renew(RenewReason::NeverConnected);
         }
     }
 
@@ -403,6 +401,11 @@ impl Session {
             return;
         }
         self.renewals += 1;
+        self.replace_peer(reason);
+    }
+
+    /// Closes the peer connection and starts the next one for the same room.
+    fn replace_peer(&mut self, reason: RenewReason) {
         self.notify(Notice::Renewed(reason));
         self.actions.push_back(Action::ClosePeer);
         self.start_peer();
