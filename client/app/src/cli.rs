@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use strangers_engine::call::CallSettings;
 use strangers_engine::engine::EngineConfig;
+use strangers_engine::media::video_codec::VideoCodec;
 use strangers_engine::peer::PeerSettings;
 use strangers_engine::signaling::SignalingConfig;
 use strangers_engine::sources::{AudioSpec, VideoSpec};
@@ -103,13 +104,17 @@ pub struct Cli {
     #[arg(long)]
     pub loopback: bool,
 
-    /// Video bitrate bounds for congestion control, kbit/s.
-    #[arg(long, default_value_t = 1000)]
+    /// Send bitrate (audio and video) congestion control starts at and stays within, kbit/s.
+    #[arg(long, default_value_t = 300)]
     pub start_kbps: u32,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 60)]
     pub min_kbps: u32,
-    #[arg(long, default_value_t = 2500)]
+    #[arg(long, default_value_t = 2700)]
     pub max_kbps: u32,
+
+    /// Video codecs to offer and accept, most preferred first (vp8, h264).
+    #[arg(long, value_delimiter = ',', default_values_t = VideoCodec::all_available().to_vec())]
+    pub video_codecs: Vec<VideoCodec>,
 }
 
 impl Cli {
@@ -141,6 +146,7 @@ impl Cli {
                     bitrate_start: self.start_kbps * 1000,
                     bitrate_min: self.min_kbps * 1000,
                     bitrate_max: self.max_kbps * 1000,
+                    video_codecs: self.video_codecs.clone(),
                 },
                 video,
                 audio,

@@ -56,9 +56,20 @@ pub struct CallStats {
     pub out_of_order: u64,
     /// Glass-to-glass latency of this second's verified frames (capture to decode), ms.
     pub latency_ms_p50: Option<f64>,
+    pub latency_ms_p95: Option<f64>,
     pub latency_ms_max: Option<f64>,
+    /// Size of the last decoded frame of the stranger's video.
     pub width: u32,
     pub height: u32,
+    /// The video codec in use (`VP8` or `H264`), once negotiated.
+    pub codec: Option<String>,
+    /// Size we send, and why it last changed (`start`, `bandwidth_low`, `bandwidth_high`).
+    pub send_width: u32,
+    pub send_height: u32,
+    pub size_reason: Option<String>,
+    /// Audio frames (20 ms) the receiver had to conceal since the call began: lost or late
+    /// packets, each a gap in what the stranger said.
+    pub audio_gaps: u64,
     /// Dominant frequency of the received audio, Hz, and its level (RMS, 0 to 1).
     pub audio_hz: Option<f64>,
     pub audio_rms: f64,

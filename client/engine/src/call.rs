@@ -7,22 +7,24 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
 use strangers_protocol::{IceServer, SignalData};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::debug;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{RTCIceConnectionState, RTCPeerConnectionState};
 
 use crate::api::CallStats;
 use crate::chat::ChatMessage;
 use crate::counters::Counters;
 use crate::keyframe_tap::holds_keyframe_request;
+use crate::media::video_codec::VideoCodec;
 use crate::peer::{Peer, PeerError, PeerEvent, PeerSettings};
 use crate::sources::{AudioOut, AudioSpec, SourceError, VideoSpec};
-use crate::{pipeline, slot::FrameSlot};
+use crate::{pipeline, slot::FrameSlot, video_sender};
 
 /// Settings of every call.
 #[derive(Debug, Clone)]
@@ -169,11 +171,10 @@ impl Call {
                                         }
                                     }
                                 });
-                                let video_pt = payload_type(&pc, RtpCodecKind::Video).await;
-                                let audio_pt = payload_type(&pc, RtpCodecKind::Audio).await;
-                                pipeline::spawn_video_sender(
-                                    video.clone(),
-                                    video_pt,
+                                let video_codec = negotiated(&pc, RtpCodecKind::Video).await;
+                                let audio_pt = negotiated(&pc, RtpCodecKind::Audio).await.map(|c| c.payload_type);
+                                video_sender::spawn_video_sender(
+                                    video_sender::VideoOutput { track: video.clone(), codec: video_codec },
                                     video_source,
                                     controls.clone(),
                                     counters.clone(),
@@ -200,8 +201,10 @@ impl Call {
                         PeerEvent::Track(track) => {
                             let kind = track.kind().await;
                             if kind == RtpCodecKind::Video {
+                                let codec = receiving_codec(&pc, track.as_ref()).await;
                                 pipeline::spawn_video_receiver(
                                     track,
+                                    codec,
                                     controls.clone(),
                                     counters.clone(),
                                     remote_slot.clone(),
@@ -318,18 +321,37 @@ impl Drop for Call {
     }
 }
 
-async fn payload_type(
+/// The codec (with its payload type) our sender of `kind` uses, once negotiated: the first one
+/// of the answer, which is the first the offer lists that both sides have.
+async fn negotiated(
     pc: &Arc<dyn webrtc::peer_connection::PeerConnection>,
     kind: RtpCodecKind,
-) -> Option<rtc::rtp_transceiver::PayloadType> {
+) -> Option<RTCRtpCodecParameters> {
     for sender in pc.get_senders().await {
         if sender.track().kind().await != kind {
             continue;
         }
         let params = sender.get_parameters().await.ok()?;
-        return params.rtp_parameters.codecs.first().map(|c| c.payload_type);
+        return params.rtp_parameters.codecs.first().cloned();
     }
     None
+}
+
+/// The codec the stranger's video comes in: the remote track's, or failing that the one we
+/// send (both directions take the answer's first codec).
+async fn receiving_codec(pc: &Arc<dyn webrtc::peer_connection::PeerConnection>, track: &dyn TrackRemote) -> VideoCodec {
+    let ssrc = track.ssrcs().await.first().copied();
+    let remote = match ssrc {
+        Some(ssrc) => track.codec(ssrc).await.and_then(|c| VideoCodec::from_mime(&c.mime_type)),
+        None => None,
+    };
+    match remote {
+        Some(codec) => codec,
+        None => negotiated(pc, RtpCodecKind::Video)
+            .await
+            .and_then(|c| VideoCodec::from_mime(&c.rtp_codec.mime_type))
+            .unwrap_or(VideoCodec::Vp8),
+    }
 }
 
 fn ice_state_name(state: RTCIceConnectionState) -> &'static str {

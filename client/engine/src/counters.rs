@@ -18,6 +18,13 @@ pub struct Counters {
     pub rtt_us: AtomicU64,
     /// Width and height of the last decoded frame (`w << 32 | h`).
     pub size: AtomicU64,
+    /// Width and height of the frames we send (`w << 32 | h`).
+    pub send_size: AtomicU64,
+    /// Received audio frames concealed (lost or late) since the call began.
+    pub audio_gaps: AtomicU64,
+    /// The video codec we send, once negotiated, and why the size we send last changed.
+    pub codec: Mutex<Option<&'static str>>,
+    pub size_reason: Mutex<Option<&'static str>>,
     /// Glass-to-glass latencies (ms) of frames verified since the last report.
     pub latencies: Mutex<Vec<f64>>,
     /// The received audio's dominant frequency and RMS level, over the last second.

@@ -6,9 +6,11 @@
 pub mod api;
 pub mod call;
 pub mod chat;
+pub mod congestion;
 mod counters;
 pub mod engine;
 pub mod keyframe_tap;
+pub mod ladder;
 pub mod media;
 pub mod peer;
 mod pipeline;
@@ -16,6 +18,7 @@ pub mod session;
 pub mod signaling;
 pub mod slot;
 pub mod sources;
+mod video_sender;
 
 pub use api::{CallStats, Command, Event};
 pub use engine::{start, EngineConfig, EngineHandle};

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, PacketReport, Slot};
+use rtc::interceptor::{BandwidthEstimator, EstimatorStats, PacketReport, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{configure_congestion_control, CongestionFeedback};
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -23,6 +23,7 @@ use strangers_protocol::{IceServer, SignalData};
 use tokio::sync::mpsc;
 use tracing::debug;
 use webrtc::data_channel::DataChannel;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::TrackRemote;
@@ -33,10 +34,13 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
+use crate::congestion::{CongestionConfig, CongestionController, PacketFate};
 use crate::keyframe_tap::KeyframeTap;
+use crate::media::video_codec::VideoCodec;
 
 /// The H.264 flavour browsers expect: constrained baseline, packetization mode 1.
 pub const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+const VP8_PT: PayloadType = 96;
 const H264_PT: PayloadType = 102;
 const OPUS_PT: PayloadType = 111;
 /// How long the controlling ICE agent waits after a direct pair works before nominating it.
@@ -62,10 +66,14 @@ pub struct PeerSettings {
     pub include_loopback: bool,
     /// Time between ICE connectivity checks; browsers use 50 ms pacing, webrtc-rs 200 ms.
     pub ice_check_interval: Duration,
-    /// Video bitrates (bits per second) the congestion controller starts at and stays within.
+    /// Send bitrates (bits per second, audio and video together) the congestion controller
+    /// starts at and stays within.
     pub bitrate_start: u32,
     pub bitrate_min: u32,
     pub bitrate_max: u32,
+    /// The video codecs we offer and accept, most preferred first. The answerer takes the first
+    /// one both sides have, in the offerer's order.
+    pub video_codecs: Vec<VideoCodec>,
 }
 
 /// What the peer connection reports.
@@ -140,12 +148,16 @@ impl Outbox {
 /// One call's peer connection and its two outgoing tracks.
 pub struct Peer {
     pc: Arc<dyn PeerConnection>,
-    pub video: Arc<TrackLocalStaticSample>,
+    /// Video is packetized and paced by the sender (for whichever codec was negotiated).
+    pub video: Arc<TrackLocalStaticRTP>,
+    video_ssrc: u32,
     pub audio: Arc<TrackLocalStaticSample>,
     video_sender: Option<Arc<dyn RtpSender>>,
     audio_sender: Option<Arc<dyn RtpSender>>,
     initiator: bool,
-    /// The GCC target for video, in bits per second (an `f64` stored as bits).
+    video_codecs: Vec<VideoCodec>,
+    /// The congestion controller's estimate of what we may send, audio and video together, in
+    /// bits per second (an `f64` stored as bits).
     target_bitrate: Arc<AtomicU64>,
     /// Candidates that arrived before the remote description.
     early_candidates: Vec<webrtc::peer_connection::RTCIceCandidateInit>,
@@ -191,45 +203,57 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-/// Publishes the estimator's target after every update, where the video sender reads it.
-struct PublishingEstimator<E: BandwidthEstimator> {
-    inner: E,
+/// Our congestion controller as webrtc-rs's estimator: the partner's feedback in, the estimate
+/// published after every batch where the video sender reads it.
+struct PublishingEstimator {
+    controller: CongestionController,
     target: Arc<AtomicU64>,
 }
 
-impl<E: BandwidthEstimator> PublishingEstimator<E> {
-    fn publish(&self) {
-        self.target.store(self.inner.target_bitrate().to_bits(), Ordering::Relaxed);
-    }
-}
-
-impl<E: BandwidthEstimator> BandwidthEstimator for PublishingEstimator<E> {
+impl BandwidthEstimator for PublishingEstimator {
     fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
-        self.inner.on_reports(now, reports);
-        self.publish();
+        let fates: Vec<PacketFate> = reports
+            .iter()
+            .map(|r| PacketFate {
+                departure: r.departure,
+                arrival: if r.arrived { r.arrival } else { None },
+                size: r.size,
+            })
+            .collect();
+        self.controller.on_feedback(now, &fates);
+        tracing::trace!(
+            reports = fates.len(),
+            estimate = self.controller.estimate(),
+            queue_ms = self.controller.queue_delay().map(|q| q.as_secs_f64() * 1000.0),
+            loss = self.controller.loss(),
+            trend = ?self.controller.trend(),
+            "congestion feedback"
+        );
+        self.target.store(self.controller.estimate().to_bits(), Ordering::Relaxed);
     }
     fn target_bitrate(&self) -> f64 {
-        self.inner.target_bitrate()
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        self.inner.handle_timeout(now);
-        self.publish();
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.inner.poll_timeout()
+        self.controller.estimate()
     }
     fn stats(&self) -> EstimatorStats {
-        self.inner.stats()
+        EstimatorStats::default()
     }
 }
 
-fn h264_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_H264.to_owned(),
-        clock_rate: 90_000,
-        channels: 0,
-        sdp_fmtp_line: H264_FMTP.to_owned(),
-        rtcp_feedback: vec![],
+/// How a video codec is registered and offered (its payload type and format parameters).
+pub(crate) fn video_codec_parameters(codec: VideoCodec) -> RTCRtpCodecParameters {
+    let (sdp_fmtp_line, payload_type) = match codec {
+        VideoCodec::Vp8 => (String::new(), VP8_PT),
+        VideoCodec::H264 => (H264_FMTP.to_owned(), H264_PT),
+    };
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: codec.mime_type().to_owned(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line,
+            rtcp_feedback: vec![],
+        },
+        payload_type,
     }
 }
 
@@ -238,31 +262,31 @@ fn opus_codec() -> RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
         clock_rate: 48_000,
         channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        sdp_fmtp_line: "minptime=10;useinbandfec=1;usedtx=1".to_owned(),
         rtcp_feedback: vec![],
     }
 }
 
-fn local_track(kind: RtpCodecKind, codec: RTCRtpCodec) -> Result<Arc<TrackLocalStaticSample>, PeerError> {
-    let ssrc: u32 = rand::random();
+/// A local track of `kind` sending on `ssrc`; with `codec`, that codec only, else every
+/// registered one.
+fn media_track(kind: RtpCodecKind, ssrc: u32, codec: Option<RTCRtpCodec>) -> MediaStreamTrack {
     let name = match kind {
         RtpCodecKind::Audio => "audio",
         _ => "video",
     };
     // Track ids must differ from the partner's: feedback about a track is routed by its id,
     // and a remote track with the same id would take our keyframe requests.
-    let track = MediaStreamTrack::new(
+    MediaStreamTrack::new(
         format!("strangers-{ssrc:08x}"),
         format!("strangers-{name}-{ssrc:08x}"),
         format!("strangers {name}"),
         kind,
         vec![RTCRtpEncodingParameters {
             rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-            codec,
+            codec: codec.unwrap_or_default(),
             ..Default::default()
         }],
-    );
-    Ok(Arc::new(TrackLocalStaticSample::new(Instant::now(), track)?))
+    )
 }
 
 impl Default for PeerSettings {
@@ -272,9 +296,10 @@ impl Default for PeerSettings {
             bind_ip: IpAddr::from([0, 0, 0, 0]),
             include_loopback: false,
             ice_check_interval: Duration::from_millis(20),
-            bitrate_start: 1_000_000,
-            bitrate_min: 100_000,
-            bitrate_max: 2_500_000,
+            bitrate_start: 300_000,
+            bitrate_min: 60_000,
+            bitrate_max: 2_700_000,
+            video_codecs: VideoCodec::all_available().to_vec(),
         }
     }
 }
@@ -289,21 +314,23 @@ impl Peer {
         events: mpsc::UnboundedSender<PeerEvent>,
     ) -> Result<Peer, PeerError> {
         let mut media = MediaEngine::default();
-        media.register_codec(
-            RTCRtpCodecParameters { rtp_codec: h264_codec(), payload_type: H264_PT },
-            RtpCodecKind::Video,
-        )?;
+        if settings.video_codecs.is_empty() {
+            return Err(PeerError::BadSignal("no video codec to offer".into()));
+        }
+        for codec in &settings.video_codecs {
+            media.register_codec(video_codec_parameters(*codec), RtpCodecKind::Video)?;
+        }
         media.register_codec(
             RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PT },
             RtpCodecKind::Audio,
         )?;
         let target_bitrate = Arc::new(AtomicU64::new(f64::from(settings.bitrate_start).to_bits()));
         let estimator = PublishingEstimator {
-            inner: Gcc::new(
-                f64::from(settings.bitrate_start),
-                f64::from(settings.bitrate_min),
-                f64::from(settings.bitrate_max),
-            ),
+            controller: CongestionController::new(CongestionConfig {
+                start_bps: f64::from(settings.bitrate_start),
+                min_bps: f64::from(settings.bitrate_min),
+                max_bps: f64::from(settings.bitrate_max),
+            }),
             target: target_bitrate.clone(),
         };
         let registry = configure_congestion_control(Registry::new(), estimator, CongestionFeedback::Twcc, &mut media)?;
@@ -355,13 +382,20 @@ impl Peer {
             .build()
             .await?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        let video_ssrc: u32 = rand::random();
         let mut peer = Peer {
             pc,
-            video: local_track(RtpCodecKind::Video, h264_codec())?,
-            audio: local_track(RtpCodecKind::Audio, opus_codec())?,
+            // No codec named: the offer lists every registered video codec, in order.
+            video: Arc::new(TrackLocalStaticRTP::new(media_track(RtpCodecKind::Video, video_ssrc, None))),
+            video_ssrc,
+            audio: Arc::new(TrackLocalStaticSample::new(
+                Instant::now(),
+                media_track(RtpCodecKind::Audio, rand::random(), Some(opus_codec())),
+            )?),
             video_sender: None,
             audio_sender: None,
             initiator,
+            video_codecs: settings.video_codecs.clone(),
             target_bitrate,
             early_candidates: Vec::new(),
             events,
@@ -447,11 +481,18 @@ impl Peer {
                 debug!("stale answer ignored");
                 return Ok(());
             }
+            // The codec this description settles, known before our sender starts sending: the
+            // first of the answer's video codecs, which is the first of the offer's we have.
+            let video_codec = first_video_codec(&desc.sdp, &self.video_codecs);
+            if !is_offer {
+                self.bind_video_codec(video_codec).await?;
+            }
             self.pc.set_remote_description(desc).await.map_err(|e| PeerError::BadSignal(format!("{e}")))?;
             if is_offer {
                 if self.video_sender.is_none() {
                     self.add_tracks().await?;
                 }
+                self.bind_video_codec(video_codec).await?;
                 self.describe(None).await?;
             }
             for candidate in std::mem::take(&mut self.early_candidates) {
@@ -484,10 +525,22 @@ impl Peer {
         }
         match sender.get_parameters().await {
             Ok(params) if params.rtp_parameters.codecs.is_empty() => {
-                Err(PeerError::BadSignal("the partner offers no video codec we support (H.264)".into()))
+                let ours: Vec<&str> = self.video_codecs.iter().map(|c| c.name()).collect();
+                Err(PeerError::BadSignal(format!("the partner offers no video codec we support ({})", ours.join(", "))))
             }
             _ => Ok(()),
         }
+    }
+
+    /// Names the negotiated codec on our video sender's track. The track is made with no codec,
+    /// so that the offer lists every codec we have; webrtc-rs attaches its RTP machinery (NACK,
+    /// reports, congestion feedback) only to a track whose codec was negotiated, and does so
+    /// when the sender starts, so this must come before the description that starts it.
+    async fn bind_video_codec(&self, codec: Option<VideoCodec>) -> Result<(), PeerError> {
+        let (Some(sender), Some(codec)) = (&self.video_sender, codec) else { return Ok(()) };
+        let track = media_track(RtpCodecKind::Video, self.video_ssrc, Some(video_codec_parameters(codec).rtp_codec));
+        sender.replace_track(Arc::new(TrackLocalStaticRTP::new(track))).await?;
+        Ok(())
     }
 
     /// Starts an ICE restart (the initiator only; the other side asks for one).
@@ -496,13 +549,6 @@ impl Peer {
             self.offer(true).await?;
         }
         Ok(())
-    }
-
-    /// The payload type negotiated for a sender, once negotiation is done.
-    pub async fn payload_type(&self, video: bool) -> Option<PayloadType> {
-        let sender = if video { &self.video_sender } else { &self.audio_sender };
-        let params = sender.as_ref()?.get_parameters().await.ok()?;
-        params.rtp_parameters.codecs.first().map(|c| c.payload_type)
     }
 
     /// The current congestion-control target for video, in bits per second.
@@ -517,6 +563,34 @@ impl Peer {
     pub async fn close(&self) {
         let _ = self.pc.close().await;
     }
+}
+
+/// The first video codec of a description's video section that is one of `ours`, in the
+/// description's order.
+fn first_video_codec(sdp: &str, ours: &[VideoCodec]) -> Option<VideoCodec> {
+    let mut formats: Vec<&str> = Vec::new();
+    let mut names: Vec<(&str, &str)> = Vec::new();
+    let mut in_video = false;
+    for line in sdp.lines() {
+        if let Some(media) = line.strip_prefix("m=") {
+            if in_video {
+                break;
+            }
+            let mut fields = media.split_whitespace();
+            in_video = fields.next() == Some("video");
+            if in_video {
+                formats = fields.skip(2).collect();
+            }
+        } else if let Some(map) = line.strip_prefix("a=rtpmap:").filter(|_| in_video) {
+            if let Some((pt, encoding)) = map.split_once(' ') {
+                names.push((pt, encoding.split('/').next().unwrap_or_default()));
+            }
+        }
+    }
+    formats.iter().find_map(|pt| {
+        let (_, name) = names.iter().find(|(p, _)| p == pt)?;
+        ours.iter().copied().find(|codec| codec.name().eq_ignore_ascii_case(name))
+    })
 }
 
 /// The session id of an SDP's origin line (`o=<user> <session id> <version> ...`): the same in
@@ -574,6 +648,19 @@ mod tests {
         a.apply(&answer).await.expect("a stale answer is ignored");
         a.close().await;
         b.close().await;
+    }
+
+    #[test]
+    fn the_first_video_codec_we_share_is_read_in_the_descriptions_order() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 102 96 97\r\na=rtpmap:96 VP8/90000\r\n\
+                   a=rtpmap:97 rtx/90000\r\na=rtpmap:102 H264/90000\r\n";
+        let both = [VideoCodec::Vp8, VideoCodec::H264];
+        assert_eq!(first_video_codec(sdp, &both), Some(VideoCodec::H264));
+        assert_eq!(first_video_codec(sdp, &[VideoCodec::Vp8]), Some(VideoCodec::Vp8));
+        let vp9_only = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 98\r\na=rtpmap:98 VP9/90000\r\n";
+        assert_eq!(first_video_codec(vp9_only, &both), None);
+        assert_eq!(first_video_codec("garbage", &both), None);
     }
 
     #[test]

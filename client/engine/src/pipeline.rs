@@ -1,5 +1,5 @@
-//! The media pipelines of a call: capture, encode and send; receive, reassemble, decode and
-//! verify; and the statistics report. Encoding and decoding run on threads of their own so
+//! The media pipelines of a call (video sending has its own module, `video_sender`): audio
+//! capture, encode and send; receive, reassemble, decode and verify; and the statistics report. Encoding and decoding run on threads of their own so
 //! the async runtime (and the peer connection's driver on it) never waits for a codec.
 
 use std::collections::VecDeque;
@@ -22,10 +22,11 @@ use crate::api::{CallStats, PathInfo};
 use crate::call::{CallEvent, Controls, EventSink};
 use crate::counters::Counters;
 use crate::media::frame::{now_us, SAMPLES_PER_FRAME, SAMPLE_RATE};
-use crate::media::video_jitter::VideoJitter;
-use crate::media::{h264, jitter, opus, pitch, stripe, VideoFrame};
+use crate::media::video_codec::{VideoCodec, VideoDecoder};
+use crate::media::video_jitter::{JitterConfig, VideoJitter};
+use crate::media::{jitter, opus, pitch, stripe};
 use crate::slot::FrameSlot;
-use crate::sources::{AudioOut, AudioSource, VideoSource};
+use crate::sources::{AudioOut, AudioSource};
 
 /// Samples of received audio the pitch and level are measured on.
 const PITCH_WINDOW: usize = 8192;
@@ -49,90 +50,6 @@ fn sleep_until(deadline: Instant) {
     let now = Instant::now();
     if deadline > now {
         std::thread::sleep(deadline - now);
-    }
-}
-
-/// Captures, encodes and sends video until the call stops.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn spawn_video_sender(
-    track: Arc<TrackLocalStaticSample>,
-    payload_type: Option<PayloadType>,
-    mut source: Box<dyn VideoSource>,
-    controls: Arc<Controls>,
-    counters: Arc<Counters>,
-    bitrate: Arc<AtomicU64>,
-    local_slot: Arc<FrameSlot>,
-    events: Arc<EventSink>,
-) {
-    let (Some(pt), Some(ssrc)) = (payload_type, first_ssrc(track.as_ref()).await) else {
-        events(CallEvent::MediaError("video was not negotiated; sending none".into()));
-        return;
-    };
-    let runtime = tokio::runtime::Handle::current();
-    let thread_events = events.clone();
-    let spawned = std::thread::Builder::new().name("video-send".into()).spawn(move || {
-        let events = thread_events;
-        let fps = source.fps().max(1);
-        let interval = Duration::from_secs_f64(1.0 / f64::from(fps));
-        let mut applied = f64::from_bits(bitrate.load(Ordering::Relaxed));
-        let config = h264::EncoderConfig { bitrate_bps: applied as u32, frame_rate: fps as f32, ..Default::default() };
-        let mut encoder = match h264::Encoder::new(config) {
-            Ok(encoder) => encoder,
-            Err(e) => {
-                events(CallEvent::MediaError(format!("video encoder: {e}")));
-                return;
-            }
-        };
-        // The first frame goes out at once: every millisecond here is time to first picture.
-        let mut next = Instant::now();
-        while !controls.stop.load(Ordering::Relaxed) {
-            sleep_until(next);
-            next += interval;
-            if Instant::now() > next + interval {
-                next = Instant::now(); // We fell behind: skip rather than burst.
-            }
-            let mut frame = match source.next_frame() {
-                Ok(frame) => frame,
-                Err(e) => {
-                    events(CallEvent::MediaError(format!("video source: {e}")));
-                    return;
-                }
-            };
-            if controls.mute_video.load(Ordering::Relaxed) {
-                let (number, capture_us) = (frame.number, frame.capture_us);
-                frame = VideoFrame::black(frame.width, frame.height);
-                frame.number = number;
-                frame.capture_us = capture_us;
-                let _ = stripe::paint(&mut frame, number, capture_us);
-            }
-            let target = f64::from_bits(bitrate.load(Ordering::Relaxed));
-            if (target - applied).abs() > applied * 0.05 && encoder.set_bitrate(target as u32).is_ok() {
-                applied = target;
-            }
-            if controls.keyframe.swap(false, Ordering::Relaxed) {
-                encoder.force_keyframe();
-            }
-            let encoded = match encoder.encode(&frame) {
-                Ok(encoded) => encoded,
-                Err(e) => {
-                    events(CallEvent::MediaError(format!("video encoder: {e}")));
-                    continue;
-                }
-            };
-            local_slot.put(Arc::new(frame));
-            // Rate control may skip a frame to hold the bitrate.
-            let Some(encoded) = encoded else { continue };
-            Counters::add(&counters.video_frames_sent, 1);
-            Counters::add(&counters.bytes_sent, encoded.data.len() as u64);
-            let sample = Sample { data: Bytes::from(encoded.data), duration: interval, ..Sample::new(Instant::now()) };
-            if let Err(e) = runtime.block_on(track.sample_writer(ssrc, pt).write_sample(&sample)) {
-                // Writes fail while the connection closes; the loop ends with the call.
-                tracing::trace!(error = %e, "video write failed");
-            }
-        }
-    });
-    if let Err(e) = spawned {
-        events(CallEvent::MediaError(format!("cannot start the video thread: {e}")));
     }
 }
 
@@ -198,6 +115,7 @@ pub(crate) async fn spawn_audio_sender(
 /// Receives, reassembles, decodes and verifies the stranger's video.
 pub(crate) fn spawn_video_receiver(
     track: Arc<dyn TrackRemote>,
+    codec: VideoCodec,
     controls: Arc<Controls>,
     counters: Arc<Counters>,
     slot: Arc<FrameSlot>,
@@ -213,7 +131,7 @@ pub(crate) fn spawn_video_receiver(
         let counters = counters.clone();
         tokio::spawn(async move {
             let media_ssrc = first_ssrc(track.as_ref()).await.unwrap_or(0);
-            let mut jitter = VideoJitter::default();
+            let mut jitter = VideoJitter::new(JitterConfig::default(), codec);
             let mut rtt_us = 0;
             let mut last_pli: Option<Instant> = None;
             loop {
@@ -271,7 +189,7 @@ pub(crate) fn spawn_video_receiver(
         });
     }
     let spawned = std::thread::Builder::new().name("video-recv".into()).spawn(move || {
-        let mut decoder = match h264::Decoder::new() {
+        let mut decoder = match VideoDecoder::new(codec) {
             Ok(decoder) => decoder,
             Err(e) => {
                 events(CallEvent::MediaError(format!("video decoder: {e}")));
@@ -363,6 +281,9 @@ pub(crate) fn spawn_audio_receiver(
             next += Duration::from_millis(20);
             sleep_until(next);
             let slot = buffer.lock().expect("jitter lock is never poisoned").pop(Instant::now());
+            if matches!(slot, Some(jitter::Slot::Missing { .. })) {
+                Counters::add(&counters.audio_gaps, 1);
+            }
             let decoded = match slot {
                 Some(jitter::Slot::Packet { payload, .. }) => decoder.decode(Some(&payload)),
                 Some(jitter::Slot::Missing { next: Some(next), .. }) => decoder.decode_fec(&next),
@@ -421,6 +342,7 @@ pub(crate) async fn report_stats(
         latencies.sort_by(|a, b| a.total_cmp(b));
         let (audio_hz, audio_rms) = *counters.audio.lock().expect("audio lock is never poisoned");
         let size = Counters::get(&counters.size);
+        let send_size = Counters::get(&counters.send_size);
         let mut stats = CallStats {
             sent_fps: (now.0 - last.0) as f64 / elapsed,
             recv_fps: (now.1 - last.1) as f64 / elapsed,
@@ -431,9 +353,15 @@ pub(crate) async fn report_stats(
             verify_errors: Counters::get(&counters.verify_errors),
             out_of_order: Counters::get(&counters.out_of_order),
             latency_ms_p50: latencies.get(latencies.len() / 2).copied(),
+            latency_ms_p95: latencies.get(latencies.len() * 95 / 100).copied(),
             latency_ms_max: latencies.last().copied(),
             width: (size >> 32) as u32,
             height: (size & 0xffff_ffff) as u32,
+            codec: (*counters.codec.lock().expect("codec lock is never poisoned")).map(str::to_owned),
+            send_width: (send_size >> 32) as u32,
+            send_height: (send_size & 0xffff_ffff) as u32,
+            size_reason: (*counters.size_reason.lock().expect("reason lock is never poisoned")).map(str::to_owned),
+            audio_gaps: Counters::get(&counters.audio_gaps),
             audio_hz,
             audio_rms,
             keyframes_requested: Counters::get(&counters.keyframes_requested),

@@ -435,13 +435,22 @@ pub fn stats_text(stats: Option<&CallStats>) -> String {
         Some(_) => "direct",
         None => "-",
     };
+    let codec = s.codec.as_deref().unwrap_or("-");
+    let reason = match s.size_reason.as_deref() {
+        Some("bandwidth_low") => " (link too thin)",
+        Some("bandwidth_high") => " (link widened)",
+        _ => "",
+    };
     format!(
-        "{}x{} @ {:.0} fps\nin {:.0} kbit/s, out {:.0} kbit/s\nRTT {rtt}, loss {:.1} %\n{path}",
+        "in {}x{} @ {:.0} fps, {:.0} kbit/s\nout {}x{}{reason}, {:.0} of {:.0} kbit/s {codec}\nRTT {rtt}, loss {:.1} %\n{path}",
         s.width,
         s.height,
         s.recv_fps,
         s.recv_kbps,
+        s.send_width,
+        s.send_height,
         s.sent_kbps,
+        s.target_kbps,
         s.loss * 100.0
     )
 }

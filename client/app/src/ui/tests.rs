@@ -184,10 +184,16 @@ fn stats_overlay_tells_resolution_rate_and_path() {
         rtt_ms: Some(12.0),
         loss: 0.01,
         path: Some(strangers_engine::api::PathInfo { local: "host".into(), remote: "host".into() }),
+        codec: Some("VP8".into()),
+        send_width: 320,
+        send_height: 240,
+        target_kbps: 400.0,
+        size_reason: Some("bandwidth_low".into()),
         ..Default::default()
     };
     let text = super::stats_text(Some(&stats));
-    assert!(text.contains("640x480 @ 30 fps"), "{text}");
+    assert!(text.contains("in 640x480 @ 30 fps, 900 kbit/s"), "{text}");
+    assert!(text.contains("out 320x240 (link too thin), 880 of 400 kbit/s VP8"), "{text}");
     assert!(text.contains("RTT 12 ms, loss 1.0 %"), "{text}");
     assert!(text.ends_with("direct"), "{text}");
 }

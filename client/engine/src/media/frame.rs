@@ -111,6 +111,18 @@ impl VideoFrame {
         Ok(Self { width, height, y, u, v, y_stride, uv_stride, capture_us: 0, number: 0 })
     }
 
+    /// Checks that the planes are large enough for the size and strides (the fields are public,
+    /// so a frame may have been put together by hand).
+    pub fn check_planes(&self) -> Result<(), FrameError> {
+        if self.width == 0 || self.height == 0 {
+            return Err(FrameError::EmptySize { width: self.width, height: self.height });
+        }
+        let (cw, ch) = self.chroma_size();
+        check_plane("Y", &self.y, self.width, self.height, self.y_stride)?;
+        check_plane("U", &self.u, cw, ch, self.uv_stride)?;
+        check_plane("V", &self.v, cw, ch, self.uv_stride)
+    }
+
     /// Width and height of each chroma plane.
     pub fn chroma_size(&self) -> (usize, usize) {
         chroma_size(self.width, self.height)
@@ -221,6 +233,10 @@ mod tests {
         assert!(matches!(short, Err(FrameError::PlaneTooSmall { plane: "Y", .. })));
         let narrow = VideoFrame::from_planes(4, 2, (vec![0; 8], vec![0; 2], vec![0; 2]), 3, 2);
         assert!(narrow.is_err());
+        let mut broken = VideoFrame::black(4, 2);
+        assert_eq!(broken.check_planes(), Ok(()));
+        broken.v.pop();
+        assert!(matches!(broken.check_planes(), Err(FrameError::PlaneTooSmall { plane: "V", .. })));
         assert!(matches!(
             VideoFrame::from_planes(0, 2, (vec![], vec![], vec![]), 0, 0),
             Err(FrameError::EmptySize { .. })

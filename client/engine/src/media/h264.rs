@@ -18,29 +18,10 @@ use openh264_sys2::{
 };
 
 use super::frame::VideoFrame;
+use super::video_codec::{EncodedFrame, EncoderConfig};
 
 /// Largest picture level 3.1 allows (1280x720 is 3600 macroblocks).
 const MAX_MACROBLOCKS: usize = 3600;
-
-/// Settings of an [`Encoder`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EncoderConfig {
-    /// Target bitrate in bits per second.
-    pub bitrate_bps: u32,
-    /// Expected frame rate (OpenH264 accepts 1 to 60); rate control budgets bits per frame with it.
-    pub frame_rate: f32,
-    /// Frames between periodic keyframes, 0 for keyframes only on request. A periodic keyframe is
-    /// a safety net for a lost keyframe request.
-    pub keyframe_interval: u32,
-    /// Lets rate control drop a frame instead of overshooting the bitrate.
-    pub allow_frame_skip: bool,
-}
-
-impl Default for EncoderConfig {
-    fn default() -> Self {
-        Self { bitrate_bps: 1_000_000, frame_rate: 30.0, keyframe_interval: 300, allow_frame_skip: true }
-    }
-}
 
 /// Why encoding or decoding failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,29 +41,6 @@ pub enum H264Error {
     /// Ask the sender for a keyframe.
     #[error("corrupt or undecodable H.264 frame: {0}")]
     Corrupt(String),
-}
-
-/// One encoded frame.
-#[derive(Clone, PartialEq, Eq)]
-pub struct EncodedFrame {
-    /// NAL units with Annex B start codes. A keyframe starts with SPS and PPS.
-    pub data: Vec<u8>,
-    /// Whether this is an IDR picture a decoder can start from.
-    pub keyframe: bool,
-    /// Number and capture time of the frame it came from.
-    pub number: u32,
-    pub capture_us: u64,
-}
-
-impl std::fmt::Debug for EncodedFrame {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EncodedFrame")
-            .field("bytes", &self.data.len())
-            .field("keyframe", &self.keyframe)
-            .field("number", &self.number)
-            .field("capture_us", &self.capture_us)
-            .finish()
-    }
 }
 
 /// An H.264 encoder producing constrained baseline.

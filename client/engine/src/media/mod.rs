@@ -1,8 +1,10 @@
-//! Media: raw frames, synthetic and file sources, codecs, RTP reassembly, audio and video jitter buffering and the
+//! Media: raw frames, synthetic and file sources, codecs (VP8, and H.264 with the `h264` feature),
+//! RTP reassembly, audio and video jitter buffering and the
 //! machine-readable stripe that lets tests verify every frame. Pure media code: no WebRTC, no
 //! tokio, no sockets and no clock reads except where a frame is stamped with its capture time.
 
 pub mod frame;
+#[cfg(feature = "h264")]
 pub mod h264;
 pub mod h264_rtp;
 pub mod jitter;
@@ -10,15 +12,21 @@ pub mod opus;
 pub mod pattern;
 pub mod pitch;
 pub mod png;
+pub mod rtp_frames;
+pub mod scale;
 pub mod stripe;
 #[cfg(test)]
 mod test_rng;
 pub mod tone;
+pub mod video_codec;
 pub mod video_jitter;
+pub mod vp8;
+pub mod vp8_rtp;
 pub mod wav;
 pub mod y4m;
 
 pub use frame::{AudioFrame, VideoFrame};
+pub use video_codec::VideoCodec;
 
 #[cfg(test)]
 mod tests {
@@ -26,12 +34,14 @@ mod tests {
     #[test]
     fn media_state_can_move_between_threads() {
         fn is_send<T: Send>() {}
-        is_send::<super::h264::Encoder>();
-        is_send::<super::h264::Decoder>();
+        is_send::<super::video_codec::VideoEncoder>();
+        is_send::<super::video_codec::VideoDecoder>();
+        is_send::<super::vp8::Encoder>();
+        is_send::<super::vp8::Decoder>();
         is_send::<super::opus::Encoder>();
         is_send::<super::opus::Decoder>();
         is_send::<super::jitter::JitterBuffer>();
-        is_send::<super::h264_rtp::Reassembler>();
+        is_send::<super::rtp_frames::Reassembler>();
         is_send::<super::video_jitter::VideoJitter>();
         is_send::<super::pattern::PatternSource>();
         is_send::<super::y4m::Y4mSource>();

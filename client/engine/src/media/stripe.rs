@@ -1,6 +1,6 @@
 //! The machine-readable stripe: a frame number and capture time painted as large black and white
 //! luma blocks across the top of a picture, protected by a CRC-16, so that a receiver can check
-//! every decoded frame (which frame, how late, intact or not) after lossy H.264 coding.
+//! every decoded frame (which frame, how late, intact or not) after lossy video coding.
 //!
 //! Layout: blocks of `max(8, round(width / 32))` pixels square, left to right and then row by row
 //! from the top-left corner; one bit per block, white is 1. The 112 bits are the frame number
@@ -147,8 +147,8 @@ fn encode(number: u32, capture_us: u64) -> [u8; TOTAL_BYTES] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::h264::{Decoder, Encoder, EncoderConfig};
     use crate::media::pattern::PatternSource;
+    use crate::media::video_codec::{EncoderConfig, VideoCodec, VideoDecoder, VideoEncoder};
 
     #[test]
     fn layout_follows_width() {
@@ -204,12 +204,12 @@ mod tests {
         assert!(matches!(read(&frame), Err(StripeError::FrameTooSmall { .. })));
     }
 
-    /// Encodes `frames` pattern frames at `bitrate` and checks every decoded stripe.
-    fn survives_h264(width: usize, height: usize, bitrate: u32, frames: u32) {
+    /// Encodes `frames` pattern frames at `bitrate` with `codec` and checks every decoded stripe.
+    fn survives(codec: VideoCodec, width: usize, height: usize, bitrate: u32, frames: u32) {
         let mut source = PatternSource::new(width, height, 30).expect("the pattern fits");
         let config = EncoderConfig { bitrate_bps: bitrate, frame_rate: 30.0, ..EncoderConfig::default() };
-        let mut encoder = Encoder::new(config).expect("encoder starts");
-        let mut decoder = Decoder::new().expect("decoder starts");
+        let mut encoder = VideoEncoder::new(codec, config).expect("encoder starts");
+        let mut decoder = VideoDecoder::new(codec).expect("decoder starts");
         let mut decoded = 0;
         let mut bytes = 0;
         for i in 0..frames {
@@ -218,26 +218,49 @@ mod tests {
             let Some(encoded) = encoder.encode(&frame).expect("encodes") else { continue };
             bytes += encoded.data.len();
             let picture = decoder.decode(&encoded.data).expect("decodes").expect("one frame in, one frame out");
-            assert_eq!(read(&picture), Ok(Stripe { number: i, capture_us }), "frame {i} at {width}x{height}");
+            assert_eq!(read(&picture), Ok(Stripe { number: i, capture_us }), "{codec}: frame {i} at {width}x{height}");
             decoded += 1;
         }
         let kbps = bytes as f64 * 8.0 * 30.0 / f64::from(frames) / 1000.0;
-        assert!(decoded * 10 >= frames * 9, "only {decoded} of {frames} frames were encoded");
-        assert!(kbps < f64::from(bitrate) / 1000.0 * 1.5, "{kbps:.0} kbps for a {bitrate} bps target");
+        assert!(decoded * 10 >= frames * 9, "{codec}: only {decoded} of {frames} frames were encoded");
+        assert!(kbps < f64::from(bitrate) / 1000.0 * 1.5, "{codec}: {kbps:.0} kbps for a {bitrate} bps target");
     }
 
+    #[cfg(feature = "h264")]
     #[test]
     fn survives_h264_at_320x240_300_kbps() {
-        survives_h264(320, 240, 300_000, 300);
+        survives(VideoCodec::H264, 320, 240, 300_000, 300);
     }
 
+    #[cfg(feature = "h264")]
     #[test]
     fn survives_h264_at_640x480_1_mbps() {
-        survives_h264(640, 480, 1_000_000, 300);
+        survives(VideoCodec::H264, 640, 480, 1_000_000, 300);
+    }
+
+    #[cfg(feature = "h264")]
+    #[test]
+    fn survives_h264_at_640x480_300_kbps() {
+        survives(VideoCodec::H264, 640, 480, 300_000, 150);
     }
 
     #[test]
-    fn survives_h264_at_640x480_300_kbps() {
-        survives_h264(640, 480, 300_000, 150);
+    fn survives_vp8_at_320x240_300_kbps() {
+        survives(VideoCodec::Vp8, 320, 240, 300_000, 300);
+    }
+
+    #[test]
+    fn survives_vp8_at_640x480_1_mbps() {
+        survives(VideoCodec::Vp8, 640, 480, 1_000_000, 300);
+    }
+
+    #[test]
+    fn survives_vp8_at_640x480_300_kbps() {
+        survives(VideoCodec::Vp8, 640, 480, 300_000, 150);
+    }
+
+    #[test]
+    fn survives_vp8_at_160x120_150_kbps() {
+        survives(VideoCodec::Vp8, 160, 120, 150_000, 150);
     }
 }

@@ -2,7 +2,7 @@
 //! before reassembly, and a missing packet is waited for (NACK asks the sender to send it again)
 //! for a time that follows the round-trip time, holding the frames behind it, before it is given
 //! up. Nothing is delayed while no packet is missing: a packet in sequence goes straight to the
-//! [`Reassembler`], which hands out each frame on its marker. A given-up packet becomes a
+//! [`Reassembler`] of the stream's codec, which hands out each frame on its marker. A given-up packet becomes a
 //! [`Gap`], and the reassembler then drops frames until a keyframe, so the caller asks for one.
 //! Time is an input (`push(now, ..)`, `poll(now)`, `next_deadline()`): no clock, no IO. Network
 //! input never panics here, and what is held is bounded whatever arrives.
@@ -10,7 +10,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::h264_rtp::{AccessUnit, Gap, Reassembler};
+use super::rtp_frames::{AssembledFrame, Gap, Reassembler};
+use super::video_codec::VideoCodec;
 
 /// Held packets span at most this many sequence numbers (a few MB of payload at most); a packet
 /// further ahead than that gives up every missing one before it at once.
@@ -74,24 +75,19 @@ pub struct VideoJitter {
     next: Option<i64>,
     /// Packets that arrived after a missing one, by extended sequence number.
     held: BTreeMap<i64, Held>,
-    out: VecDeque<Result<AccessUnit, Gap>>,
+    out: VecDeque<Result<AssembledFrame, Gap>>,
     recovered: u64,
     given_up: u64,
     late: u64,
 }
 
-impl Default for VideoJitter {
-    fn default() -> Self {
-        Self::new(JitterConfig::default())
-    }
-}
-
 impl VideoJitter {
-    pub fn new(config: JitterConfig) -> Self {
+    /// A jitter buffer for a stream of `codec`, waiting for its first keyframe.
+    pub fn new(config: JitterConfig, codec: VideoCodec) -> Self {
         Self {
             config,
             wait: config.wait_for(config.initial_rtt),
-            reassembler: Reassembler::default(),
+            reassembler: Reassembler::new(codec),
             newest: None,
             next: None,
             held: BTreeMap::new(),
@@ -100,6 +96,10 @@ impl VideoJitter {
             given_up: 0,
             late: 0,
         }
+    }
+
+    pub fn codec(&self) -> VideoCodec {
+        self.reassembler.codec()
     }
 
     /// Takes a new round-trip time measurement; the wait for missing packets follows it.
@@ -171,7 +171,7 @@ impl VideoJitter {
     /// Gives up missing packets whose wait ended by `now`, then returns the next finished frame
     /// or [`Gap`], in order. Call it until it returns `None` after every push and at every
     /// deadline.
-    pub fn poll(&mut self, now: Instant) -> Option<Result<AccessUnit, Gap>> {
+    pub fn poll(&mut self, now: Instant) -> Option<Result<AssembledFrame, Gap>> {
         while self.out.is_empty() && self.next_deadline().is_some_and(|deadline| deadline <= now) {
             let first_held = self.held.keys().next().copied();
             if let Some(first_held) = first_held {
@@ -228,7 +228,7 @@ impl VideoJitter {
     fn restart(&mut self) {
         let (recovered, given_up, late, wait) = (self.recovered, self.given_up, self.late, self.wait);
         let out = std::mem::take(&mut self.out);
-        *self = Self::new(self.config);
+        *self = Self::new(self.config, self.codec());
         self.out = out;
         self.recovered = recovered;
         self.given_up = given_up;
@@ -241,12 +241,13 @@ impl VideoJitter {
 mod tests {
     use bytes::Bytes;
     use rtc::rtp::codec::h264::H264Payloader;
+    use rtc::rtp::codec::vp8::Vp8Payloader;
     use rtc::rtp::packetizer::Payloader;
 
     use super::*;
-    use crate::media::h264::{Decoder, Encoder, EncoderConfig};
     use crate::media::pattern::PatternSource;
     use crate::media::stripe;
+    use crate::media::video_codec::{EncoderConfig, VideoDecoder, VideoEncoder};
 
     const SPS: &[u8] = &[0x67, 0x42, 0xc0, 0x1f, 0xaa];
     const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
@@ -304,27 +305,27 @@ mod tests {
         out
     }
 
-    fn push(jb: &mut VideoJitter, now: Instant, p: &Packet) -> Vec<Result<AccessUnit, Gap>> {
+    fn push(jb: &mut VideoJitter, now: Instant, p: &Packet) -> Vec<Result<AssembledFrame, Gap>> {
         jb.push(now, p.seq, p.ts, p.marker, &p.payload);
         drain(jb, now)
     }
 
-    fn drain(jb: &mut VideoJitter, now: Instant) -> Vec<Result<AccessUnit, Gap>> {
+    fn drain(jb: &mut VideoJitter, now: Instant) -> Vec<Result<AssembledFrame, Gap>> {
         std::iter::from_fn(|| jb.poll(now)).collect()
     }
 
-    fn timestamps(out: &[Result<AccessUnit, Gap>]) -> Vec<u32> {
+    fn timestamps(out: &[Result<AssembledFrame, Gap>]) -> Vec<u32> {
         out.iter().filter_map(|r| r.as_ref().ok().map(|u| u.timestamp)).collect()
     }
 
-    fn gaps(out: &[Result<AccessUnit, Gap>]) -> usize {
+    fn gaps(out: &[Result<AssembledFrame, Gap>]) -> usize {
         out.iter().filter(|r| r.is_err()).count()
     }
 
     #[test]
     fn frames_come_out_at_once_when_nothing_is_missing() {
         let t0 = Instant::now();
-        let mut jb = VideoJitter::default();
+        let mut jb = VideoJitter::new(JitterConfig::default(), VideoCodec::H264);
         for (i, p) in stream(100, 10).iter().enumerate() {
             let out = push(&mut jb, t0 + MS * i as u32, p);
             if p.marker {
@@ -339,7 +340,7 @@ mod tests {
     #[test]
     fn a_retransmission_within_the_wait_delivers_every_frame_in_order() {
         let t0 = Instant::now();
-        let mut jb = VideoJitter::default();
+        let mut jb = VideoJitter::new(JitterConfig::default(), VideoCodec::H264);
         let packets = stream(1000, 8);
         // Frame 2's middle packet (index 1 + 3 + 1 = 5) is lost and comes back 60 ms later.
         let lost = 5;
@@ -367,7 +368,7 @@ mod tests {
     #[test]
     fn a_retransmission_too_late_is_a_gap_and_frames_wait_for_a_keyframe() {
         let t0 = Instant::now();
-        let mut jb = VideoJitter::default();
+        let mut jb = VideoJitter::new(JitterConfig::default(), VideoCodec::H264);
         let mut packets = stream(500, 6);
         let lost = 5;
         let mut out = Vec::new();
@@ -395,7 +396,7 @@ mod tests {
     #[test]
     fn reordered_packets_are_put_back_in_order_without_waiting_out_the_deadline() {
         let t0 = Instant::now();
-        let mut jb = VideoJitter::default();
+        let mut jb = VideoJitter::new(JitterConfig::default(), VideoCodec::H264);
         let packets = stream(65_000, 6);
         // Swap neighbours across frame boundaries: 1<->2, 3<->4, ...
         let mut order: Vec<usize> = (0..packets.len()).collect();
@@ -411,7 +412,7 @@ mod tests {
     #[test]
     fn sequence_numbers_wrap_during_a_wait() {
         let t0 = Instant::now();
-        let mut jb = VideoJitter::default();
+        let mut jb = VideoJitter::new(JitterConfig::default(), VideoCodec::H264);
         let packets = stream(65_530, 6);
         let lost = packets.iter().position(|p| p.seq == 65_535).expect("the stream wraps");
         let mut out = Vec::new();
@@ -428,7 +429,7 @@ mod tests {
     #[test]
     fn a_lost_whole_frame_and_a_lost_marker_are_waited_for_too() {
         let t0 = Instant::now();
-        let mut jb = VideoJitter::default();
+        let mut jb = VideoJitter::new(JitterConfig::default(), VideoCodec::H264);
         let packets = stream(7, 8);
         // Frame 3 (packets 7, 8, 9) entirely, and frame 5's marker (packet 15).
         let lost = [7, 8, 9, 15];
@@ -454,7 +455,7 @@ mod tests {
         assert_eq!(config.wait_for(Duration::from_secs(2)), config.max_wait);
         let eager = JitterConfig { nack_delay: Duration::ZERO, ..config };
         assert_eq!(eager.wait_for(MS), eager.min_wait);
-        let mut jb = VideoJitter::new(config);
+        let mut jb = VideoJitter::new(config, VideoCodec::H264);
         assert_eq!(jb.wait(), MS * 150, "the initial guess of 20 ms");
         jb.set_rtt(MS * 5);
         assert_eq!(jb.wait(), MS * 120);
@@ -463,7 +464,7 @@ mod tests {
     #[test]
     fn memory_stays_bounded_under_garbage_and_a_clean_stream_recovers() {
         let t0 = Instant::now();
-        let mut jb = VideoJitter::default();
+        let mut jb = VideoJitter::new(JitterConfig::default(), VideoCodec::H264);
         let mut rng = 0x2545_f491_4f6c_dd1du64;
         let mut next_random = move || {
             rng ^= rng << 13;
@@ -494,48 +495,56 @@ mod tests {
         assert!(delivered.ends_with(&[1_009_000, 1_012_000]), "{delivered:?}");
     }
 
-    /// Real encoder output, 5 % random loss with each lost packet retransmitted one RTT plus up
-    /// to a NACK cycle later, or lost again: every frame whose packets all come back in time is
-    /// decoded whole and in order.
-    #[test]
-    fn real_encoder_output_with_loss_and_retransmission() {
+    /// Encodes `frames` pattern frames at 320x240 with `codec`, forcing keyframes at
+    /// `keyframes_at`, and packetizes them with the `rtc` crate's payloader for the codec (MTU
+    /// 300); frame `n` has timestamp `n * 3000`. Returns the packets and how many frames were
+    /// sent.
+    fn encoded_packets(codec: VideoCodec, frames: u32, keyframes_at: &[u32], first_seq: u16) -> (Vec<Packet>, usize) {
         let mut source = PatternSource::new(320, 240, 30).expect("fits");
-        let mut encoder =
-            Encoder::new(EncoderConfig { bitrate_bps: 800_000, ..EncoderConfig::default() }).expect("encoder");
-        let mut decoder = Decoder::new().expect("decoder");
-        let mut payloader = H264Payloader::default();
-        let mut jb = VideoJitter::default();
-        jb.set_rtt(MS * 10);
-        let t0 = Instant::now();
-        let mut next_random = crate::media::test_rng::xorshift(1);
-        // Arrivals as (time, order, packet), sent 33 ms apart per frame.
-        let mut arrivals: Vec<(Instant, usize, Packet)> = Vec::new();
-        let mut seq = 65_400u16;
+        let config = EncoderConfig { bitrate_bps: 800_000, ..EncoderConfig::default() };
+        let mut encoder = VideoEncoder::new(codec, config).expect("encoder");
+        let mut payloader: Box<dyn Payloader> = match codec {
+            VideoCodec::Vp8 => {
+                let mut payloader = Vp8Payloader::default();
+                payloader.enable_picture_id = true;
+                Box::new(payloader)
+            }
+            VideoCodec::H264 => Box::new(H264Payloader::default()),
+        };
+        let mut packets = Vec::new();
+        let mut seq = first_seq;
         let mut sent = 0;
-        for i in 0..120u32 {
-            let Some(frame) = encoder.encode(&source.next_frame(1 + u64::from(i))).expect("encodes") else {
+        for i in 0..frames {
+            if keyframes_at.contains(&i) {
+                encoder.force_keyframe();
+            }
+            let Some(frame) = encoder.encode(&source.next_frame(1 + u64::from(i) * 33_333)).expect("encodes") else {
                 continue;
             };
             sent += 1;
             let payloads = payloader.payload(300, &Bytes::from(frame.data)).expect("packetizes");
-            let at = t0 + MS * (i * 33);
             let last = payloads.len() - 1;
             for (k, payload) in payloads.into_iter().enumerate() {
-                let packet = Packet { seq, ts: i * 3000, marker: k == last, payload: payload.to_vec() };
+                packets.push(Packet { seq, ts: i * 3000, marker: k == last, payload: payload.to_vec() });
                 seq = seq.wrapping_add(1);
-                let arrives = if i > 5 && next_random(100) < 5 {
-                    // Lost; the NACK goes out within 100 ms and the copy takes a round trip.
-                    at + MS * (next_random(100) as u32 + 10)
-                } else {
-                    at
-                };
-                arrivals.push((arrives, arrivals.len(), packet));
             }
         }
+        (packets, sent)
+    }
+
+    /// Feeds `arrivals` (time, order, packet) in order to a jitter buffer, waking at each deadline
+    /// before the next packet as the pipeline does; decodes what comes out and checks each
+    /// picture's stripe against its timestamp. Returns the frame numbers decoded and the gaps.
+    fn receive(
+        codec: VideoCodec,
+        jb: &mut VideoJitter,
+        mut arrivals: Vec<(Instant, usize, Packet)>,
+    ) -> (Vec<u32>, Vec<Gap>) {
         arrivals.sort_by_key(|(at, order, _)| (*at, *order));
+        let mut decoder = VideoDecoder::new(codec).expect("decoder");
         let mut decoded = Vec::new();
-        let mut gap_count = 0;
-        let mut handle = |out: Vec<Result<AccessUnit, Gap>>| {
+        let mut gaps = Vec::new();
+        let mut handle = |out: Vec<Result<AssembledFrame, Gap>>| {
             for result in out {
                 match result {
                     Ok(unit) => {
@@ -544,20 +553,93 @@ mod tests {
                         assert_eq!(number * 3000, unit.timestamp);
                         decoded.push(number);
                     }
-                    Err(_) => gap_count += 1,
+                    Err(gap) => gaps.push(gap),
                 }
             }
         };
         for (at, _, packet) in &arrivals {
-            // The receiver wakes at each deadline before the next packet, as the pipeline does.
             while let Some(deadline) = jb.next_deadline().filter(|deadline| deadline < at) {
-                handle(drain(&mut jb, deadline));
+                handle(drain(jb, deadline));
             }
-            handle(push(&mut jb, *at, packet));
+            handle(push(jb, *at, packet));
         }
-        assert_eq!(gap_count, 0);
-        assert_eq!(decoded.len(), sent, "every frame decoded");
-        assert!(decoded.windows(2).all(|w| w[0] < w[1]), "in order");
-        assert!(jb.recovered() > 0);
+        if let Some(deadline) = jb.next_deadline() {
+            handle(drain(jb, deadline));
+        }
+        (decoded, gaps)
+    }
+
+    /// Real encoder output, 5 % random loss with each lost packet retransmitted one RTT plus up
+    /// to a NACK cycle later: every frame is decoded whole and in order.
+    fn real_encoder_output_with_loss_and_retransmission(codec: VideoCodec) {
+        let mut jb = VideoJitter::new(JitterConfig::default(), codec);
+        jb.set_rtt(MS * 10);
+        let t0 = Instant::now();
+        let mut next_random = crate::media::test_rng::xorshift(1);
+        let (packets, sent) = encoded_packets(codec, 120, &[], 65_400);
+        let arrivals: Vec<(Instant, usize, Packet)> = packets
+            .into_iter()
+            .enumerate()
+            .map(|(order, packet)| {
+                // Sent 33 ms apart per frame.
+                let at = t0 + MS * (packet.ts / 3000 * 33);
+                let arrives = if packet.ts > 5 * 3000 && next_random(100) < 5 {
+                    // Lost; the NACK goes out within 100 ms and the copy takes a round trip.
+                    at + MS * (next_random(100) as u32 + 10)
+                } else {
+                    at
+                };
+                (arrives, order, packet)
+            })
+            .collect();
+        let (decoded, gaps) = receive(codec, &mut jb, arrivals);
+        assert_eq!(gaps, vec![], "{codec}");
+        assert_eq!(decoded.len(), sent, "{codec}: every frame decoded");
+        assert!(decoded.windows(2).all(|w| w[0] < w[1]), "{codec}: in order");
+        assert!(jb.recovered() > 0, "{codec}");
+    }
+
+    #[cfg(feature = "h264")]
+    #[test]
+    fn h264_output_with_loss_and_retransmission() {
+        real_encoder_output_with_loss_and_retransmission(VideoCodec::H264);
+    }
+
+    #[test]
+    fn vp8_output_with_loss_and_retransmission() {
+        real_encoder_output_with_loss_and_retransmission(VideoCodec::Vp8);
+    }
+
+    /// VP8 through the jitter buffer: packets swapped across a frame boundary and within a frame
+    /// are put back in order; a packet never retransmitted is given up, and the frames after it
+    /// are dropped until the keyframe its gap asks for.
+    #[test]
+    fn vp8_loss_without_retransmission_waits_for_a_keyframe_and_reordering_is_repaired() {
+        let codec = VideoCodec::Vp8;
+        let (mut packets, sent) = encoded_packets(codec, 40, &[20], 1000);
+        assert_eq!(sent, 40);
+        let first_of = |packets: &[Packet], n: u32| packets.iter().position(|p| p.ts == n * 3000).expect("sent");
+        // The last packet of frame 5 and the first of frame 6 trade places, and so do the first
+        // two of frame 15.
+        let boundary = first_of(&packets, 6);
+        packets.swap(boundary - 1, boundary);
+        let within = first_of(&packets, 15);
+        packets.swap(within, within + 1);
+        // Frame 10's second packet is lost for good.
+        let lost = packets.remove(first_of(&packets, 10) + 1);
+        let t0 = Instant::now();
+        // One packet a millisecond, in the order above.
+        let arrivals: Vec<(Instant, usize, Packet)> =
+            packets.into_iter().enumerate().map(|(order, p)| (t0 + MS * order as u32, order, p)).collect();
+        let mut jb = VideoJitter::new(JitterConfig::default(), codec);
+        assert_eq!(jb.codec(), VideoCodec::Vp8);
+        let (decoded, gaps) = receive(codec, &mut jb, arrivals);
+        assert_eq!(gaps.first(), Some(&Gap::Unrecovered { first: lost.seq, count: 1 }), "{gaps:?}");
+        assert_eq!(gaps.get(1), Some(&Gap::Incomplete { timestamp: 10 * 3000 }), "{gaps:?}");
+        assert!(gaps[2..].iter().all(|gap| matches!(gap, Gap::AwaitingKeyframe { .. })), "{gaps:?}");
+        assert_eq!(gaps.len(), 2 + 9, "frames 11 to 19 wait for the keyframe: {gaps:?}");
+        let expected: Vec<u32> = (0..40).filter(|n| !(10..20).contains(n)).collect();
+        assert_eq!(decoded, expected);
+        assert_eq!((jb.recovered(), jb.given_up()), (2, 1));
     }
 }

@@ -1,0 +1,436 @@
+//! Congestion control for what we send: an estimate of the rate the path to the stranger carries
+//! without building a queue, from the partner's transport-wide feedback (when each packet left
+//! us, when it arrived or that it never did). Pure: time is an input, no IO, no clock.
+//!
+//! Three signals drive it:
+//! - **Queueing delay.** A packet's one-way delay minus the smallest one-way delay seen in the
+//!   last 30 s (the path's base delay; the two clocks' offset cancels out) is the time it spent
+//!   in queues. The smallest queueing delay of each feedback batch (about 100 ms of packets) is
+//!   the standing queue, free of the short bursts within a frame. A standing queue above a
+//!   threshold (50 ms plus two packets' worth at the current rate, so a thin link's own
+//!   serialisation does not count) means we send more than the path carries: the estimate drops
+//!   below the rate that arrived, by enough to drain the queue within about a second.
+//! - **Loss.** More than 10 % of the packets of the last second lost (and at least 20 packets
+//!   reported) lowers the estimate in proportion, never below half of what arrived; random loss
+//!   below that leaves it alone, so a few lost packets never pin it to the floor.
+//! - **Room.** With little queueing the estimate grows: quickly (doubling each second) until the
+//!   first congestion and whenever it is far from the rate where congestion last showed (above
+//!   one and a half times it, or below 70 % of it after a deep cut, or past it with no
+//!   congestion for 5 s), gently (5 % a second) near that rate. It never runs further than twice ahead
+//!   of the rate that actually arrived, so an encoder sending less than allowed does not let it
+//!   climb blindly.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Bounds and start of the estimate, bits per second (the whole send rate, audio included).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CongestionConfig {
+    pub start_bps: f64,
+    pub min_bps: f64,
+    pub max_bps: f64,
+}
+
+impl Default for CongestionConfig {
+    fn default() -> Self {
+        CongestionConfig { start_bps: 300_000.0, min_bps: 60_000.0, max_bps: 2_700_000.0 }
+    }
+}
+
+/// What the partner said about one packet we sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PacketFate {
+    /// When it left us.
+    pub departure: Instant,
+    /// When it arrived, on the partner's clock (an arbitrary origin), or `None` if lost.
+    pub arrival: Option<Duration>,
+    /// Its size in bytes.
+    pub size: usize,
+}
+
+/// Why the estimate last moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trend {
+    /// Not moved yet.
+    Start,
+    /// Growing quickly: no congestion yet, or far above where it last showed.
+    Ramp,
+    /// Growing gently near the rate where congestion last showed.
+    Probe,
+    /// Held: some queueing or loss, not enough to act on.
+    Hold,
+    /// Lowered for a standing queue.
+    Delay,
+    /// Lowered for loss.
+    Loss,
+}
+
+/// Queueing delay above which the estimate drops, at an arrival rate of `rate` bits per second.
+fn delay_threshold(rate: f64) -> Duration {
+    let two_packets = 2.0 * 1200.0 * 8.0 / rate.max(30_000.0);
+    Duration::from_millis(50) + Duration::from_secs_f64(two_packets.min(0.25))
+}
+
+/// How long the base delay is remembered.
+const BASE_WINDOW: Duration = Duration::from_secs(30);
+/// The window the arrival rate is measured over.
+const RATE_WINDOW: Duration = Duration::from_millis(500);
+/// The window loss is measured over, and the fewest packets it needs.
+const LOSS_WINDOW: Duration = Duration::from_secs(1);
+const LOSS_MIN_PACKETS: usize = 20;
+/// Shortest time between two decreases: the feedback of the first must have had time to show.
+const DECREASE_SPACING: Duration = Duration::from_millis(350);
+/// Growth per second while ramping and near the last congestion point.
+const RAMP_PER_SECOND: f64 = 2.0;
+const PROBE_PER_SECOND: f64 = 1.05;
+/// How long after the last decrease its rate stops counting as the link's, once passed.
+const FORGET_AFTER: Duration = Duration::from_secs(5);
+
+/// The estimator. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct CongestionController {
+    config: CongestionConfig,
+    estimate: f64,
+    trend: Trend,
+    /// The reference departure instant one-way delays are measured from.
+    epoch: Option<Instant>,
+    /// Minimum one-way delay (seconds) per second of feedback, for the base delay's window.
+    base: VecDeque<(Instant, f64)>,
+    /// The standing queue seen in the last feedback batch.
+    queue: Option<Duration>,
+    /// Arrivals (partner's clock) and sizes of the packets of the last rate window.
+    arrivals: VecDeque<(Duration, usize)>,
+    /// Feedback time and fate (arrived or not) of the packets of the last loss window.
+    fates: VecDeque<(Instant, bool)>,
+    last_update: Option<Instant>,
+    last_decrease: Option<Instant>,
+    /// The arrival rate when congestion last showed.
+    congested_at: Option<f64>,
+}
+
+impl CongestionController {
+    pub fn new(config: CongestionConfig) -> Self {
+        let estimate = config.start_bps.clamp(config.min_bps, config.max_bps);
+        CongestionController {
+            config,
+            estimate,
+            trend: Trend::Start,
+            epoch: None,
+            base: VecDeque::new(),
+            queue: None,
+            arrivals: VecDeque::new(),
+            fates: VecDeque::new(),
+            last_update: None,
+            last_decrease: None,
+            congested_at: None,
+        }
+    }
+
+    /// The estimate, bits per second.
+    pub fn estimate(&self) -> f64 {
+        self.estimate
+    }
+
+    pub fn trend(&self) -> Trend {
+        self.trend
+    }
+
+    /// The standing queue of the last feedback batch.
+    pub fn queue_delay(&self) -> Option<Duration> {
+        self.queue
+    }
+
+    /// The rate that arrived at the partner over the last half second, bits per second.
+    pub fn arrival_rate(&self) -> Option<f64> {
+        let (first, last) = (self.arrivals.front()?.0, self.arrivals.back()?.0);
+        let span = last.saturating_sub(first).max(Duration::from_millis(100));
+        let bytes: usize = self.arrivals.iter().map(|(_, size)| size).sum();
+        Some(bytes as f64 * 8.0 / span.as_secs_f64())
+    }
+
+    /// The fraction of the last second's packets that were lost, when enough were reported.
+    pub fn loss(&self) -> Option<f64> {
+        if self.fates.len() < LOSS_MIN_PACKETS {
+            return None;
+        }
+        let lost = self.fates.iter().filter(|(_, arrived)| !arrived).count();
+        Some(lost as f64 / self.fates.len() as f64)
+    }
+
+    /// Takes one feedback batch (packets in send order) and updates the estimate.
+    pub fn on_feedback(&mut self, now: Instant, fates: &[PacketFate]) {
+        let mut batch_min: Option<f64> = None;
+        for fate in fates {
+            let epoch = *self.epoch.get_or_insert(fate.departure);
+            self.fates.push_back((now, fate.arrival.is_some()));
+            let Some(arrival) = fate.arrival else { continue };
+            let sent = fate.departure.checked_duration_since(epoch).unwrap_or_default();
+            let one_way = arrival.as_secs_f64() - sent.as_secs_f64();
+            batch_min = Some(batch_min.map_or(one_way, |m: f64| m.min(one_way)));
+            self.arrivals.push_back((arrival, fate.size));
+        }
+        while self.fates.front().is_some_and(|(at, _)| now.saturating_duration_since(*at) > LOSS_WINDOW) {
+            self.fates.pop_front();
+        }
+        if let Some(newest) = self.arrivals.iter().map(|(a, _)| *a).max() {
+            while self.arrivals.front().is_some_and(|(a, _)| newest.saturating_sub(*a) > RATE_WINDOW) {
+                self.arrivals.pop_front();
+            }
+        }
+        if let Some(one_way) = batch_min {
+            self.remember_base(now, one_way);
+            let base = self.base.iter().map(|(_, d)| *d).fold(f64::INFINITY, f64::min);
+            self.queue = Some(Duration::from_secs_f64((one_way - base).max(0.0)));
+        }
+        self.update(now);
+    }
+
+    /// Keeps the smallest one-way delay per second of feedback, for the last 30 s.
+    fn remember_base(&mut self, now: Instant, one_way: f64) {
+        match self.base.back_mut() {
+            Some((at, d)) if now.saturating_duration_since(*at) < Duration::from_secs(1) => *d = d.min(one_way),
+            _ => self.base.push_back((now, one_way)),
+        }
+        while self.base.front().is_some_and(|(at, _)| now.saturating_duration_since(*at) > BASE_WINDOW) {
+            self.base.pop_front();
+        }
+    }
+
+    fn update(&mut self, now: Instant) {
+        let elapsed = self
+            .last_update
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+            .min(Duration::from_millis(500));
+        self.last_update = Some(now);
+        let arrived = match self.arrival_rate() {
+            Some(rate) => rate,
+            None if self.loss().is_some() => 0.0,
+            None => return,
+        };
+        let queue = self.queue.unwrap_or_default();
+        let loss = self.loss().unwrap_or(0.0);
+        let threshold = delay_threshold(arrived);
+        let may_decrease = self.last_decrease.is_none_or(|t| now.saturating_duration_since(t) >= DECREASE_SPACING);
+        let (min, max) = (self.config.min_bps, self.config.max_bps);
+        if queue > threshold {
+            if may_decrease {
+                // Below what arrives, and further below the longer the queue: what is queued
+                // drains within about a second.
+                let factor = (0.85 - queue.as_secs_f64()).max(0.0);
+                self.estimate = (arrived * factor).min(self.estimate).max(min);
+                self.decreased(now, arrived, Trend::Delay);
+            }
+        } else if loss > 0.1 {
+            if may_decrease {
+                self.estimate = (self.estimate * (1.0 - 0.5 * loss)).max(arrived * 0.5).min(self.estimate).max(min);
+                self.decreased(now, arrived, Trend::Loss);
+            }
+        } else if queue < threshold / 2 {
+            // Random loss below the decrease threshold is no reason to stop growing: loss from
+            // congestion comes with a queue on the links we meet, and the queue rules it.
+            // Where congestion last showed is forgotten once the estimate has passed it and no
+            // congestion came for a while: the link widened.
+            let stale = self.last_decrease.is_none_or(|t| now.saturating_duration_since(t) > FORGET_AFTER);
+            let far = self
+                .congested_at
+                .is_none_or(|at| self.estimate > at * 1.5 || self.estimate < at * 0.7 || (stale && self.estimate > at));
+            let (per_second, trend) =
+                if far { (RAMP_PER_SECOND, Trend::Ramp) } else { (PROBE_PER_SECOND, Trend::Probe) };
+            let grown = self.estimate * per_second.powf(elapsed.as_secs_f64());
+            // Never far ahead of what actually arrives (an encoder may send less than allowed).
+            let ceiling = (arrived * 2.0 + 100_000.0).max(self.estimate);
+            self.estimate = grown.min(ceiling).clamp(min, max);
+            self.trend = trend;
+        } else {
+            self.trend = Trend::Hold;
+        }
+    }
+
+    fn decreased(&mut self, now: Instant, arrived: f64, trend: Trend) {
+        self.last_decrease = Some(now);
+        self.congested_at = Some(arrived);
+        self.trend = trend;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A simulated path: a bottleneck of `rate` bits per second with a FIFO of `queue` packets
+    /// (tail drop), a fixed propagation delay, and a sender that sends at the estimate in
+    /// 1200-byte packets, getting feedback every 100 ms.
+    struct Path {
+        rate: f64,
+        queue_packets: usize,
+        propagation: Duration,
+        /// When the bottleneck is free again (seconds since start).
+        busy_until: f64,
+        /// Departure times (seconds) of the packets in the queue, for its occupancy.
+        in_queue: VecDeque<f64>,
+        /// Every `lose_every`th packet is lost on the wire (random-ish loss), if set.
+        lose_every: Option<u64>,
+        sent: u64,
+    }
+
+    impl Path {
+        fn new(rate: f64, queue_packets: usize) -> Self {
+            Path {
+                rate,
+                queue_packets,
+                propagation: Duration::from_millis(10),
+                busy_until: 0.0,
+                in_queue: VecDeque::new(),
+                lose_every: None,
+                sent: 0,
+            }
+        }
+
+        /// Sends a packet of `size` bytes at `t` seconds; returns its arrival (seconds) or None.
+        fn send(&mut self, t: f64, size: usize) -> Option<f64> {
+            self.sent += 1;
+            while self.in_queue.front().is_some_and(|done| *done <= t) {
+                self.in_queue.pop_front();
+            }
+            if self.in_queue.len() >= self.queue_packets {
+                return None;
+            }
+            let start = self.busy_until.max(t);
+            self.busy_until = start + size as f64 * 8.0 / self.rate;
+            self.in_queue.push_back(self.busy_until);
+            if self.lose_every.is_some_and(|n| self.sent % n == 0) {
+                return None;
+            }
+            Some(self.busy_until + self.propagation.as_secs_f64())
+        }
+    }
+
+    /// Runs `seconds` of sending at the estimate through `path`; returns the estimate and the
+    /// standing queue (s) each 100 ms.
+    fn run(
+        cc: &mut CongestionController,
+        path: &mut Path,
+        start: Instant,
+        from: f64,
+        seconds: f64,
+        change: impl Fn(f64, &mut Path),
+    ) -> Vec<(f64, f64, f64)> {
+        let mut t = from;
+        let mut pending: Vec<PacketFate> = Vec::new();
+        let mut next_feedback = from + 0.1;
+        let mut trace = Vec::new();
+        let mut credit = 0.0;
+        while t < from + seconds {
+            change(t, path);
+            let step = 0.002;
+            credit += cc.estimate() * step / 8.0;
+            while credit >= 1200.0 {
+                credit -= 1200.0;
+                let arrival = path.send(t, 1200);
+                pending.push(PacketFate {
+                    departure: start + Duration::from_secs_f64(t),
+                    arrival: arrival.map(|a| Duration::from_secs_f64(a + 1000.0)),
+                    size: 1200,
+                });
+            }
+            t += step;
+            if t >= next_feedback {
+                next_feedback += 0.1;
+                // Feedback covers packets that arrived by now (or were lost), and itself takes
+                // the propagation delay to come back.
+                let ready: Vec<PacketFate> = pending
+                    .iter()
+                    .filter(|f| f.arrival.is_none_or(|a| a.as_secs_f64() - 1000.0 <= t - 0.01))
+                    .copied()
+                    .collect();
+                pending.retain(|f| !f.arrival.is_none_or(|a| a.as_secs_f64() - 1000.0 <= t - 0.01));
+                cc.on_feedback(start + Duration::from_secs_f64(t), &ready);
+                let queued = (path.busy_until - t).max(0.0);
+                trace.push((t, cc.estimate(), queued));
+            }
+        }
+        trace
+    }
+
+    fn steady(trace: &[(f64, f64, f64)], from: f64) -> (f64, f64) {
+        let tail: Vec<_> = trace.iter().filter(|(t, _, _)| *t >= from).collect();
+        let mean_rate = tail.iter().map(|(_, r, _)| r).sum::<f64>() / tail.len() as f64;
+        let max_queue = tail.iter().map(|(_, _, q)| *q).fold(0.0, f64::max);
+        (mean_rate, max_queue)
+    }
+
+    #[test]
+    fn it_follows_a_thin_link_down_and_keeps_the_queue_short() {
+        for (rate, packets) in [(500_000.0, 50), (250_000.0, 50), (150_000.0, 50), (2_500_000.0, 300)] {
+            let mut cc = CongestionController::new(CongestionConfig::default());
+            let mut path = Path::new(rate, packets);
+            let trace = run(&mut cc, &mut path, Instant::now(), 0.0, 30.0, |_, _| {});
+            let (mean, max_queue) = steady(&trace, 10.0);
+            assert!(mean > rate * 0.6, "{rate}: estimate {mean:.0} uses too little of the link");
+            assert!(mean < rate * 1.05, "{rate}: estimate {mean:.0} above the link");
+            assert!(max_queue < 0.35, "{rate}: queue grew to {max_queue:.3} s");
+        }
+    }
+
+    #[test]
+    fn it_ramps_up_quickly_on_a_wide_link() {
+        let mut cc = CongestionController::new(CongestionConfig::default());
+        let mut path = Path::new(10_000_000.0, 300);
+        let trace = run(&mut cc, &mut path, Instant::now(), 0.0, 4.0, |_, _| {});
+        let at_3s = trace.iter().find(|(t, _, _)| *t >= 3.0).expect("3 s of trace").1;
+        assert!(at_3s >= 2_000_000.0, "only {at_3s:.0} after 3 s");
+        assert!(cc.estimate() <= CongestionConfig::default().max_bps);
+    }
+
+    #[test]
+    fn random_loss_below_ten_percent_does_not_pin_it_to_the_floor() {
+        let mut cc = CongestionController::new(CongestionConfig::default());
+        let mut path = Path::new(2_000_000.0, 50);
+        path.lose_every = Some(20); // 5 % loss.
+        let trace = run(&mut cc, &mut path, Instant::now(), 0.0, 20.0, |_, _| {});
+        let (mean, _) = steady(&trace, 10.0);
+        assert!(mean > 1_000_000.0, "5 % loss held the estimate at {mean:.0}");
+    }
+
+    #[test]
+    fn heavy_loss_lowers_it() {
+        let mut cc = CongestionController::new(CongestionConfig::default());
+        let mut path = Path::new(5_000_000.0, 300);
+        path.lose_every = Some(3); // 33 % loss.
+        let trace = run(&mut cc, &mut path, Instant::now(), 0.0, 10.0, |_, _| {});
+        let (mean, _) = steady(&trace, 5.0);
+        assert!(mean < 1_000_000.0, "33 % loss left the estimate at {mean:.0}");
+    }
+
+    #[test]
+    fn after_a_fall_the_queue_drains_within_three_seconds_and_it_climbs_back() {
+        let mut cc = CongestionController::new(CongestionConfig::default());
+        let mut path = Path::new(2_500_000.0, 50);
+        let trace = run(&mut cc, &mut path, Instant::now(), 0.0, 60.0, |t, path| {
+            path.rate = if (20.0..40.0).contains(&t) { 300_000.0 } else { 2_500_000.0 };
+        });
+        // Latency back under 200 ms (queue plus propagation) within 3 s of the fall.
+        let late = trace.iter().filter(|(t, _, q)| *t >= 23.0 && *t < 40.0 && *q > 0.19).count();
+        assert_eq!(late, 0, "the queue stayed long after the fall: {trace:?}");
+        let (during, _) = steady(&trace.iter().copied().filter(|(t, _, _)| *t < 40.0).collect::<Vec<_>>(), 25.0);
+        assert!(during > 150_000.0 && during < 320_000.0, "estimate {during:.0} while the link gives 300k");
+        let (after, _) = steady(&trace, 50.0);
+        assert!(after > 1_500_000.0, "estimate {after:.0} 10 s after the link came back");
+    }
+
+    #[test]
+    fn it_stays_within_its_bounds() {
+        let config = CongestionConfig { start_bps: 1e9, min_bps: 50_000.0, max_bps: 1_000_000.0 };
+        let cc = CongestionController::new(config);
+        assert_eq!(cc.estimate(), 1_000_000.0);
+        let mut cc = CongestionController::new(CongestionConfig::default());
+        let now = Instant::now();
+        // Every packet lost: the estimate falls, but not below its floor.
+        for i in 0..100u64 {
+            let at = now + Duration::from_millis(100 * i);
+            let fates: Vec<_> = (0..30).map(|_| PacketFate { departure: at, arrival: None, size: 1200 }).collect();
+            cc.on_feedback(at, &fates);
+        }
+        assert_eq!(cc.estimate(), CongestionConfig::default().min_bps);
+    }
+}
