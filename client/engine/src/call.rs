@@ -301,6 +301,12 @@ impl Call {
         self.controls.mute_video.store(muted, Ordering::Relaxed);
     }
 
+    /// What the congestion controller learned of the path, bits per second, once it had
+    /// feedback: the next call starts from it.
+    pub fn measured_estimate(&self) -> Option<f64> {
+        self.peer.measured_estimate()
+    }
+
     /// Stops the pipelines first, so nothing writes into a closing connection.
     pub async fn close(self) {
         self.stop();

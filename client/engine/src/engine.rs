@@ -30,6 +30,9 @@ const HANDSHAKE_STALL: Duration = Duration::from_secs(4);
 /// reason (an offer or answer lost with a signaling server that failed in the meantime leaves
 /// ICE with nothing to check). Calls connect in well under a second, relayed ones in a few.
 const CONNECT_STALL: Duration = Duration::from_secs(10);
+/// The highest send rate a call starts at from what the last call learned (bits per second):
+/// enough for a sharp picture at once, not enough to flood a thin link for long.
+const LEARNED_START_MAX: f64 = 1_000_000.0;
 
 /// Everything the engine needs to run.
 #[derive(Debug, Clone)]
@@ -76,6 +79,7 @@ pub fn start(config: EngineConfig) -> (EngineHandle, mpsc::UnboundedReceiver<Eve
             stall_deadline: None,
             muted: (false, false),
             first_frame_size: (0, 0),
+            learned_estimate: None,
         };
         engine.run(command_rx, signaling_events).await;
     });
@@ -99,6 +103,8 @@ struct Engine {
     stall_deadline: Option<Instant>,
     muted: (bool, bool),
     first_frame_size: (u32, u32),
+    /// The congestion estimate the last call with feedback ended on, bits per second.
+    learned_estimate: Option<f64>,
 }
 
 impl Engine {
@@ -243,7 +249,7 @@ impl Engine {
                 Action::Send(msg) => self.signaling.send(msg),
                 Action::StartPeer { room, initiator, ice_servers } => {
                     if let Some((_, old)) = self.call.take() {
-                        old.close().await;
+                        self.close_call(old).await;
                     }
                     self.forget_connection();
                     let id = self.next_call_id;
@@ -253,7 +259,14 @@ impl Engine {
                         let _ = tx.send((id, event));
                     });
                     debug!(%room, initiator, "starting call");
-                    match Call::start(&self.config.call, initiator, ice_servers, events, self.slots.clone()).await {
+                    let mut settings = self.config.call.clone();
+                    if let Some(learned) = self.learned_estimate {
+                        // Start where the last call ended, within reason: the next stranger's
+                        // path shares at least our own link, but may be thinner.
+                        let peer = &mut settings.peer;
+                        peer.bitrate_start = (learned * 0.9).clamp(f64::from(peer.bitrate_min), LEARNED_START_MAX) as u32;
+                    }
+                    match Call::start(&settings, initiator, ice_servers, events, self.slots.clone()).await {
                         Ok(call) => {
                             call.mute_audio(self.muted.0);
                             call.mute_video(self.muted.1);
@@ -268,7 +281,7 @@ impl Engine {
                 }
                 Action::ClosePeer => {
                     if let Some((_, call)) = self.call.take() {
-                        call.close().await;
+                        self.close_call(call).await;
                     }
                     self.slots.0.clear();
                     self.forget_connection();
@@ -299,6 +312,14 @@ impl Engine {
                 Action::Notify(notice) => self.notify(notice),
             }
         }
+    }
+
+    /// Closes a call, keeping what its congestion controller learned for the next one.
+    async fn close_call(&mut self, call: Call) {
+        if let Some(estimate) = call.measured_estimate() {
+            self.learned_estimate = Some(estimate);
+        }
+        call.close().await;
     }
 
     /// Forgets what the engine knew of the peer connection that was just closed.

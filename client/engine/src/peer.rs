@@ -5,7 +5,7 @@
 //! The DTLS fingerprint is always verified (the setting that disables it is never touched).
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -159,6 +159,7 @@ pub struct Peer {
     /// The congestion controller's estimate of what we may send, audio and video together, in
     /// bits per second (an `f64` stored as bits).
     target_bitrate: Arc<AtomicU64>,
+    estimate_measured: Arc<AtomicBool>,
     /// Candidates that arrived before the remote description.
     early_candidates: Vec<webrtc::peer_connection::RTCIceCandidateInit>,
     events: mpsc::UnboundedSender<PeerEvent>,
@@ -208,6 +209,8 @@ impl PeerConnectionEventHandler for Handler {
 struct PublishingEstimator {
     controller: CongestionController,
     target: Arc<AtomicU64>,
+    /// Set once the estimate rests on feedback (something arrived at the partner).
+    measured: Arc<AtomicBool>,
 }
 
 impl BandwidthEstimator for PublishingEstimator {
@@ -230,6 +233,9 @@ impl BandwidthEstimator for PublishingEstimator {
             "congestion feedback"
         );
         self.target.store(self.controller.estimate().to_bits(), Ordering::Relaxed);
+        if self.controller.arrival_rate().is_some() {
+            self.measured.store(true, Ordering::Relaxed);
+        }
     }
     fn target_bitrate(&self) -> f64 {
         self.controller.estimate()
@@ -325,6 +331,7 @@ impl Peer {
             RtpCodecKind::Audio,
         )?;
         let target_bitrate = Arc::new(AtomicU64::new(f64::from(settings.bitrate_start).to_bits()));
+        let estimate_measured = Arc::new(AtomicBool::new(false));
         let estimator = PublishingEstimator {
             controller: CongestionController::new(CongestionConfig {
                 start_bps: f64::from(settings.bitrate_start),
@@ -332,6 +339,7 @@ impl Peer {
                 max_bps: f64::from(settings.bitrate_max),
             }),
             target: target_bitrate.clone(),
+            measured: estimate_measured.clone(),
         };
         let registry = configure_congestion_control(Registry::new(), estimator, CongestionFeedback::Twcc, &mut media)?;
         // No pacer: the encoder already holds the estimated rate, and webrtc-rs's pacer queues
@@ -397,6 +405,7 @@ impl Peer {
             initiator,
             video_codecs: settings.video_codecs.clone(),
             target_bitrate,
+            estimate_measured,
             early_candidates: Vec::new(),
             events,
             outbox,
@@ -554,6 +563,13 @@ impl Peer {
     /// The current congestion-control target for video, in bits per second.
     pub fn target_bitrate(&self) -> Arc<AtomicU64> {
         self.target_bitrate.clone()
+    }
+
+    /// The congestion estimate (bits per second), once it rests on the partner's feedback.
+    pub fn measured_estimate(&self) -> Option<f64> {
+        self.estimate_measured
+            .load(Ordering::Relaxed)
+            .then(|| f64::from_bits(self.target_bitrate.load(Ordering::Relaxed)))
     }
 
     pub fn connection(&self) -> Arc<dyn PeerConnection> {

@@ -1,6 +1,6 @@
 //! The video we send: capture, fit to the congestion estimate (size from the resolution ladder,
 //! bitrate, and below the smallest size the frame rate), encode in the negotiated codec,
-//! packetize, and pace the packets onto the wire at twice the estimate instead of sending each
+//! packetize, and pace the packets onto the wire at 2.5 times the estimate instead of sending each
 //! frame as one burst. It all runs on one thread of its own, so a frame whose packets are still
 //! leaving (a keyframe on a thin link) delays the next capture, and frames are skipped rather
 //! than queued: the queue stays in the link's router, short, where congestion control sees it.
@@ -37,7 +37,7 @@ const AUDIO_SHARE_BPS: f64 = 40_000.0;
 const MIN_VIDEO_BPS: f64 = 30_000.0;
 /// Packets leave at this multiple of the estimate: a frame's packets spread over part of the
 /// frame interval, and a keyframe over a few intervals, instead of one burst.
-const PACING_FACTOR: f64 = 2.0;
+const PACING_FACTOR: f64 = 2.5;
 /// The RTP clock of video.
 const VIDEO_CLOCK: f64 = 90_000.0;
 
@@ -178,7 +178,14 @@ pub(crate) async fn spawn_video_sender(
         };
         let mut fps = source_fps;
         let mut applied = video_target(&estimate);
-        let config = EncoderConfig { bitrate_bps: applied as u32, frame_rate: fps as f32, ..Default::default() };
+        // No periodic keyframes: each is a burst a thin link pays for in delay, and a receiver
+        // that lost one asks again until it comes.
+        let config = EncoderConfig {
+            bitrate_bps: applied as u32,
+            frame_rate: fps as f32,
+            keyframe_interval: 0,
+            ..Default::default()
+        };
         let mut encoder = match VideoEncoder::new(codec, config) {
             Ok(encoder) => encoder,
             Err(e) => {
