@@ -13,6 +13,8 @@ packages+=(nginx)
 # PulseAudio server for the real microphone and speaker test (a null sink, no sound card needed).
 packages+=(libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6 libx11-xcb1
   xvfb xauth xdotool imagemagick pulseaudio pulseaudio-utils)
+# The browser interop test: Chromium, headless, meets our client (tests/tests/browser.rs).
+packages+=(chromium)
 
 missing=()
 for p in "${packages[@]}"; do

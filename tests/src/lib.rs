@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
+pub mod browser;
+pub mod link;
 pub mod lossy;
 pub mod nat;
+pub mod shaped;
 pub mod turn_probe;
 
 /// The directory holding the workspace's binaries (`target/debug` or `target/release`).

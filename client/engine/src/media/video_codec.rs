@@ -156,8 +156,9 @@ impl VideoCodecError {
 #[derive(Debug)]
 pub enum VideoEncoder {
     Vp8(vp8::Encoder),
+    /// Boxed: OpenH264's encoder state is several kilobytes.
     #[cfg(feature = "h264")]
-    H264(h264::Encoder),
+    H264(Box<h264::Encoder>),
 }
 
 impl VideoEncoder {
@@ -166,7 +167,7 @@ impl VideoEncoder {
         match codec {
             VideoCodec::Vp8 => Ok(Self::Vp8(vp8::Encoder::new(config)?)),
             #[cfg(feature = "h264")]
-            VideoCodec::H264 => Ok(Self::H264(h264::Encoder::new(config)?)),
+            VideoCodec::H264 => Ok(Self::H264(Box::new(h264::Encoder::new(config)?))),
             #[cfg(not(feature = "h264"))]
             VideoCodec::H264 => Err(VideoCodecError::H264NotBuilt),
         }

@@ -153,7 +153,7 @@ impl Encoder {
         let (Ok(y_stride), Ok(uv_stride)) = strides else {
             return Err(Vp8Error::Config(format!("strides {} and {} are too large", frame.y_stride, frame.uv_stride)));
         };
-        if !self.inner.as_ref().is_some_and(|raw| (raw.width, raw.height) == (width, height)) {
+        if self.inner.as_ref().is_none_or(|raw| (raw.width, raw.height) != (width, height)) {
             // A new size needs a new encoder; its first frame is a keyframe anyway. The old one
             // goes first, so the two never hold their buffers at once.
             self.inner = None;

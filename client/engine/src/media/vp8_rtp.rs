@@ -203,6 +203,9 @@ mod tests {
         }
     }
 
+    /// A packet as sent: sequence number, timestamp, marker and payload.
+    type SentPacket = (u16, u32, bool, Vec<u8>);
+
     /// Encodes `count` pattern frames at 640x480 and packetizes them with the `rtc` crate's
     /// payloader (picture IDs on, MTU 1200), forcing keyframes at `keyframes_at`. Returns the
     /// frames and their packets as (seq, timestamp, marker, payload); frame `n` has timestamp
@@ -211,7 +214,7 @@ mod tests {
         count: u32,
         keyframes_at: &[u32],
         first_seq: u16,
-    ) -> (Vec<EncodedFrame>, Vec<(u16, u32, bool, Vec<u8>)>) {
+    ) -> (Vec<EncodedFrame>, Vec<SentPacket>) {
         let mut source = PatternSource::new(640, 480, 30).expect("fits");
         let mut encoder =
             Encoder::new(EncoderConfig { bitrate_bps: 1_000_000, ..EncoderConfig::default() }).expect("encoder");
