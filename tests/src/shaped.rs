@@ -181,8 +181,8 @@ pub struct Recording {
     pub sides: [Vec<Second>; 2],
     /// `first_frame`'s `ms_since_find` of each side, if it came.
     pub first_frame_ms: [Option<u64>; 2],
-    /// Events that say the call did not simply go on (`partner_left`, `call_renewed`, a second
-    /// `matched`, `error`), as JSON text.
+    /// What says the call did not simply go on: a client that exited, and events such as
+    /// `partner_left`, `call_renewed`, a second `matched` or `error` (as JSON text).
     pub trouble: Vec<String>,
     /// Packets each direction's FIFO dropped: leaving A (towards B), then leaving B.
     pub fifo_drops: [u64; 2],
@@ -243,6 +243,11 @@ pub fn record_call(case: &Case, options: &CallOptions, stop: &AtomicBool) -> any
 
     let first_frame = |c: &Client| c.seen_named("first_frame").first().and_then(|e| e["ms_since_find"].as_u64());
     let mut trouble = Vec::new();
+    for client in [&mut a, &mut b] {
+        if let Ok(status) = client.wait_exit(Duration::ZERO) {
+            trouble.push(format!("{}: exited during the call ({status})", client.name));
+        }
+    }
     for client in [&a, &b] {
         let matched = client.seen_named("matched").len();
         for event in &client.seen {

@@ -19,9 +19,11 @@ const LONGEST_FREEZE: usize = 1;
 /// The bound on each second's median glass-to-glass latency after settling.
 const LATENCY_BOUND_MS: f64 = 1000.0;
 /// The tone the clients send, and how near the received audio's median pitch must be: near
-/// enough to tell the tone from silence or noise, loose enough for a pitch that wanders a little.
+/// enough to tell the tone from silence or noise (whose dominant frequency lands anywhere), loose
+/// enough for the few percent the pitch read from 170 ms of decoded audio moves when frames are
+/// concealed or skipped.
 const TONE_HZ: f64 = 440.0;
-const TONE_TOLERANCE_HZ: f64 = 0.05 * TONE_HZ;
+const TONE_TOLERANCE_HZ: f64 = 0.1 * TONE_HZ;
 
 #[test]
 fn a_call_across_a_500_kbit_link_keeps_moving_with_bounded_latency() {

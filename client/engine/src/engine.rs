@@ -264,7 +264,8 @@ impl Engine {
                         // Start where the last call ended, within reason: the next stranger's
                         // path shares at least our own link, but may be thinner.
                         let peer = &mut settings.peer;
-                        peer.bitrate_start = (learned * 0.9).clamp(f64::from(peer.bitrate_min), LEARNED_START_MAX) as u32;
+                        peer.bitrate_start =
+                            (learned * 0.9).clamp(f64::from(peer.bitrate_min), LEARNED_START_MAX) as u32;
                     }
                     match Call::start(&settings, initiator, ice_servers, events, self.slots.clone()).await {
                         Ok(call) => {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{BandwidthEstimator, EstimatorStats, PacketReport, Slot};
+use rtc::interceptor::{BandwidthEstimator, EstimatorStats, NackGeneratorBuilder, PacketReport, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{configure_congestion_control, CongestionFeedback};
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
@@ -52,6 +52,8 @@ const NOMINATION_DELAY: Duration = Duration::from_millis(15);
 const ICE_DISCONNECTED_AFTER: Duration = Duration::from_secs(3);
 const ICE_FAILED_AFTER: Duration = Duration::from_secs(2);
 const ICE_KEEPALIVE: Duration = Duration::from_secs(1);
+/// How often a missing video packet is asked for again (NACK).
+const MAX_NACKS_PER_PACKET: u16 = 2;
 /// The label of the chat data channel.
 pub const CHAT_LABEL: &str = "chat";
 
@@ -347,6 +349,14 @@ impl Peer {
         // anything (5 % loss: 5 fps with it, 28 fps without; tests/tests/loss.rs).
         let registry = registry.with(Slot::Pacer, KeyframeTap::transparent());
         let registry = register_default_interceptors(registry, &mut media)?;
+        // A missing packet is asked for twice at most: by then the jitter buffer has given it
+        // up, and a generator that asks forever turns a burst of loss on a full router queue
+        // into a flood of retransmissions that keeps the queue full (1 Mbit/s with a 50-packet
+        // queue: thousands of drops and a call stuck at its floor).
+        let registry = registry.with(
+            Slot::NackGenerator,
+            NackGeneratorBuilder::new().with_max_nacks_per_packet(MAX_NACKS_PER_PACKET).build(),
+        );
         let registry = registry.with(Slot::from(14_000), KeyframeTap::marking());
 
         let ice_servers = ice_servers
@@ -484,11 +494,16 @@ impl Peer {
                     }
                 }
             }
-            if !is_offer && self.pc.pending_local_description().await.is_none() {
-                // An answer to an offer already answered: a restart asked for again after its
-                // first offer seemed lost, whose answer came after all. Nothing to apply.
-                debug!("stale answer ignored");
-                return Ok(());
+            // The codec our outstanding offer put first, for an answer.
+            let mut offered_first = None;
+            if !is_offer {
+                let Some(offer) = self.pc.pending_local_description().await else {
+                    // An answer to an offer already answered: a restart asked for again after its
+                    // first offer seemed lost, whose answer came after all. Nothing to apply.
+                    debug!("stale answer ignored");
+                    return Ok(());
+                };
+                offered_first = first_video_codec(&offer.sdp, &self.video_codecs);
             }
             // The codec this description settles, known before our sender starts sending: the
             // first of the answer's video codecs, which is the first of the offer's we have.
@@ -510,6 +525,17 @@ impl Peer {
                 }
             }
             self.check_codecs().await?;
+            if !is_offer && video_codec.is_some() && video_codec != offered_first {
+                // The answer settled on a codec other than our offer's first, yet the partner may
+                // still send ours: an answer lists what its side prefers to receive, and a sender
+                // follows the preferences of the receiver, here our offer's (Chromium answering
+                // after setCodecPreferences with H.264 alone sends VP8). webrtc-rs receives only
+                // the answer's codecs, so it would drop that video. A new offer lists just the
+                // answer's codecs, in its order (webrtc-rs keeps them as the transceiver's
+                // preferences), and the partner then sends the codec we send.
+                debug!(?video_codec, ?offered_first, "offering again with the answer's video codecs");
+                self.offer(false).await?;
+            }
         } else if let Some(candidate) = value.get("candidate") {
             let init: webrtc::peer_connection::RTCIceCandidateInit = serde_json::from_value(candidate.clone())
                 .map_err(|e| PeerError::BadSignal(format!("malformed candidate: {e}")))?;
@@ -685,6 +711,31 @@ mod tests {
         assert_eq!(sdp_session_id(sdp), Some("4611731400430051336"));
         assert_eq!(sdp_session_id("v=0\r\ns=-\r\n"), None);
         assert_eq!(sdp_session_id("v=0\r\no=-\r\n"), None);
+    }
+
+    /// An answer that settles on our offer's second codec is followed by an offer of the answer's
+    /// codecs alone, so that the partner cannot go on sending our first; its answer ends it.
+    #[tokio::test]
+    async fn an_answer_settling_on_our_second_codec_brings_a_new_offer() {
+        let with = |video_codecs: &[VideoCodec]| PeerSettings { video_codecs: video_codecs.to_vec(), ..on_loopback() };
+        let (tx_a, mut rx_a) = mpsc::unbounded_channel();
+        let (tx_b, mut rx_b) = mpsc::unbounded_channel();
+        let mut a = Peer::start(&with(&[VideoCodec::Vp8, VideoCodec::H264]), &[], true, tx_a).await.expect("a starts");
+        let mut b = Peer::start(&with(&[VideoCodec::H264]), &[], false, tx_b).await.expect("b starts");
+        b.apply(&next_description(&mut rx_a, SignalKind::Offer).await).await.expect("the offer applies");
+        a.apply(&next_description(&mut rx_b, SignalKind::Answer).await).await.expect("the answer applies");
+
+        let again = next_description(&mut rx_a, SignalKind::Offer).await;
+        let sdp: serde_json::Value = serde_json::from_str(again.as_json()).expect("JSON");
+        let sdp = sdp["sdp"]["sdp"].as_str().expect("an SDP");
+        assert_eq!(first_video_codec(sdp, &[VideoCodec::Vp8, VideoCodec::H264]), Some(VideoCodec::H264));
+        assert_eq!(first_video_codec(sdp, &[VideoCodec::Vp8]), None, "VP8 offered again: {sdp}");
+
+        b.apply(&again).await.expect("the new offer applies");
+        a.apply(&next_description(&mut rx_b, SignalKind::Answer).await).await.expect("its answer applies");
+        assert!(a.pc.pending_local_description().await.is_none(), "no third offer");
+        a.close().await;
+        b.close().await;
     }
 
     /// An ICE restart's offer belongs to the same session; the offer of a new connection (the

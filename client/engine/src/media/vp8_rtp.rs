@@ -210,11 +210,7 @@ mod tests {
     /// payloader (picture IDs on, MTU 1200), forcing keyframes at `keyframes_at`. Returns the
     /// frames and their packets as (seq, timestamp, marker, payload); frame `n` has timestamp
     /// `n * 3000`.
-    fn encoded_stream(
-        count: u32,
-        keyframes_at: &[u32],
-        first_seq: u16,
-    ) -> (Vec<EncodedFrame>, Vec<SentPacket>) {
+    fn encoded_stream(count: u32, keyframes_at: &[u32], first_seq: u16) -> (Vec<EncodedFrame>, Vec<SentPacket>) {
         let mut source = PatternSource::new(640, 480, 30).expect("fits");
         let mut encoder =
             Encoder::new(EncoderConfig { bitrate_bps: 1_000_000, ..EncoderConfig::default() }).expect("encoder");
