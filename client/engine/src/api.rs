@@ -115,7 +115,7 @@ pub enum Event {
         width: u32,
         height: u32,
     },
-    Stats(CallStats),
+    Stats(Box<CallStats>),
     Chat {
         text: String,
     },

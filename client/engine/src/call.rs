@@ -67,7 +67,7 @@ pub enum CallEvent {
     },
     /// The call cannot go on (a bad signal, a codec we lack).
     Broken(String),
-    Stats(CallStats),
+    Stats(Box<CallStats>),
     Chat(String),
     Typing(bool),
     /// A media source or codec failed; the call goes on without it.

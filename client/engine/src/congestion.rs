@@ -7,16 +7,16 @@
 //!   last 30 s (the path's base delay; the two clocks' offset cancels out) is the time it spent
 //!   in queues. The smallest queueing delay of each feedback batch (about 100 ms of packets) is
 //!   the standing queue, free of the short bursts within a frame. A standing queue above a
-//!   threshold (50 ms plus two packets' worth at the current rate, so a thin link's own
+//!   threshold (30 ms plus two packets' worth at the current rate, so a thin link's own
 //!   serialisation does not count) means we send more than the path carries: the estimate drops
 //!   below the rate that arrived, by enough to drain the queue within about a second.
 //! - **Loss.** More than 10 % of the packets of the last second lost (and at least 20 packets
 //!   reported) lowers the estimate in proportion, never below half of what arrived; random loss
 //!   below that leaves it alone, so a few lost packets never pin it to the floor.
-//! - **Room.** With little queueing the estimate grows: quickly (doubling each second) until the
-//!   first congestion and whenever it is far from the rate where congestion last showed (above
-//!   one and a half times it, or below 70 % of it after a deep cut, or past it with no
-//!   congestion for 5 s), gently (5 % a second) near that rate. It never runs further than twice ahead
+//! - **Room.** With little queueing the estimate grows: doubling each second until the first
+//!   congestion and after a deep cut (below 70 % of the rate where congestion last showed),
+//!   25 % a second when far above that rate or past it with no congestion for 5 s (the link
+//!   may have widened), and gently (5 % a second) near it. It never runs further than twice ahead
 //!   of the rate that actually arrived, so an encoder sending less than allowed does not let it
 //!   climb blindly.
 
@@ -68,7 +68,7 @@ pub enum Trend {
 /// Queueing delay above which the estimate drops, at an arrival rate of `rate` bits per second.
 fn delay_threshold(rate: f64) -> Duration {
     let two_packets = 2.0 * 1200.0 * 8.0 / rate.max(30_000.0);
-    Duration::from_millis(50) + Duration::from_secs_f64(two_packets.min(0.25))
+    Duration::from_millis(30) + Duration::from_secs_f64(two_packets.min(0.25))
 }
 
 /// How long the base delay is remembered.
@@ -83,6 +83,8 @@ const DECREASE_SPACING: Duration = Duration::from_millis(350);
 /// Growth per second while ramping and near the last congestion point.
 const RAMP_PER_SECOND: f64 = 2.0;
 const PROBE_PER_SECOND: f64 = 1.05;
+/// Growth per second past the last congestion point once it is stale.
+const WIDEN_PER_SECOND: f64 = 1.25;
 /// How long after the last decrease its rate stops counting as the link's, once passed.
 const FORGET_AFTER: Duration = Duration::from_secs(5);
 
@@ -228,14 +230,18 @@ impl CongestionController {
         } else if queue < threshold / 2 {
             // Random loss below the decrease threshold is no reason to stop growing: loss from
             // congestion comes with a queue on the links we meet, and the queue rules it.
-            // Where congestion last showed is forgotten once the estimate has passed it and no
-            // congestion came for a while: the link widened.
+            // Quickly back up to where congestion last showed after a deep cut; past it,
+            // faster once no congestion came for a while (the link may have widened) or far
+            // above it; gently near it.
             let stale = self.last_decrease.is_none_or(|t| now.saturating_duration_since(t) > FORGET_AFTER);
-            let far = self
-                .congested_at
-                .is_none_or(|at| self.estimate > at * 1.5 || self.estimate < at * 0.7 || (stale && self.estimate > at));
-            let (per_second, trend) =
-                if far { (RAMP_PER_SECOND, Trend::Ramp) } else { (PROBE_PER_SECOND, Trend::Probe) };
+            let (per_second, trend) = match self.congested_at {
+                None => (RAMP_PER_SECOND, Trend::Ramp),
+                Some(at) if self.estimate < at * 0.7 => (RAMP_PER_SECOND, Trend::Ramp),
+                Some(at) if self.estimate > at * 1.5 || (stale && self.estimate > at) => {
+                    (WIDEN_PER_SECOND, Trend::Ramp)
+                }
+                Some(_) => (PROBE_PER_SECOND, Trend::Probe),
+            };
             let grown = self.estimate * per_second.powf(elapsed.as_secs_f64());
             // Never far ahead of what actually arrives (an encoder may send less than allowed).
             let ceiling = (arrived * 2.0 + 100_000.0).max(self.estimate);

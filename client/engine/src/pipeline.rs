@@ -372,7 +372,7 @@ pub(crate) async fn report_stats(
         if let Some(rtt_ms) = stats.rtt_ms.filter(|rtt| rtt.is_finite() && *rtt > 0.0) {
             counters.rtt_us.store((rtt_ms * 1000.0) as u64, Ordering::Relaxed);
         }
-        events(CallEvent::Stats(stats));
+        events(CallEvent::Stats(Box::new(stats)));
     }
 }
 

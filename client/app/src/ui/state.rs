@@ -176,7 +176,7 @@ impl ViewModel {
             }
             Event::IceRestarted { .. } if self.phase == Phase::InCall => self.status = CHATTING.into(),
             Event::FirstFrame { .. } => self.stranger_video = true,
-            Event::Stats(stats) => self.stats = Some(stats.clone()),
+            Event::Stats(stats) => self.stats = Some(stats.as_ref().clone()),
             Event::Chat { text } => {
                 self.stranger_typing = false;
                 self.chat.push(ChatLine { who: Who::Stranger, text: text.clone() });

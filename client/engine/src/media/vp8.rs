@@ -39,6 +39,8 @@ const CPU_USED: c_int = -12;
 /// (what realtime WebRTC senders use).
 const BUFFER_INITIAL_MS: c_uint = 500;
 const BUFFER_OPTIMAL_MS: c_uint = 600;
+/// The longest a keyframe may take to send at the target bitrate, ms.
+const KEYFRAME_MAX_MS: u32 = 100;
 const BUFFER_MS: c_uint = 1000;
 /// Quantizer bounds (0 to 63): the lowest spends no bits on invisible detail, the highest keeps
 /// low bitrates from turning into mush (frames are dropped instead).
@@ -193,14 +195,14 @@ fn kbps(bitrate_bps: u32) -> c_uint {
     bitrate_bps.div_ceil(1000)
 }
 
-/// The largest keyframe rate control may make, in percent of an average frame's bits: half of
-/// the optimal buffer (300 ms of the bitrate, so 900 % at 30 fps, as libwebrtc computes it),
-/// and no less than three frames. A larger keyframe would take more than 300 ms to send at the
-/// target bitrate, a freeze the frames queued behind it make visible, and would leave rate
-/// control starving the frames after it to pay it back.
+/// The largest keyframe rate control may make, in percent of an average frame's bits: 100 ms of
+/// the target bitrate (300 % at 30 fps), and no less than two frames. A keyframe is sent at the
+/// link's rate whatever its size, so each millisecond of it is a millisecond of delay for the
+/// frames behind it on a thin link; a keyframe a little blurry for a few frames is the better
+/// trade in a call.
 fn max_intra_bitrate_pct(frame_rate: f32) -> c_uint {
-    let pct = (f64::from(BUFFER_OPTIMAL_MS) * 0.5 * f64::from(frame_rate) / 10.0).round() as c_uint;
-    pct.max(300)
+    let pct = (f64::from(KEYFRAME_MAX_MS) * f64::from(frame_rate) / 10.0).round() as c_uint;
+    pct.max(200)
 }
 
 fn check_bitrate(bitrate_bps: u32) -> Result<(), Vp8Error> {
