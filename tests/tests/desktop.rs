@@ -18,8 +18,13 @@ fn the_window_meets_a_bot_and_shows_its_video() {
         Client::start("bot", &server.ws_url(), &["--loopback", "--say", "hello from the bot"]).expect("bot starts");
     let mut app = App::start(&xvfb, &server.ws_url(), &["--loopback", "--start", "--stats"]).expect("app starts");
 
-    let shown = app.wait_event(T, "video_on_screen").expect("the stranger's video is drawn");
-    assert_eq!(shown["width"], 640, "{shown}");
+    // The call starts small and grows with the bandwidth it finds; the window follows each size
+    // up to the full picture.
+    let first = app.wait_event(T, "video_on_screen").expect("the stranger's video is drawn");
+    assert_eq!(first["width"].as_u64().unwrap_or(0) * 3, first["height"].as_u64().unwrap_or(0) * 4, "{first}");
+    let shown = app
+        .wait_for(T, "the full picture", |e| e["event"] == "video_on_screen" && e["width"] == 640)
+        .expect("the window shows the full 640x480 picture");
     assert_eq!(shown["height"], 480, "{shown}");
     app.wait_for(T, "the bot's chat", |e| e["event"] == "chat").expect("chat arrives");
     // The window sits at the top left of the 1280x800 screen; its video area is left of the

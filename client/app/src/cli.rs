@@ -38,7 +38,8 @@ pub struct Cli {
     pub no_echo_cancellation: bool,
 
     /// Window: also print the engine's events as JSON lines on stdout, and a `video_on_screen`
-    /// line when a stranger's first picture is drawn (tests, scripts).
+    /// line when a stranger's picture is first drawn and whenever its size changes (tests,
+    /// scripts).
     #[arg(long)]
     pub events: bool,
 

@@ -95,7 +95,7 @@ impl Desktop {
         let (engine, link) = start_engine(&runtime, engine_config(&cli, &prefs, &devices), &ctx, cli.events);
         let mut window = Window::new(prefs, link, devices.camera_slot.clone());
         if cli.events {
-            window.on_first_picture = Some(Box::new(|width, height| {
+            window.on_picture = Some(Box::new(|width, height| {
                 let mut out = std::io::stdout();
                 let _ = writeln!(out, r#"{{"event":"video_on_screen","width":{width},"height":{height}}}"#);
                 let _ = out.flush();

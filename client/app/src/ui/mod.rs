@@ -58,8 +58,9 @@ pub struct Window {
     camera: VideoView,
     camera_slot: Arc<FrameSlot>,
     requests: Vec<Request>,
-    pub on_first_picture: Option<PictureHook>,
-    picture_told: bool,
+    /// Told the size of the stranger's picture when it first shows and whenever it changes.
+    pub on_picture: Option<PictureHook>,
+    picture_told: Option<[usize; 2]>,
     device_news: (std::sync::mpsc::Sender<DeviceNews>, std::sync::mpsc::Receiver<DeviceNews>),
 }
 
@@ -82,8 +83,8 @@ impl Window {
             camera: VideoView::reduced("camera", 2),
             camera_slot,
             requests: Vec::new(),
-            on_first_picture: None,
-            picture_told: false,
+            on_picture: None,
+            picture_told: None,
             device_news: std::sync::mpsc::channel(),
         }
     }
@@ -146,7 +147,7 @@ impl Window {
     fn pump_events(&mut self) {
         while let Ok(event) = self.link.events.try_recv() {
             if matches!(event, Event::Matched { .. } | Event::PartnerLeft { .. } | Event::Idle) {
-                self.picture_told = false;
+                self.picture_told = None;
             }
             self.vm.handle_event(&event);
         }
@@ -166,9 +167,10 @@ impl Window {
             // Without a camera, the self-view shows what calls send (the test pattern).
             self.local.update(&ctx, &self.link.local);
         }
-        if self.remote.has_picture() && !self.picture_told {
-            self.picture_told = true;
-            if let (Some(hook), Some([w, h])) = (self.on_first_picture.as_mut(), self.remote.picture_size()) {
+        let size = self.remote.picture_size().filter(|_| self.remote.has_picture());
+        if size.is_some() && size != self.picture_told {
+            self.picture_told = size;
+            if let (Some(hook), Some([w, h])) = (self.on_picture.as_mut(), size) {
                 hook(w, h);
             }
         }
