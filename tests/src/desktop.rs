@@ -111,6 +111,11 @@ impl App {
         self.client.wait_for(timeout, what, want)
     }
 
+    /// Every event of this name seen so far.
+    pub fn seen_named(&self, name: &str) -> Vec<&Value> {
+        self.client.seen_named(name)
+    }
+
     pub fn pid(&self) -> u32 {
         self.client.pid()
     }

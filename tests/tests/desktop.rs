@@ -26,7 +26,9 @@ fn the_window_meets_a_bot_and_shows_its_video() {
         .wait_for(T, "the full picture", |e| e["event"] == "video_on_screen" && e["width"] == 640)
         .expect("the window shows the full 640x480 picture");
     assert_eq!(shown["height"], 480, "{shown}");
-    app.wait_for(T, "the bot's chat", |e| e["event"] == "chat").expect("chat arrives");
+    if app.seen_named("chat").is_empty() {
+        app.wait_for(T, "the bot's chat", |e| e["event"] == "chat").expect("chat arrives");
+    }
     // The window sits at the top left of the 1280x800 screen; its video area is left of the
     // chat and between the status line and the controls. The test pattern is far from flat,
     // while outside the window the screen is flat. Look until the picture shows (a loaded
