@@ -75,7 +75,8 @@ impl Window {
     /// seconds moved. (Bounds that hold on a starved CPU too: with two cores shared by several
     /// builds, even a lossless call loses a frozen second or two.)
     pub fn assert_recovered(&self, who: &str) {
-        assert!(self.loss > 0.01, "{who}: the network drops packets: {self:?}");
+        // What is left after NACK repairs it (audio has none): some, however little.
+        assert!(self.loss > 0.0, "{who}: the network drops packets: {self:?}");
         assert_eq!(self.verify_errors, 0.0, "{who}: corrupt frames: {self:?}");
         assert!(self.longest_freeze <= 3, "{who}: a freeze lasted too long: {self:?}");
         assert!(self.frozen_seconds * 2 <= self.seconds, "{who}: frozen too often: {self:?}");
