@@ -226,10 +226,11 @@ mod tests {
             else {
                 continue;
             };
-            let payloads = payloader.payload(1200, &Bytes::from(frame.data.clone())).expect("packetizes");
+            // Small packets, so that even a small keyframe spans several.
+            let payloads = payloader.payload(300, &Bytes::from(frame.data.clone())).expect("packetizes");
             let last = payloads.len() - 1;
             for (k, payload) in payloads.into_iter().enumerate() {
-                assert!(payload.len() <= 1200);
+                assert!(payload.len() <= 300);
                 packets.push((seq, i * 3000, k == last, payload.to_vec()));
                 seq = seq.wrapping_add(1);
             }
