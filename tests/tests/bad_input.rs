@@ -91,7 +91,7 @@ fn a_stranger_offering_no_codec_we_speak_gets_a_clear_error() {
         "a=mid:0",
         "a=sendrecv",
         "a=rtcp-mux",
-        "a=rtpmap:96 VP8/90000",
+        "a=rtpmap:96 VP9/90000",
         "",
     ]
     .join("\r\n");
