@@ -136,6 +136,26 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Deletes the namespaces named `PREFIX<pid>-...` (and kills their processes) whose creating
+    /// process is gone: what a killed run left behind.
+    pub fn remove_stale(prefix: &str) {
+        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or_default();
+            let Some(rest) = name.strip_prefix(prefix) else { continue };
+            let pid = rest.split('-').next().unwrap_or_default();
+            // A zombie (killed, not yet reaped) counts as gone.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+            if state.is_some_and(|s| s != "Z") {
+                continue;
+            }
+            drop(Netns { name: name.to_owned() });
+        }
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         // Whatever still runs inside (a process a test forgot, or a panicking test's) goes first.

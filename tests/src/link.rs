@@ -38,7 +38,7 @@ impl Link {
     /// shapes both ends to `rate_kbit` with a FIFO of `queue_packets` packets. `tag` tells this
     /// link's namespaces apart from other links of the same run.
     pub fn build(tag: &str, rate_kbit: u32, queue_packets: u32) -> anyhow::Result<Link> {
-        remove_stale_links();
+        Netns::remove_stale(PREFIX);
         let prefix = format!("{PREFIX}{}-{tag}", std::process::id());
         let a = Netns::create(&format!("{prefix}-a"))?;
         let b = Netns::create(&format!("{prefix}-b"))?;
@@ -118,21 +118,4 @@ fn fifo_drops(netns: &Netns) -> anyhow::Result<u64> {
     let text = String::from_utf8_lossy(&out.stdout);
     let dropped = text.split("(dropped ").nth(1).and_then(|rest| rest.split(',').next());
     dropped.and_then(|n| n.trim().parse().ok()).with_context(|| format!("no drop counter in {text}"))
-}
-
-/// Deletes namespaces (and kills their processes) left by link runs whose process is gone.
-fn remove_stale_links() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or_default();
-        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
-        let pid = rest.split('-').next().unwrap_or_default();
-        // A zombie (killed, not yet reaped) counts as gone.
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
-        if state.is_some_and(|s| s != "Z") {
-            continue;
-        }
-        drop(Netns { name: name.to_owned() });
-    }
 }

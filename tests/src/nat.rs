@@ -193,7 +193,7 @@ impl Lab {
     /// and one home per entry of `homes`. `tag` tells this lab's namespaces apart from other
     /// labs of the same run.
     pub fn build(tag: &str, homes: &[NatKind], server_args: &[&str]) -> anyhow::Result<Lab> {
-        remove_stale_labs();
+        Netns::remove_stale(PREFIX);
         let prefix = format!("{PREFIX}{}-{tag}", std::process::id());
         let public = Netns::create(&format!("{prefix}-pub"))?;
         public.exec(&["ip", "link", "add", "br0", "type", "bridge"])?;
@@ -361,23 +361,6 @@ fn wait_udp_listener(netns: &Netns, port: u16) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     bail!("nothing listens on UDP port {port} in {}", netns.name)
-}
-
-/// Deletes namespaces (and kills their processes) left by lab runs whose process is gone.
-fn remove_stale_labs() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or_default();
-        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
-        let pid = rest.split('-').next().unwrap_or_default();
-        // A zombie (killed, not yet reaped) counts as gone.
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
-        if state.is_some_and(|s| s != "Z") {
-            continue;
-        }
-        drop(Netns { name: name.to_owned() });
-    }
 }
 
 /// Counts packets arriving at a host, with nftables counters in the host's own namespace

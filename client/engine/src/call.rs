@@ -346,8 +346,7 @@ async fn negotiated(
 /// The codec the stranger's video comes in: the remote track's, or failing that the one we
 /// send (both directions take the answer's first codec).
 async fn receiving_codec(pc: &Arc<dyn webrtc::peer_connection::PeerConnection>, track: &dyn TrackRemote) -> VideoCodec {
-    let ssrc = track.ssrcs().await.first().copied();
-    let remote = match ssrc {
+    let remote = match pipeline::first_ssrc(track).await {
         Some(ssrc) => track.codec(ssrc).await.and_then(|c| VideoCodec::from_mime(&c.mime_type)),
         None => None,
     };

@@ -33,7 +33,7 @@ const PITCH_WINDOW: usize = 8192;
 /// Shortest time between two keyframe requests we send.
 const PLI_SPACING: Duration = Duration::from_millis(300);
 
-async fn first_ssrc(track: &dyn Track) -> Option<u32> {
+pub(crate) async fn first_ssrc(track: &dyn Track) -> Option<u32> {
     track.ssrcs().await.first().copied()
 }
 
@@ -46,7 +46,7 @@ async fn sleep_until_deadline(deadline: Option<Instant>) {
 }
 
 /// Sleeps a thread until `deadline`, or returns at once if it passed.
-fn sleep_until(deadline: Instant) {
+pub(crate) fn sleep_until(deadline: Instant) {
     let now = Instant::now();
     if deadline > now {
         std::thread::sleep(deadline - now);

@@ -17,13 +17,13 @@ use rtc::rtp::Packet;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::Track;
 
 use crate::call::{CallEvent, Controls, EventSink};
 use crate::counters::Counters;
 use crate::ladder::Ladder;
 use crate::media::video_codec::{EncoderConfig, VideoCodec, VideoEncoder};
 use crate::media::{scale, stripe, VideoFrame};
+use crate::pipeline::{first_ssrc, sleep_until};
 use crate::slot::FrameSlot;
 use crate::sources::VideoSource;
 
@@ -117,14 +117,6 @@ impl Pacer {
     }
 }
 
-/// Sleeps a thread until `deadline`, or returns at once if it passed.
-fn sleep_until(deadline: Instant) {
-    let now = Instant::now();
-    if deadline > now {
-        std::thread::sleep(deadline - now);
-    }
-}
-
 /// The stripe is painted again on a scaled picture, so every size verifies.
 fn scaled(frame: &VideoFrame, width: usize, height: usize) -> VideoFrame {
     if (width, height) == (frame.width, frame.height) {
@@ -146,7 +138,7 @@ pub(crate) async fn spawn_video_sender(
     local_slot: Arc<FrameSlot>,
     events: Arc<EventSink>,
 ) {
-    let ssrc = output.track.ssrcs().await.first().copied();
+    let ssrc = first_ssrc(output.track.as_ref()).await;
     let (Some(params), Some(ssrc)) = (output.codec, ssrc) else {
         events(CallEvent::MediaError("video was not negotiated; sending none".into()));
         return;

@@ -146,22 +146,8 @@ pub(crate) mod test_packets {
 mod tests {
     use super::test_packets::{annex_b, fu_a, keyframe_packets, stap_a, IDR_NAL, PPS, P_NAL, SPS};
     use super::*;
-    use crate::media::rtp_frames::{AssembledFrame, Gap, Reassembler};
+    use crate::media::rtp_frames::{push_frame, AssembledFrame, Gap, Reassembler};
     use crate::media::video_codec::VideoCodec;
-
-    /// Pushes `packets` as one frame starting at `seq`, marker on the last; returns the results.
-    fn push_frame(
-        r: &mut Reassembler,
-        seq: u16,
-        ts: u32,
-        packets: &[Vec<u8>],
-        order: &[usize],
-    ) -> Vec<Result<AssembledFrame, Gap>> {
-        order
-            .iter()
-            .filter_map(|&i| r.push(seq.wrapping_add(i as u16), ts, i == packets.len() - 1, &packets[i]))
-            .collect()
-    }
 
     #[test]
     fn keyframe_from_stap_a_and_fu_a_then_single_nal_frames() {

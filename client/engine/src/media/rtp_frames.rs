@@ -250,6 +250,19 @@ fn depacketize<'a>(
 
 /// The frame logic, shown with H.264 payloads (the VP8 payload format has its own tests in
 /// `vp8_rtp`).
+/// Pushes `packets` (in `order`) as one frame starting at `seq`, marker on the last; returns
+/// the results. Shared by the reassembly tests of each payload format.
+#[cfg(test)]
+pub(crate) fn push_frame(
+    r: &mut Reassembler,
+    seq: u16,
+    ts: u32,
+    packets: &[Vec<u8>],
+    order: &[usize],
+) -> Vec<Result<AssembledFrame, Gap>> {
+    order.iter().filter_map(|&i| r.push(seq.wrapping_add(i as u16), ts, i == packets.len() - 1, &packets[i])).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,20 +270,6 @@ mod tests {
 
     fn h264() -> Reassembler {
         Reassembler::new(VideoCodec::H264)
-    }
-
-    /// Pushes `packets` as one frame starting at `seq`, marker on the last; returns the results.
-    fn push_frame(
-        r: &mut Reassembler,
-        seq: u16,
-        ts: u32,
-        packets: &[Vec<u8>],
-        order: &[usize],
-    ) -> Vec<Result<AssembledFrame, Gap>> {
-        order
-            .iter()
-            .filter_map(|&i| r.push(seq.wrapping_add(i as u16), ts, i == packets.len() - 1, &packets[i]))
-            .collect()
     }
 
     #[test]
