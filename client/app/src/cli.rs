@@ -11,6 +11,7 @@ use strangers_engine::media::video_codec::VideoCodec;
 use strangers_engine::peer::PeerSettings;
 use strangers_engine::signaling::SignalingConfig;
 use strangers_engine::sources::{AudioSpec, VideoSpec};
+use strangers_engine::turn_bridge::TurnTls;
 
 /// Strangers: meet a random stranger face to face.
 #[derive(Debug, Clone, Parser)]
@@ -116,6 +117,11 @@ pub struct Cli {
     /// Video codecs to offer and accept, most preferred first (vp8, h264).
     #[arg(long, value_delimiter = ',', default_values_t = VideoCodec::all_available().to_vec())]
     pub video_codecs: Vec<VideoCodec>,
+
+    /// Trust this CA (a PEM file) for `turns:` servers, beside the system's roots: for TURN
+    /// servers with a certificate from a private CA.
+    #[arg(long, value_name = "FILE")]
+    pub turn_ca: Option<PathBuf>,
 }
 
 impl Cli {
@@ -148,6 +154,7 @@ impl Cli {
                     bitrate_min: self.min_kbps * 1000,
                     bitrate_max: self.max_kbps * 1000,
                     video_codecs: self.video_codecs.clone(),
+                    turn_tls: TurnTls { extra_ca_file: self.turn_ca.clone() },
                 },
                 video,
                 audio,

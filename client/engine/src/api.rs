@@ -34,6 +34,9 @@ pub enum Command {
 pub struct PathInfo {
     pub local: String,
     pub remote: String,
+    /// When our side is relayed: how we reach the TURN server (`udp`, `tcp` or `tls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
 }
 
 /// One second of call statistics.
@@ -100,7 +103,8 @@ pub enum Event {
     IceState {
         state: String,
     },
-    /// A local ICE candidate was gathered and sent; only its type is told, never the address.
+    /// A local ICE candidate was gathered (and sent, unless it is a host candidate on a private
+    /// network); only its type is told, never the address.
     LocalCandidate {
         kind: String,
     },
@@ -137,6 +141,13 @@ pub enum Event {
     /// The peer connection was replaced by a new one with the same stranger, because it never
     /// connected: `stalled`, `never_connected` (we renewed it) or `partner_renewed`.
     CallRenewed {
+        reason: String,
+    },
+    /// Calls failed one after another on our side (the last for `reason`): the next find waits
+    /// `wait_ms` so as not to hammer the server and the strangers it meets.
+    BackingOff {
+        wait_ms: u64,
+        failures: u32,
         reason: String,
     },
     Exited,

@@ -57,6 +57,8 @@ impl Default for CallSettings {
 pub enum CallEvent {
     LocalSignal(SignalData),
     LocalCandidate(String),
+    /// An ICE server that cannot be used, and why.
+    IceServerProblem(String),
     IceState(String),
     Connected,
     Disconnected,
@@ -153,6 +155,7 @@ impl Call {
                     match event {
                         PeerEvent::LocalSignal(data) => events(CallEvent::LocalSignal(data)),
                         PeerEvent::LocalCandidate(kind) => events(CallEvent::LocalCandidate(kind)),
+                        PeerEvent::IceServerProblem(problem) => events(CallEvent::IceServerProblem(problem)),
                         PeerEvent::IceState(state) => {
                             events(CallEvent::IceState(ice_state_name(state).into()));
                         }
@@ -253,7 +256,13 @@ impl Call {
         }
 
         // Statistics, once a second.
-        tasks.push(tokio::spawn(pipeline::report_stats(peer.connection(), counters, peer.target_bitrate(), events)));
+        tasks.push(tokio::spawn(pipeline::report_stats(
+            peer.connection(),
+            peer.relayed_via(),
+            counters,
+            peer.target_bitrate(),
+            events,
+        )));
 
         Ok(Call { peer, controls, chat, chat_open, tasks })
     }

@@ -15,21 +15,6 @@ use crate::session::{Action, Notice, PeerInput, Phase, Session, UserInput};
 use crate::signaling::{self, SignalingConfig, SignalingEvent, SignalingHandle};
 use crate::slot::FrameSlot;
 
-/// While a call stays failed, its ICE restart is asked for again this often: the restart's
-/// offer or answer can be lost with a signaling socket that died in the same network change
-/// (the server may relay into the dead socket before it notices).
-const RESTART_RETRY: Duration = Duration::from_secs(6);
-
-/// A secure (DTLS) handshake still unfinished this long after ICE connected has stalled: it
-/// takes tens of milliseconds, or a second or two when a flight is lost and sent again. Some
-/// losses leave it waiting for good (a flight repeated by the partner stops the retransmission
-/// timer of the side whose flight was lost), so the session renews the connection.
-const HANDSHAKE_STALL: Duration = Duration::from_secs(4);
-
-/// A peer connection not connected this long after it was made has stalled too, whatever the
-/// reason (an offer or answer lost with a signaling server that failed in the meantime leaves
-/// ICE with nothing to check). Calls connect in well under a second, relayed ones in a few.
-const CONNECT_STALL: Duration = Duration::from_secs(10);
 /// The highest send rate a call starts at from what the last call learned (bits per second):
 /// enough for a sharp picture at once, not enough to flood a thin link for long.
 const LEARNED_START_MAX: f64 = 1_000_000.0;
@@ -74,9 +59,6 @@ pub fn start(config: EngineConfig) -> (EngineHandle, mpsc::UnboundedReceiver<Eve
             next_call_id: 1,
             events: event_tx,
             slots,
-            restart_started: None,
-            restart_retry_at: None,
-            stall_deadline: None,
             muted: (false, false),
             first_frame_size: (0, 0),
             learned_estimate: None,
@@ -94,13 +76,6 @@ struct Engine {
     next_call_id: u64,
     events: mpsc::UnboundedSender<Event>,
     slots: (Arc<FrameSlot>, Arc<FrameSlot>),
-    /// When the current ICE restart began (to report how long recovery took).
-    restart_started: Option<Instant>,
-    /// While the call is failed: when to ask for the ICE restart again.
-    restart_retry_at: Option<Instant>,
-    /// While the current peer connection has not connected yet: when it counts as stalled
-    /// ([`CONNECT_STALL`] after it was made, or [`HANDSHAKE_STALL`] after ICE connected).
-    stall_deadline: Option<Instant>,
     muted: (bool, bool),
     first_frame_size: (u32, u32),
     /// The congestion estimate the last call with feedback ended on, bits per second.
@@ -114,35 +89,29 @@ impl Engine {
         mut signaling_events: mpsc::UnboundedReceiver<SignalingEvent>,
     ) {
         let (call_tx, mut call_events) = mpsc::unbounded_channel::<(u64, CallEvent)>();
+        // The signaling task ends after the server refused us; the engine lives on (idle) until
+        // it is shut down, without polling the closed channel.
+        let mut signaling_open = true;
         loop {
-            let far = Instant::now() + Duration::from_secs(3600);
-            let retry_at = self.restart_retry_at.unwrap_or(far);
-            let stall_at = self.stall_deadline.unwrap_or(far);
+            let timeout = self.session.poll_timeout();
+            let wake_at = timeout.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                () = tokio::time::sleep_until(retry_at.into()), if self.restart_retry_at.is_some() => {
-                    let now = Instant::now();
-                    debug!("still failed: asking for the ICE restart again");
-                    self.restart_retry_at = Some(now + RESTART_RETRY);
-                    self.session.handle_peer(now, PeerInput::Failed);
-                }
-                () = tokio::time::sleep_until(stall_at.into()), if self.stall_deadline.is_some() => {
-                    debug!("the connection stalled");
-                    self.stall_deadline = None;
-                    self.session.handle_peer(Instant::now(), PeerInput::Stalled);
+                () = tokio::time::sleep_until(wake_at.into()), if timeout.is_some() => {
+                    self.session.handle_timeout(Instant::now());
                 }
                 command = commands.recv() => match command {
                     None | Some(Command::Shutdown) => break,
                     Some(command) => self.handle_command(command).await,
                 },
-                event = signaling_events.recv() => match event {
-                    Some(SignalingEvent::Message(msg)) => self.session.handle_server(msg),
+                event = signaling_events.recv(), if signaling_open => match event {
+                    Some(SignalingEvent::Message(msg)) => self.session.handle_server(Instant::now(), msg),
                     Some(SignalingEvent::Down { url, reason, retry_in }) => {
                         self.emit(Event::ServerDown { url, reason, retry_in_ms: retry_in.as_millis() as u64 });
                     }
                     Some(SignalingEvent::Refused { reason }) => {
                         self.emit(Event::Error { kind: "refused".into(), message: reason });
                     }
-                    None => {}
+                    None => signaling_open = false,
                 },
                 Some((id, event)) = call_events.recv() => {
                     if self.call.as_ref().is_some_and(|(current, _)| *current == id) {
@@ -205,18 +174,13 @@ impl Engine {
             CallEvent::LocalSignal(data) => self.session.handle_local_signal(data),
             CallEvent::IceState(state) => {
                 if matches!(state.as_str(), "connected" | "completed") {
-                    // Only while a deadline runs: the connection has not connected yet.
-                    self.stall_deadline = self.stall_deadline.map(|at| at.min(now + HANDSHAKE_STALL));
+                    self.session.handle_peer(now, PeerInput::IceConnected);
                 }
                 self.emit(Event::IceState { state });
             }
             CallEvent::LocalCandidate(kind) => self.emit(Event::LocalCandidate { kind }),
+            CallEvent::IceServerProblem(message) => self.emit(Event::Error { kind: "ice_server".into(), message }),
             CallEvent::Connected => {
-                if let Some(started) = self.restart_started.take() {
-                    self.emit(Event::IceRestarted { ms: started.elapsed().as_millis() as u64 });
-                }
-                self.restart_retry_at = None;
-                self.stall_deadline = None;
                 self.emit(Event::ConnectionState { state: "connected".into() });
                 self.session.handle_peer(now, PeerInput::Connected);
             }
@@ -226,8 +190,6 @@ impl Engine {
             }
             CallEvent::Failed => {
                 self.emit(Event::ConnectionState { state: "failed".into() });
-                self.restart_started.get_or_insert(now);
-                self.restart_retry_at.get_or_insert(now + RESTART_RETRY);
                 self.session.handle_peer(now, PeerInput::Failed);
             }
             CallEvent::FirstFrame { width, height } => {
@@ -251,7 +213,6 @@ impl Engine {
                     if let Some((_, old)) = self.call.take() {
                         self.close_call(old).await;
                     }
-                    self.forget_connection();
                     let id = self.next_call_id;
                     self.next_call_id += 1;
                     let tx = call_tx.clone();
@@ -272,7 +233,6 @@ impl Engine {
                             call.mute_audio(self.muted.0);
                             call.mute_video(self.muted.1);
                             self.call = Some((id, call));
-                            self.stall_deadline = Some(Instant::now() + CONNECT_STALL);
                         }
                         Err(e) => {
                             self.emit(Event::Error { kind: "call".into(), message: e.to_string() });
@@ -285,7 +245,6 @@ impl Engine {
                         self.close_call(call).await;
                     }
                     self.slots.0.clear();
-                    self.forget_connection();
                 }
                 Action::ApplySignal(data) => {
                     if let Some((_, call)) = &mut self.call {
@@ -303,7 +262,6 @@ impl Engine {
                     }
                 }
                 Action::RestartIce => {
-                    self.restart_started.get_or_insert(Instant::now());
                     if let Some((_, call)) = &self.call {
                         if let Err(e) = call.restart_ice().await {
                             self.emit(Event::Error { kind: "ice".into(), message: e.to_string() });
@@ -321,13 +279,6 @@ impl Engine {
             self.learned_estimate = Some(estimate);
         }
         call.close().await;
-    }
-
-    /// Forgets what the engine knew of the peer connection that was just closed.
-    fn forget_connection(&mut self) {
-        self.restart_started = None;
-        self.restart_retry_at = None;
-        self.stall_deadline = None;
     }
 
     fn notify(&mut self, notice: Notice) {
@@ -349,6 +300,10 @@ impl Engine {
             Notice::ServerError { code, message } => Event::Error { kind: code, message },
             Notice::CallFailed(message) => Event::Error { kind: "call".into(), message },
             Notice::Renewed(reason) => Event::CallRenewed { reason: reason.name().into() },
+            Notice::IceRestarted { took } => Event::IceRestarted { ms: took.as_millis() as u64 },
+            Notice::BackingOff { wait, failures, reason } => {
+                Event::BackingOff { wait_ms: wait.as_millis() as u64, failures, reason }
+            }
         };
         self.emit(event);
     }

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod call;
+pub mod candidate_privacy;
 pub mod chat;
 pub mod congestion;
 mod counters;
@@ -18,6 +19,7 @@ pub mod session;
 pub mod signaling;
 pub mod slot;
 pub mod sources;
+pub mod turn_bridge;
 mod video_sender;
 
 pub use api::{CallStats, Command, Event};

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{BandwidthEstimator, EstimatorStats, NackGeneratorBuilder, PacketReport, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{configure_congestion_control, CongestionFeedback};
@@ -34,9 +35,11 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
+use crate::candidate_privacy;
 use crate::congestion::{CongestionConfig, CongestionController, PacketFate};
 use crate::keyframe_tap::KeyframeTap;
 use crate::media::video_codec::VideoCodec;
+use crate::turn_bridge::{self, Bridges, RelayedVia, TurnTls};
 
 /// The H.264 flavour browsers expect: constrained baseline, packetization mode 1.
 pub const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
@@ -45,6 +48,9 @@ const H264_PT: PayloadType = 102;
 const OPUS_PT: PayloadType = 111;
 /// How long the controlling ICE agent waits after a direct pair works before nominating it.
 const NOMINATION_DELAY: Duration = Duration::from_millis(15);
+/// How long the controlling agent lets direct pairs prove themselves before it accepts a
+/// relayed one (counted from the start of the checks).
+const RELAY_WAIT: Duration = Duration::from_millis(300);
 /// Silence on the selected pair before ICE reports it disconnected, then further silence before
 /// it reports failure (which starts an ICE restart), and the keepalive that keeps an idle pair
 /// and its NAT mappings alive. webrtc-rs defaults to 5 s + 25 s: a frozen call for half a minute
@@ -77,6 +83,8 @@ pub struct PeerSettings {
     /// The video codecs we offer and accept, most preferred first. The answerer takes the first
     /// one both sides have, in the offerer's order.
     pub video_codecs: Vec<VideoCodec>,
+    /// How `turns:` servers are verified.
+    pub turn_tls: TurnTls,
 }
 
 /// What the peer connection reports.
@@ -89,6 +97,8 @@ pub enum PeerEvent {
     State(RTCPeerConnectionState),
     Track(Arc<dyn TrackRemote>),
     DataChannel(Arc<dyn DataChannel>),
+    /// An ICE server that cannot be used, and why (never its credentials).
+    IceServerProblem(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +177,8 @@ pub struct Peer {
     early_candidates: Vec<webrtc::peer_connection::RTCIceCandidateInit>,
     events: mpsc::UnboundedSender<PeerEvent>,
     outbox: Arc<Outbox>,
+    /// TURN over TCP and TLS for this connection (stopped with it).
+    bridges: Bridges,
 }
 
 struct Handler {
@@ -174,17 +186,30 @@ struct Handler {
     outbox: Arc<Outbox>,
 }
 
+impl Handler {
+    /// Sends a local candidate to the partner (after the description it belongs to).
+    fn share_candidate(&self, init: &webrtc::peer_connection::RTCIceCandidateInit) {
+        match serde_json::to_string(init) {
+            Ok(json) => match SignalData::from_json(&format!(r#"{{"candidate":{json}}}"#)) {
+                Ok(data) => self.outbox.candidate(data),
+                Err(e) => debug!(error = %e, "local candidate not sendable"),
+            },
+            Err(e) => debug!(error = %e, "local candidate not serialisable"),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         let _ = self.events.send(PeerEvent::LocalCandidate(event.candidate.typ.to_string()));
         match event.candidate.to_json() {
-            Ok(init) => match serde_json::to_string(&init) {
-                Ok(json) => match SignalData::from_json(&format!(r#"{{"candidate":{json}}}"#)) {
-                    Ok(data) => self.outbox.candidate(data),
-                    Err(e) => debug!(error = %e, "local candidate not sendable"),
-                },
-                Err(e) => debug!(error = %e, "local candidate not serialisable"),
+            Ok(mut init) => match candidate_privacy::shareable(&init.candidate) {
+                None => debug!("a host candidate on a private network is not shared"),
+                Some(shared) => {
+                    init.candidate = shared;
+                    self.share_candidate(&init);
+                }
             },
             Err(e) => debug!(error = %e, "local candidate not convertible"),
         }
@@ -248,6 +273,32 @@ impl BandwidthEstimator for PublishingEstimator {
     }
 }
 
+/// How host candidates are named, and whether the partner's `.local` names are resolved.
+/// mDNS needs the multicast group 224.0.0.251, which a host without a multicast route (no
+/// default route: a VPN-only host, a LAN with no gateway, a container) cannot join; webrtc-rs
+/// then fails the whole connection, so mDNS is turned off there (our private host candidates
+/// are then simply not shared). Otherwise our LAN address (the one multicast leaves from, or
+/// the one we are bound to) goes out under a random `.local` name, which only a client on the
+/// same LAN can resolve.
+fn multicast_dns(bind_ip: IpAddr) -> (MulticastDnsMode, Option<IpAddr>) {
+    if let Err(e) = rtc::mdns::MulticastSocket::new().into_std() {
+        debug!(error = %e, "no multicast here: mDNS is off");
+        return (MulticastDnsMode::Disabled, None);
+    }
+    let lan_ip = if bind_ip.is_unspecified() { multicast_source_ip() } else { Some(bind_ip) };
+    match lan_ip {
+        Some(ip @ IpAddr::V4(_)) if candidate_privacy::is_private(ip) => (MulticastDnsMode::QueryAndGather, Some(ip)),
+        _ => (MulticastDnsMode::QueryOnly, None),
+    }
+}
+
+/// The local address multicast to the mDNS group leaves from (a route lookup: nothing is sent).
+fn multicast_source_ip() -> Option<IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect((rtc::mdns::MDNS_MULTICAST_IPV4, rtc::mdns::MDNS_PORT)).ok()?;
+    Some(socket.local_addr().ok()?.ip())
+}
+
 /// How a video codec is registered and offered (its payload type and format parameters).
 pub(crate) fn video_codec_parameters(codec: VideoCodec) -> RTCRtpCodecParameters {
     let (sdp_fmtp_line, payload_type) = match codec {
@@ -309,6 +360,7 @@ impl Default for PeerSettings {
             bitrate_min: 60_000,
             bitrate_max: 2_700_000,
             video_codecs: VideoCodec::all_available().to_vec(),
+            turn_tls: TurnTls::default(),
         }
     }
 }
@@ -365,6 +417,14 @@ impl Peer {
         );
         let registry = registry.with(Slot::from(14_000), KeyframeTap::marking());
 
+        let report_events = events.clone();
+        let report: turn_bridge::Report = Arc::new(move |problem| {
+            let _ = report_events.send(PeerEvent::IceServerProblem(problem));
+        });
+        let (ice_servers, bridges, unusable) = turn_bridge::prepare(ice_servers, &settings.turn_tls, report).await;
+        for problem in unusable {
+            let _ = events.send(PeerEvent::IceServerProblem(problem));
+        }
         let ice_servers = ice_servers
             .iter()
             .map(|s| RTCIceServer {
@@ -380,6 +440,7 @@ impl Peer {
         // offerer only connects once it holds the answer, while an answerer acting as client
         // could send its first DTLS flight before the offerer is ready for it, and lose a
         // second to the retransmission timer.
+        let (mdns_mode, mdns_ip) = multicast_dns(settings.bind_ip);
         let setting_engine = SettingEngineBuilder::new()
             .with_answering_dtls_role(RTCDtlsRole::Server)
             .with_include_loopback_candidate(settings.include_loopback)
@@ -390,10 +451,15 @@ impl Peer {
             .with_srflx_acceptance_min_wait(Some(NOMINATION_DELAY))
             .with_prflx_acceptance_min_wait(Some(NOMINATION_DELAY))
             // A relayed pair is accepted only after 2 s by default, giving direct pairs a chance
-            // first; with relay-only there are none to wait for.
-            .with_relay_acceptance_min_wait(settings.relay_only.then_some(NOMINATION_DELAY))
+            // first: a relayed call then takes 3 s to connect. A direct pair needs fewer round
+            // trips to prove itself than a relayed one (no allocation, no permission), so it
+            // has almost always won well before RELAY_WAIT where one exists; with relay-only
+            // there are none to wait for.
+            .with_relay_acceptance_min_wait(Some(if settings.relay_only { NOMINATION_DELAY } else { RELAY_WAIT }))
             .with_ice_connection_attempts(Some(settings.ice_check_interval), Some(25))
             .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), Some(ICE_KEEPALIVE))
+            .with_multicast_dns_mode(mdns_mode)
+            .with_multicast_dns_local_ip(mdns_ip)
             .build();
         let outbox = Arc::new(Outbox::new(events.clone()));
         let pc = PeerConnectionBuilder::new()
@@ -425,6 +491,7 @@ impl Peer {
             early_candidates: Vec::new(),
             events,
             outbox,
+            bridges,
         };
         if initiator {
             peer.add_tracks().await?;
@@ -471,7 +538,8 @@ impl Peer {
 
     fn send_description(&self, desc: &RTCSessionDescription) {
         let kind = if desc.sdp_type == RTCSdpType::Offer { "offer" } else { "answer" };
-        let json = serde_json::json!({ "sdp": { "type": kind, "sdp": desc.sdp } }).to_string();
+        let sdp = candidate_privacy::shareable_sdp(&desc.sdp);
+        let json = serde_json::json!({ "sdp": { "type": kind, "sdp": sdp } }).to_string();
         if let Ok(data) = SignalData::from_json(&json) {
             self.outbox.description(data);
         }
@@ -606,6 +674,11 @@ impl Peer {
 
     pub fn connection(&self) -> Arc<dyn PeerConnection> {
         self.pc.clone()
+    }
+
+    /// Which of our relayed addresses reach their TURN server over TCP or TLS.
+    pub fn relayed_via(&self) -> RelayedVia {
+        self.bridges.relayed.clone()
     }
 
     pub async fn close(&self) {

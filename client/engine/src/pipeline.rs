@@ -3,6 +3,7 @@
 //! the async runtime (and the peer connection's driver on it) never waits for a codec.
 
 use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
@@ -12,11 +13,12 @@ use bytes::Bytes;
 use rtc::media::Sample;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::PayloadType;
+use rtc::statistics::stats::ice_candidate::RTCIceCandidateStats;
 use tracing::debug;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::media_stream::Track;
-use webrtc::peer_connection::{PeerConnection, StatsSelector};
+use webrtc::peer_connection::{PeerConnection, RTCIceCandidateType, StatsSelector};
 
 use crate::api::{CallStats, PathInfo};
 use crate::call::{CallEvent, Controls, EventSink};
@@ -27,6 +29,7 @@ use crate::media::video_jitter::{JitterConfig, VideoJitter};
 use crate::media::{jitter, opus, pitch, stripe};
 use crate::slot::FrameSlot;
 use crate::sources::{AudioOut, AudioSource};
+use crate::turn_bridge::{RelayedVia, TurnTransport};
 
 /// Samples of received audio the pitch and level are measured on.
 const PITCH_WINDOW: usize = 8192;
@@ -320,6 +323,7 @@ pub(crate) fn spawn_audio_receiver(
 /// Emits a [`CallStats`] every second until the call ends.
 pub(crate) async fn report_stats(
     pc: Arc<dyn PeerConnection>,
+    relayed_via: RelayedVia,
     counters: Arc<Counters>,
     bitrate: Arc<AtomicU64>,
     events: Arc<EventSink>,
@@ -368,7 +372,7 @@ pub(crate) async fn report_stats(
             ..CallStats::default()
         };
         last = now;
-        transport_stats(pc.as_ref(), &mut stats).await;
+        transport_stats(pc.as_ref(), &relayed_via, &mut stats).await;
         if let Some(rtt_ms) = stats.rtt_ms.filter(|rtt| rtt.is_finite() && *rtt > 0.0) {
             counters.rtt_us.store((rtt_ms * 1000.0) as u64, Ordering::Relaxed);
         }
@@ -377,7 +381,7 @@ pub(crate) async fn report_stats(
 }
 
 /// Fills in RTT, loss and the selected candidate pair from the connection's own statistics.
-async fn transport_stats(pc: &dyn PeerConnection, stats: &mut CallStats) {
+async fn transport_stats(pc: &dyn PeerConnection, relayed_via: &RelayedVia, stats: &mut CallStats) {
     let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
     if let Some(transport) = report.transport() {
         if let Some(webrtc::peer_connection::RTCStatsReportEntry::IceCandidatePair(pair)) =
@@ -387,23 +391,30 @@ async fn transport_stats(pc: &dyn PeerConnection, stats: &mut CallStats) {
             // Candidate entries are keyed by a type prefix plus the id the pair names. A remote
             // candidate learned from a connectivity check was never signalled, so it has no
             // entry: it is peer-reflexive.
-            let kind = |id: &str, missing: &str| {
-                report
-                    .iter()
-                    .find_map(|entry| match entry {
-                        webrtc::peer_connection::RTCStatsReportEntry::LocalCandidate(c)
-                        | webrtc::peer_connection::RTCStatsReportEntry::RemoteCandidate(c)
-                            if entry.id().ends_with(id) =>
-                        {
-                            Some(c.candidate_type.to_string())
-                        }
-                        _ => None,
-                    })
-                    .unwrap_or_else(|| missing.to_string())
+            let candidate = |id: &str| {
+                report.iter().find_map(|entry| match entry {
+                    webrtc::peer_connection::RTCStatsReportEntry::LocalCandidate(c)
+                    | webrtc::peer_connection::RTCStatsReportEntry::RemoteCandidate(c)
+                        if entry.id().ends_with(id) =>
+                    {
+                        Some(c)
+                    }
+                    _ => None,
+                })
             };
+            let local = candidate(&pair.local_candidate_id);
+            let kind = |c: Option<&RTCIceCandidateStats>| c.map(|c| c.candidate_type.to_string());
+            // Our relayed candidate's own address tells which TURN transport it came through.
+            let relay = local.filter(|c| c.candidate_type == RTCIceCandidateType::Relay).map(|c| {
+                let address = c.address.as_deref().and_then(|a| a.parse::<IpAddr>().ok());
+                let transport =
+                    address.map_or(TurnTransport::Udp, |ip| relayed_via.transport_of(SocketAddr::new(ip, c.port)));
+                transport.name().to_owned()
+            });
             stats.path = Some(PathInfo {
-                local: kind(&pair.local_candidate_id, "unknown"),
-                remote: kind(&pair.remote_candidate_id, "prflx"),
+                local: kind(local).unwrap_or_else(|| "unknown".into()),
+                remote: kind(candidate(&pair.remote_candidate_id)).unwrap_or_else(|| "prflx".into()),
+                relay,
             });
         }
     }

@@ -8,9 +8,16 @@
 //! A peer connection that never connected is not restarted but renewed: ICE restarts redo
 //! connectivity, not the secure (DTLS) handshake, so the initiator builds a new connection
 //! and offers again (a new SDP session), and the other side answers that offer with a new
-//! connection of its own. It happens when the connection stalls (the IO layer says
-//! [`PeerInput::Stalled`]) or the connection fails before it ever connected; at most
-//! [`MAX_RENEWALS`] times a call, then the call is given up.
+//! connection of its own. It happens when the connection stalls (it has not connected
+//! [`CONNECT_STALL`] after it was made, or [`HANDSHAKE_STALL`] after ICE connected) or fails
+//! before it ever connected; at most [`MAX_RENEWALS`] times a call, then the call is given up.
+//!
+//! Time-based rules are timeouts, as in the matchmaker: the IO layer asks
+//! [`Session::poll_timeout`] when to wake it and calls [`Session::handle_timeout`] then. Besides
+//! stalls, a failed connection asks for its ICE restart again every [`RESTART_RETRY`], and
+//! after calls that failed one after another a find is held back a while ([`backoff`]), so a
+//! client whose calls cannot work (a broken network, a broken build) does not hammer the
+//! server and the strangers it meets.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -19,6 +26,36 @@ use strangers_protocol::{ClientMsg, IceServer, PartnerLeftReason, ServerMsg, Sig
 
 /// How many times one call's peer connection may be renewed before the call is given up.
 pub const MAX_RENEWALS: u32 = 3;
+
+/// While a call stays failed, its ICE restart is asked for again this often: the restart's
+/// offer or answer can be lost with a signaling socket that died in the same network change
+/// (the server may relay into the dead socket before it notices).
+pub const RESTART_RETRY: Duration = Duration::from_secs(6);
+
+/// A secure (DTLS) handshake still unfinished this long after ICE connected has stalled: it
+/// takes tens of milliseconds, or a second or two when a flight is lost and sent again. Some
+/// losses leave it waiting for good (a flight repeated by the partner stops the retransmission
+/// timer of the side whose flight was lost), so the session renews the connection.
+pub const HANDSHAKE_STALL: Duration = Duration::from_secs(4);
+
+/// A peer connection not connected this long after it was made has stalled too, whatever the
+/// reason (an offer or answer lost with a signaling server that failed in the meantime leaves
+/// ICE with nothing to check). Calls connect in well under a second, relayed ones in a few.
+pub const CONNECT_STALL: Duration = Duration::from_secs(10);
+
+/// Calls that failed in a row on our side before a find is held back.
+pub const FAILURES_BEFORE_BACKOFF: u32 = 2;
+
+/// How long a find waits after `failures` calls in a row failed on our side: nothing for the
+/// first, then 5 s, doubling up to a minute. A client whose every call fails makes five
+/// attempts in its first minute and one or two a minute after that.
+pub fn backoff(failures: u32) -> Duration {
+    if failures < FAILURES_BEFORE_BACKOFF {
+        return Duration::ZERO;
+    }
+    let doublings = (failures - FAILURES_BEFORE_BACKOFF).min(4);
+    (Duration::from_secs(5) * 2u32.pow(doublings)).min(Duration::from_secs(60))
+}
 
 /// Where the session stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,13 +74,12 @@ pub enum Phase {
 pub enum PeerInput {
     /// ICE and DTLS are up.
     Connected,
+    /// ICE found a working path (the secure handshake follows).
+    IceConnected,
     /// Connectivity was lost; ICE may recover by itself or need a restart.
     Disconnected,
     /// The connection failed for good (or an ICE restart is needed).
     Failed,
-    /// The connection made no progress for a while (ICE is up but the secure handshake is not
-    /// done, or nothing connected long after it was made): it will not connect.
-    Stalled,
     /// The partner offered a new session (it renewed its peer connection): this offer is
     /// for a new connection, not the current one.
     NewSession(SignalData),
@@ -111,6 +147,16 @@ pub enum Notice {
     CallFailed(String),
     /// The peer connection was replaced by a new one (see the module's notes).
     Renewed(RenewReason),
+    /// An ICE restart brought the connection back, this long after it began.
+    IceRestarted {
+        took: Duration,
+    },
+    /// Calls keep failing on our side: the next find waits this long.
+    BackingOff {
+        wait: Duration,
+        failures: u32,
+        reason: String,
+    },
 }
 
 /// Why a peer connection was renewed.
@@ -155,6 +201,17 @@ pub struct Session {
     wants_match: bool,
     /// Whether a `welcome` was ever received.
     welcomed: bool,
+    /// While the current peer connection has not connected: when it counts as stalled.
+    stall_at: Option<Instant>,
+    /// While the connection is failed: when to ask for the ICE restart again.
+    restart_retry_at: Option<Instant>,
+    /// When the current ICE restart began (to report how long recovery took).
+    restart_started: Option<Instant>,
+    /// Calls in a row that failed on our side before connecting, and the last one's reason.
+    failures: u32,
+    last_failure: Option<(Instant, String)>,
+    /// A find held back by the backoff, and when it goes out.
+    held_find: Option<Instant>,
     actions: VecDeque<Action>,
 }
 
@@ -178,6 +235,12 @@ impl Session {
             renewals: 0,
             wants_match: false,
             welcomed: false,
+            stall_at: None,
+            restart_retry_at: None,
+            restart_started: None,
+            failures: 0,
+            last_failure: None,
+            held_find: None,
             actions: VecDeque::new(),
         }
     }
@@ -198,6 +261,30 @@ impl Session {
         self.actions.pop_front()
     }
 
+    /// When the session next wants [`Session::handle_timeout`], if at all.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.stall_at, self.restart_retry_at, self.held_find].into_iter().flatten().min()
+    }
+
+    /// Time has come to `now`: acts on every deadline that has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.held_find.is_some_and(|at| at <= now) {
+            self.held_find = None;
+            self.send(ClientMsg::Find);
+        }
+        if self.stall_at.is_some_and(|at| at <= now) {
+            self.stall_at = None;
+            // Only the initiator renews; the other side's stall ends with the new offer.
+            if self.initiator && !self.peer_connected {
+                self.renew(now, RenewReason::Stalled);
+            }
+        }
+        if self.restart_retry_at.is_some_and(|at| at <= now) {
+            self.restart_retry_at = Some(now + RESTART_RETRY);
+            self.peer_failed(now);
+        }
+    }
+
     /// The user's wish.
     pub fn handle_user(&mut self, now: Instant, input: UserInput) {
         match input {
@@ -205,22 +292,36 @@ impl Session {
                 if self.phase == Phase::Idle {
                     self.find_at = Some(now);
                     self.wants_match = true;
-                    self.send(ClientMsg::Find);
+                    if !self.hold_find(now) {
+                        self.send(ClientMsg::Find);
+                    }
                     self.set_phase(Phase::Queued);
                 }
             }
             UserInput::Next => {
                 self.find_at = Some(now);
                 self.wants_match = true;
-                if self.in_room() {
-                    self.end_call();
+                if self.held_find.is_some() {
+                    return; // Already waiting to look again.
                 }
-                self.send(ClientMsg::Next);
+                if self.hold_find(now) {
+                    if self.in_room() {
+                        // Leave the room now; the find follows when the wait is over.
+                        self.end_call();
+                        self.send(ClientMsg::Stop);
+                    }
+                } else {
+                    if self.in_room() {
+                        self.end_call();
+                    }
+                    self.send(ClientMsg::Next);
+                }
                 // From a room as from idle: the server queues us (the peer is already closed).
                 self.set_phase(Phase::Queued);
             }
             UserInput::Stop => {
                 self.wants_match = false;
+                self.held_find = None;
                 if self.phase != Phase::Idle {
                     if self.in_room() {
                         self.end_call();
@@ -238,7 +339,7 @@ impl Session {
     }
 
     /// A message from the server.
-    pub fn handle_server(&mut self, msg: ServerMsg) {
+    pub fn handle_server(&mut self, now: Instant, msg: ServerMsg) {
         match msg {
             ServerMsg::Welcome { id, ice_servers, resumed, .. } => {
                 self.ice_servers = ice_servers;
@@ -251,7 +352,7 @@ impl Session {
                     self.notify(Notice::PartnerLeft { reason: PartnerLeftReason::Disconnect });
                     self.set_phase(Phase::Idle);
                 }
-                if !resumed && self.welcomed && self.phase == Phase::Queued {
+                if !resumed && self.welcomed && self.phase == Phase::Queued && self.held_find.is_none() {
                     // The server lost our session while we waited: queue the new one. (Before
                     // the first welcome, the signaling client still holds our `find`.)
                     self.send(ClientMsg::Find);
@@ -281,7 +382,7 @@ impl Session {
                 self.renewals = 0;
                 self.notify(Notice::Matched { room, initiator, common_interests });
                 self.set_phase(Phase::Matched);
-                self.start_peer();
+                self.start_peer(now);
             }
             ServerMsg::Signal { data } => {
                 if !self.in_room() {
@@ -289,7 +390,7 @@ impl Session {
                 }
                 if data.kind() == SignalKind::Restart {
                     if self.initiator {
-                        self.recover();
+                        self.recover(now);
                     }
                     return;
                 }
@@ -341,6 +442,12 @@ impl Session {
         match input {
             PeerInput::Connected => {
                 self.peer_connected = true;
+                self.failures = 0;
+                self.stall_at = None;
+                self.restart_retry_at = None;
+                if let Some(started) = self.restart_started.take() {
+                    self.notify(Notice::IceRestarted { took: now.saturating_duration_since(started) });
+                }
                 if !self.connected_reported {
                     self.connected_reported = true;
                     let since_find = self.since_find(now);
@@ -355,65 +462,72 @@ impl Session {
                     self.notify(Notice::FirstFrame { since_find });
                 }
             }
+            PeerInput::IceConnected => {
+                // Only while a deadline runs: the connection has not connected yet.
+                self.stall_at = self.stall_at.map(|at| at.min(now + HANDSHAKE_STALL));
+            }
             PeerInput::Disconnected => {}
             PeerInput::Failed => {
-                if self.initiator {
-                    self.recover();
-                } else {
-                    let restart = SignalData::from_json(r#"{"restart":true}"#).expect("a valid restart signal");
-                    self.send(ClientMsg::Signal(restart));
-                }
-            }
-            PeerInput::Stalled => {
-                // Only the initiator renews; the other side's stall ends with the new offer.
-                if self.initiator && !self.peer_connected {
-                    self.renew(RenewReason::Stalled);
-                }
+                self.restart_started.get_or_insert(now);
+                self.restart_retry_at.get_or_insert(now + RESTART_RETRY);
+                self.peer_failed(now);
             }
             PeerInput::NewSession(offer) => {
                 if self.initiator {
-                    self.give_up("the stranger offered a session although we are the one who offers".into());
+                    self.give_up(now, "the stranger offered a session although we are the one who offers".into());
                     return;
                 }
-                self.replace_peer(RenewReason::Partner);
+                self.replace_peer(now, RenewReason::Partner);
                 self.set_phase(Phase::Negotiating);
                 self.actions.push_back(Action::ApplySignal(offer));
             }
-            PeerInput::Broken(why) => self.give_up(why),
+            PeerInput::Broken(why) => self.give_up(now, why),
+        }
+    }
+
+    /// A failed connection: the initiator recovers it, the other side asks the initiator to.
+    fn peer_failed(&mut self, now: Instant) {
+        if self.initiator {
+            self.recover(now);
+        } else {
+            let restart = SignalData::from_json(r#"{"restart":true}"#).expect("a valid restart signal");
+            self.send(ClientMsg::Signal(restart));
         }
     }
 
     /// The initiator's answer to a failed connection: an ICE restart for one that had
     /// connected, a new connection for one that never did.
-    fn recover(&mut self) {
+    fn recover(&mut self, now: Instant) {
         if self.peer_connected {
+            self.restart_started.get_or_insert(now);
             self.actions.push_back(Action::RestartIce);
         } else {
-            self.renew(RenewReason::NeverConnected);
+            self.renew(now, RenewReason::NeverConnected);
         }
     }
 
     /// Replaces the peer connection with a new one that offers a new session, or gives the
     /// call up when it was renewed too often already.
-    fn renew(&mut self, reason: RenewReason) {
+    fn renew(&mut self, now: Instant, reason: RenewReason) {
         if self.renewals >= MAX_RENEWALS {
-            self.give_up(format!("no secure connection to the stranger after {} attempts", MAX_RENEWALS + 1));
+            self.give_up(now, format!("no secure connection to the stranger after {} attempts", MAX_RENEWALS + 1));
             return;
         }
         self.renewals += 1;
-        self.replace_peer(reason);
+        self.replace_peer(now, reason);
     }
 
     /// Closes the peer connection and starts the next one for the same room.
-    fn replace_peer(&mut self, reason: RenewReason) {
+    fn replace_peer(&mut self, now: Instant, reason: RenewReason) {
         self.notify(Notice::Renewed(reason));
-        self.actions.push_back(Action::ClosePeer);
-        self.start_peer();
+        self.close_peer();
+        self.start_peer(now);
     }
 
-    fn start_peer(&mut self) {
+    fn start_peer(&mut self, now: Instant) {
         let Some(room) = self.room.clone() else { return };
         self.peer_connected = false;
+        self.stall_at = Some(now + CONNECT_STALL);
         self.actions.push_back(Action::StartPeer {
             room,
             initiator: self.initiator,
@@ -421,8 +535,12 @@ impl Session {
         });
     }
 
-    /// Ends a call that cannot work.
-    fn give_up(&mut self, why: String) {
+    /// Ends a call that cannot work. One that never connected counts toward the backoff.
+    fn give_up(&mut self, now: Instant, why: String) {
+        if !self.connected_reported {
+            self.failures += 1;
+            self.last_failure = Some((now, why.clone()));
+        }
         self.end_call();
         self.notify(Notice::CallFailed(why));
         self.send(ClientMsg::Stop);
@@ -440,7 +558,29 @@ impl Session {
 
     fn end_call(&mut self) {
         self.room = None;
+        self.close_peer();
+    }
+
+    /// Closes the peer connection; its deadlines go with it.
+    fn close_peer(&mut self) {
+        self.stall_at = None;
+        self.restart_retry_at = None;
+        self.restart_started = None;
         self.actions.push_back(Action::ClosePeer);
+    }
+
+    /// Holds a find back while the backoff after failed calls runs, and says so. Returns
+    /// whether it did.
+    fn hold_find(&mut self, now: Instant) -> bool {
+        let Some((failed_at, reason)) = &self.last_failure else { return false };
+        let until = *failed_at + backoff(self.failures);
+        if until <= now {
+            return false;
+        }
+        let notice = Notice::BackingOff { wait: until - now, failures: self.failures, reason: reason.clone() };
+        self.held_find = Some(until);
+        self.notify(notice);
+        true
     }
 
     fn set_phase(&mut self, phase: Phase) {

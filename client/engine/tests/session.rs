@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use strangers_engine::session::{Action, Notice, PeerInput, Phase, RenewReason, Session, UserInput, MAX_RENEWALS};
+use strangers_engine::session::{
+    backoff, Action, Notice, PeerInput, Phase, RenewReason, Session, UserInput, CONNECT_STALL, HANDSHAKE_STALL,
+    MAX_RENEWALS, RESTART_RETRY,
+};
 use strangers_protocol::{ClientMsg, ErrorCode, IceServer, PartnerLeftReason, ServerMsg, SignalData, SignalKind};
 
 const WELCOME: &str = r#"{"type":"welcome","id":"s1","resume":"tok-1","ice_servers":[
@@ -231,7 +234,7 @@ impl Harness {
 
     fn server_msg(&mut self, msg: ServerMsg) -> Vec<Action> {
         self.observer.saw_server(&msg);
-        self.session.handle_server(msg);
+        self.session.handle_server(self.now, msg);
         self.drain()
     }
 
@@ -249,6 +252,25 @@ impl Harness {
     fn peer(&mut self, input: PeerInput) -> Vec<Action> {
         self.session.handle_peer(self.now, input);
         self.drain()
+    }
+
+    /// Moves the clock to the session's next deadline and hands it the timeout.
+    fn timeout(&mut self) -> Vec<Action> {
+        let at = self.session.poll_timeout().expect("the session has a deadline");
+        self.now = self.now.max(at);
+        self.session.handle_timeout(self.now);
+        self.drain()
+    }
+
+    /// Moves the clock on by `ms`, handing the session every deadline passed on the way.
+    fn wait(&mut self, ms: u64) {
+        let until = self.now + Duration::from_millis(ms);
+        while let Some(at) = self.session.poll_timeout().filter(|at| *at <= until) {
+            self.now = self.now.max(at);
+            self.session.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = until;
     }
 
     fn drain(&mut self) -> Vec<Action> {
@@ -699,8 +721,10 @@ fn when_both_sides_fail_only_the_initiator_offers() {
     assert_eq!(Pair::relay(&mut pair.answerer, &offer), [Action::ApplySignal(signal(OFFER))]);
     let answer = pair.answerer.local(ANSWER);
     assert_eq!(Pair::relay(&mut pair.offerer, &answer), [Action::ApplySignal(signal(ANSWER))]);
-    assert_eq!(pair.offerer.peer(PeerInput::Connected), []);
-    assert_eq!(pair.answerer.peer(PeerInput::Connected), []);
+    // Both report the restart's recovery (no time passed on the test's clocks).
+    let recovered = [Action::Notify(Notice::IceRestarted { took: Duration::ZERO })];
+    assert_eq!(pair.offerer.peer(PeerInput::Connected), recovered);
+    assert_eq!(pair.answerer.peer(PeerInput::Connected), recovered);
 }
 
 // Connections that never connect are renewed, not restarted.
@@ -726,8 +750,11 @@ fn negotiated_initiator() -> Harness {
 #[test]
 fn a_stalled_handshake_makes_the_initiator_renew_its_connection() {
     let mut h = negotiated_initiator();
-    h.at(5_000);
-    assert_eq!(h.peer(PeerInput::Stalled), renewal(RenewReason::Stalled, true));
+    h.at(500);
+    assert_eq!(h.peer(PeerInput::IceConnected), []);
+    // The handshake gets HANDSHAKE_STALL from ICE connecting, not the whole CONNECT_STALL.
+    assert_eq!(h.session.poll_timeout(), Some(h.start + Duration::from_millis(500) + HANDSHAKE_STALL));
+    assert_eq!(h.timeout(), renewal(RenewReason::Stalled, true));
     assert_eq!(h.session.phase(), &Phase::Negotiating);
     // The new connection's offer goes out, and its connection counts from the find.
     assert_eq!(h.local(NEW_OFFER), [send(ClientMsg::Signal(signal(NEW_OFFER)))]);
@@ -736,8 +763,8 @@ fn a_stalled_handshake_makes_the_initiator_renew_its_connection() {
         h.peer(PeerInput::Connected)[0],
         Action::Notify(Notice::Connected { since_find: Duration::from_millis(5_500) })
     );
-    // Once connected, a failure is an ICE restart again, and a stall is no news.
-    assert_eq!(h.peer(PeerInput::Stalled), []);
+    // Once connected, nothing can stall any more, and a failure is an ICE restart again.
+    assert_eq!(h.session.poll_timeout(), None);
     assert_eq!(h.peer(PeerInput::Failed), [Action::RestartIce]);
 }
 
@@ -746,8 +773,10 @@ fn the_answerer_waits_for_the_initiator_to_renew() {
     let mut h = Harness::in_room(false);
     h.remote(OFFER);
     h.local(ANSWER);
-    assert_eq!(h.peer(PeerInput::Stalled), []);
+    assert_eq!(h.session.poll_timeout(), Some(h.start + CONNECT_STALL));
+    assert_eq!(h.timeout(), []);
     assert_eq!(h.session.phase(), &Phase::Negotiating);
+    assert_eq!(h.session.poll_timeout(), None);
 }
 
 #[test]
@@ -792,19 +821,20 @@ fn an_initiator_offered_a_new_session_gives_the_call_up() {
 fn renewals_are_bounded_then_the_call_is_given_up_and_a_new_match_starts_afresh() {
     let mut h = negotiated_initiator();
     for _ in 0..MAX_RENEWALS {
-        assert_eq!(h.peer(PeerInput::Stalled), renewal(RenewReason::Stalled, true));
+        assert_eq!(h.timeout(), renewal(RenewReason::Stalled, true));
         h.local(NEW_OFFER);
     }
-    let actions = h.peer(PeerInput::Stalled);
+    let actions = h.timeout();
     assert_eq!(actions[0], Action::ClosePeer);
     let Action::Notify(Notice::CallFailed(why)) = &actions[1] else { panic!("{actions:?}") };
     assert!(why.contains("no secure connection"), "{why}");
     assert_eq!(&actions[2..], [send(ClientMsg::Stop), phase(Phase::Idle)]);
 
-    h.user(UserInput::Find);
+    // One failed call does not hold the next find back.
+    assert!(h.user(UserInput::Find).contains(&send(ClientMsg::Find)));
     h.server(MATCHED_INITIATOR);
     for _ in 0..MAX_RENEWALS {
-        assert_eq!(h.peer(PeerInput::Stalled), renewal(RenewReason::Stalled, true));
+        assert_eq!(h.timeout(), renewal(RenewReason::Stalled, true));
     }
 }
 
@@ -930,6 +960,146 @@ impl Shape {
     }
 }
 
+// Deadlines.
+
+#[test]
+fn a_connection_without_ice_stalls_after_the_connect_deadline() {
+    let mut h = Harness::in_room(true);
+    h.at(2_000);
+    h.local(OFFER);
+    assert_eq!(h.session.poll_timeout(), Some(h.start + CONNECT_STALL));
+    h.wait(7_000);
+    assert_eq!(h.session.room(), Some("r1"), "nothing happened before the deadline");
+    assert_eq!(h.timeout(), renewal(RenewReason::Stalled, true));
+    // The new connection gets a deadline of its own.
+    assert_eq!(h.session.poll_timeout(), Some(h.start + CONNECT_STALL + CONNECT_STALL));
+}
+
+#[test]
+fn a_failed_connection_asks_for_its_restart_again_until_it_is_back() {
+    let mut h = Harness::in_call(false);
+    h.at(2_000);
+    assert!(h.peer(PeerInput::Failed).iter().any(is_restart_request));
+    assert_eq!(h.session.poll_timeout(), Some(h.start + Duration::from_millis(2_000) + RESTART_RETRY));
+    // A second failure report does not push the deadline back.
+    h.at(3_000);
+    h.peer(PeerInput::Failed);
+    assert_eq!(h.session.poll_timeout(), Some(h.start + Duration::from_millis(2_000) + RESTART_RETRY));
+    let again = h.timeout();
+    assert!(again.iter().any(is_restart_request), "{again:?}");
+    assert_eq!(h.session.poll_timeout(), Some(h.now + RESTART_RETRY));
+    h.at(9_500);
+    let back = h.peer(PeerInput::Connected);
+    assert!(back.contains(&Action::Notify(Notice::IceRestarted { took: Duration::from_millis(7_500) })), "{back:?}");
+    assert_eq!(h.session.poll_timeout(), None);
+}
+
+#[test]
+fn the_initiator_reports_how_long_its_ice_restart_took() {
+    let mut h = Harness::in_call(true);
+    h.at(4_000);
+    assert_eq!(h.peer(PeerInput::Failed), [Action::RestartIce]);
+    h.at(4_300);
+    assert_eq!(
+        h.peer(PeerInput::Connected),
+        [Action::Notify(Notice::IceRestarted { took: Duration::from_millis(300) })]
+    );
+}
+
+#[test]
+fn the_backoff_grows_from_five_seconds_to_a_minute() {
+    let waits: Vec<u64> = (0..9).map(|n| backoff(n).as_secs()).collect();
+    assert_eq!(waits, [0, 0, 5, 10, 20, 40, 60, 60, 60]);
+}
+
+/// A session whose call fails at once (as on a host where no peer connection can be made).
+fn fail_a_call(h: &mut Harness) -> Vec<Action> {
+    h.server(MATCHED_ANSWERER);
+    h.peer(PeerInput::Broken("WebRTC: io error: No such device (os error 19)".into()))
+}
+
+#[test]
+fn calls_failing_in_a_row_hold_the_next_find_back_and_say_why() {
+    let mut h = Harness::welcomed();
+    h.user(UserInput::Find);
+    fail_a_call(&mut h);
+    h.at(100);
+    assert!(h.user(UserInput::Find).contains(&send(ClientMsg::Find)), "one failure holds nothing back");
+    h.at(200);
+    fail_a_call(&mut h);
+    h.at(300);
+    let held = h.user(UserInput::Find);
+    assert_eq!(
+        held,
+        [
+            Action::Notify(Notice::BackingOff {
+                wait: Duration::from_millis(4_900),
+                failures: 2,
+                reason: "WebRTC: io error: No such device (os error 19)".into(),
+            }),
+            phase(Phase::Queued),
+        ]
+    );
+    // Next while waiting changes nothing; the find goes out when the wait is over.
+    assert_eq!(h.user(UserInput::Next), []);
+    assert_eq!(h.session.poll_timeout(), Some(h.start + Duration::from_millis(5_200)));
+    assert_eq!(h.timeout(), [send(ClientMsg::Find)]);
+    // A call that connects clears the record.
+    h.server(MATCHED_ANSWERER);
+    h.peer(PeerInput::Connected);
+    h.user(UserInput::Next);
+    fail_a_call(&mut h);
+    assert!(h.user(UserInput::Find).contains(&send(ClientMsg::Find)));
+}
+
+#[test]
+fn stop_cancels_a_held_find() {
+    let mut h = Harness::welcomed();
+    for _ in 0..2 {
+        h.user(UserInput::Find);
+        fail_a_call(&mut h);
+    }
+    h.user(UserInput::Find);
+    assert!(h.session.poll_timeout().is_some());
+    assert_eq!(h.user(UserInput::Stop), [send(ClientMsg::Stop), phase(Phase::Idle)]);
+    assert_eq!(h.session.poll_timeout(), None);
+}
+
+#[test]
+fn a_client_whose_calls_always_fail_makes_a_few_attempts_a_minute() {
+    // A bot that looks again 100 ms after every failure, against a server that matches it at
+    // once, on a host where every call fails at once.
+    let mut h = Harness::welcomed();
+    let mut finds = 0;
+    let mut minute_marks = Vec::new();
+    let mut pending_find = true;
+    while h.now < h.start + Duration::from_secs(180) {
+        if pending_find {
+            let actions = h.user(UserInput::Find);
+            pending_find = false;
+            if actions.contains(&send(ClientMsg::Find)) {
+                finds += 1;
+                fail_a_call(&mut h);
+                pending_find = true;
+                h.wait(100);
+                continue;
+            }
+        }
+        let actions = h.timeout();
+        if actions.contains(&send(ClientMsg::Find)) {
+            finds += 1;
+            fail_a_call(&mut h);
+            pending_find = true;
+            h.wait(100);
+        }
+        minute_marks.push((h.now.duration_since(h.start).as_secs() / 60, finds));
+    }
+    let by_minute = |m: u64| minute_marks.iter().filter(|(at, _)| *at <= m).map(|(_, n)| *n).max().unwrap_or(0);
+    assert!(by_minute(0) <= 5, "{} attempts in the first minute", by_minute(0));
+    assert!(by_minute(2) - by_minute(1) <= 2, "{} attempts in the third minute", by_minute(2) - by_minute(1));
+    assert!(finds >= 6, "it kept trying ({finds} attempts in three minutes)");
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Wait(u64),
@@ -966,7 +1136,7 @@ fn op() -> impl Strategy<Value = Op> {
         Just(PeerInput::Failed),
         Just(PeerInput::FirstFrame),
         Just(PeerInput::Broken("broken".into())),
-        Just(PeerInput::Stalled),
+        Just(PeerInput::IceConnected),
         Just(PeerInput::NewSession(signal(NEW_OFFER))),
     ];
     prop_oneof![
@@ -991,7 +1161,7 @@ fn room_name(i: u8) -> String {
 impl Harness {
     fn apply(&mut self, op: Op) {
         match op {
-            Op::Wait(ms) => self.now += Duration::from_millis(ms),
+            Op::Wait(ms) => self.wait(ms),
             Op::User(input) => {
                 self.user(input);
             }
@@ -1063,8 +1233,16 @@ proptest! {
         h.user(UserInput::Stop);
         prop_assert_eq!(h.session.phase(), &Phase::Idle);
         prop_assert!(h.observer.peer.is_none());
-        let actions = h.user(UserInput::Find);
-        prop_assert!(actions.contains(&send(ClientMsg::Find)), "find after stop sent {:?}", actions);
+        let mut actions = h.user(UserInput::Find);
         prop_assert_eq!(h.session.phase(), &Phase::Queued);
+        if !actions.contains(&send(ClientMsg::Find)) {
+            // Held back after failed calls: it goes out when the wait is over.
+            prop_assert!(
+                actions.iter().any(|a| matches!(a, Action::Notify(Notice::BackingOff { .. }))),
+                "find after stop neither sent nor held: {:?}", actions
+            );
+            actions = h.timeout();
+            prop_assert!(actions.contains(&send(ClientMsg::Find)), "the held find was not sent: {:?}", actions);
+        }
     }
 }

@@ -175,6 +175,13 @@ impl ViewModel {
                 self.status = if state == "connected" { CHATTING.into() } else { UNSTABLE.into() };
             }
             Event::IceRestarted { .. } if self.phase == Phase::InCall => self.status = CHATTING.into(),
+            Event::BackingOff { wait_ms, failures, reason } => {
+                let secs = wait_ms.div_ceil(1000).max(1);
+                self.problems.insert(
+                    "call".into(),
+                    format!("The last {failures} calls failed ({reason}). Looking again in {secs} s."),
+                );
+            }
             Event::FirstFrame { .. } => self.stranger_video = true,
             Event::Stats(stats) => self.stats = Some(stats.as_ref().clone()),
             Event::Chat { text } => {
