@@ -593,6 +593,32 @@ impl RawPeer {
         Ok(())
     }
 
+    /// Every message that arrives within `window`.
+    pub fn collect(&mut self, window: Duration) -> anyhow::Result<Vec<Value>> {
+        let until = Instant::now() + window;
+        let mut seen = Vec::new();
+        while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+            if let tungstenite::stream::MaybeTlsStream::Plain(tcp) = self.ws.get_ref() {
+                tcp.set_read_timeout(Some(left))?;
+            }
+            match self.ws.read() {
+                Ok(tungstenite::Message::Text(text)) => seen.push(serde_json::from_str(text.as_str())?),
+                Ok(tungstenite::Message::Close(_)) => break,
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                {
+                    break
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let tungstenite::stream::MaybeTlsStream::Plain(tcp) = self.ws.get_ref() {
+            tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
+        }
+        Ok(seen)
+    }
+
     /// Reads messages until one of type `kind` arrives (20 s at most).
     pub fn expect(&mut self, kind: &str) -> anyhow::Result<Value> {
         loop {

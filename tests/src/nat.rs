@@ -26,6 +26,10 @@ pub const PUBLIC_IP: Ipv4Addr = Ipv4Addr::new(20, 0, 0, 1);
 pub const SERVER_PRIVATE_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
 pub const STUN_PORT: u16 = 3479;
 pub const TURN_PORT: u16 = 3478;
+/// With [`Lab::build_for_firewalls`]: coturn's address (one of its own, so that it and the
+/// signal server can both listen on port 443), and that port.
+pub const TURN_TLS_IP: Ipv4Addr = Ipv4Addr::new(20, 0, 0, 5);
+pub const HTTPS_PORT: u16 = 443;
 
 /// How a home router translates and filters (RFC 4787 terms in brackets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,9 +110,22 @@ pub enum Flush {
     All,
 }
 
-/// One home network: a NAT router and the client's host behind it.
+/// What a home's router lets out, beside answers to what went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Egress {
+    Open,
+    /// No UDP at all: TURN over TCP or TLS is the only way to a stranger.
+    NoUdp,
+    /// Only TCP to port 443 (an office or hotel network).
+    Tcp443Only,
+}
+
+/// One home network: a NAT router and the client's host behind it (and any neighbours on the
+/// same LAN, a bridge in the router).
 pub struct Home {
     pub kind: NatKind,
+    /// Hosts added beside the first one, each with its own address on the LAN.
+    pub neighbours: Vec<(Netns, Ipv4Addr)>,
     /// The client's namespace (dropped before its router).
     pub host: Netns,
     pub router: Netns,
@@ -120,6 +137,38 @@ pub struct Home {
 impl Home {
     pub fn ns(&self) -> Option<&str> {
         Some(self.host.name.as_str())
+    }
+
+    /// Lets out only what `egress` allows (dropped on the router, as a firewall does).
+    pub fn restrict_egress(&self, egress: Egress) -> anyhow::Result<()> {
+        let rules = match egress {
+            Egress::Open => return Ok(()),
+            Egress::NoUdp => "iifname \"lan\" meta l4proto udp drop",
+            Egress::Tcp443Only => "iifname \"lan\" meta l4proto != tcp drop\n    iifname \"lan\" tcp dport != 443 drop",
+        };
+        nft(
+            &self.router,
+            &format!(
+                "table ip egress {{
+  chain out {{ type filter hook forward priority filter - 5; policy accept;
+    {rules}
+  }}
+}}
+"
+            ),
+        )
+    }
+
+    /// Adds another host on this home's LAN (the next free address), and returns its index in
+    /// [`Home::neighbours`].
+    pub fn add_neighbour(&mut self) -> anyhow::Result<usize> {
+        let n = self.neighbours.len();
+        let octets = self.private_ip.octets();
+        let ip = Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3] + 1 + u8::try_from(n)?);
+        let host = Netns::create(&format!("{}-n{n}", self.host.name))?;
+        attach_to_lan(&self.router, &host, &format!("lan{}", n + 1), ip)?;
+        self.neighbours.push((host, ip));
+        Ok(n)
     }
 
     /// Drops `percent` % of the UDP packets reaching the home from outside, at random (media,
@@ -153,6 +202,15 @@ pub struct LabTurn {
     child: Child,
     pub secret: String,
     conf: std::path::PathBuf,
+    /// With TLS: the directory of the test CA and coturn's certificate.
+    tls_dir: Option<std::path::PathBuf>,
+}
+
+impl LabTurn {
+    /// The test CA's certificate (PEM), with TLS.
+    pub fn ca_file(&self) -> Option<std::path::PathBuf> {
+        self.tls_dir.as_ref().map(|dir| dir.join("ca.pem"))
+    }
 }
 
 impl Drop for LabTurn {
@@ -160,6 +218,9 @@ impl Drop for LabTurn {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.conf);
+        if let Some(dir) = &self.tls_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -193,6 +254,18 @@ impl Lab {
     /// and one home per entry of `homes`. `tag` tells this lab's namespaces apart from other
     /// labs of the same run.
     pub fn build(tag: &str, homes: &[NatKind], server_args: &[&str]) -> anyhow::Result<Lab> {
+        Lab::build_with(tag, homes, server_args, false)
+    }
+
+    /// A lab for networks behind firewalls: coturn also listens for TCP on its usual port and
+    /// for TLS on [`TURN_TLS_IP`]:443 with a certificate from a test CA made here
+    /// ([`LabTurn::ca_file`]), the signal server listens on port 443 and hands out the TCP and
+    /// TLS URLs beside the UDP one.
+    pub fn build_for_firewalls(tag: &str, homes: &[NatKind], server_args: &[&str]) -> anyhow::Result<Lab> {
+        Lab::build_with(tag, homes, server_args, true)
+    }
+
+    fn build_with(tag: &str, homes: &[NatKind], server_args: &[&str], firewalls: bool) -> anyhow::Result<Lab> {
         Netns::remove_stale(PREFIX);
         let prefix = format!("{PREFIX}{}-{tag}", std::process::id());
         let public = Netns::create(&format!("{prefix}-pub"))?;
@@ -206,22 +279,32 @@ impl Lab {
             built.push(build_home(&prefix, &public, i, kind)?);
         }
 
-        let turn = start_turn(&public, &prefix)?;
+        if firewalls {
+            public.exec(&["ip", "addr", "add", &format!("{TURN_TLS_IP}/24"), "dev", "br0"])?;
+        }
+        let turn = start_turn(&public, &prefix, firewalls)?;
         let stun_listen = format!("{PUBLIC_IP}:{STUN_PORT}");
         let stun_url = format!("stun:{PUBLIC_IP}:{STUN_PORT}");
-        let turn_url = format!("turn:{PUBLIC_IP}:{TURN_PORT}?transport=udp");
+        let turn_ip = if firewalls { TURN_TLS_IP } else { PUBLIC_IP };
+        let mut turn_urls = format!("turn:{turn_ip}:{TURN_PORT}?transport=udp");
+        if firewalls {
+            turn_urls.push_str(&format!(
+                ",turn:{turn_ip}:{TURN_PORT}?transport=tcp,turns:{turn_ip}:{HTTPS_PORT}?transport=tcp"
+            ));
+        }
         let mut args = vec![
             "--stun-listen",
             &stun_listen,
             "--stun-url",
             &stun_url,
             "--turn-url",
-            &turn_url,
+            &turn_urls,
             "--turn-secret",
             &turn.secret,
         ];
         args.extend_from_slice(server_args);
-        let server = Server::start_listening_in(Some(public.name.as_str()), "0.0.0.0:0", &args)?;
+        let listen = if firewalls { format!("{PUBLIC_IP}:{HTTPS_PORT}") } else { "0.0.0.0:0".to_owned() };
+        let server = Server::start_listening_in(Some(public.name.as_str()), &listen, &args)?;
         Ok(Lab { server, turn, homes: built, public })
     }
 
@@ -270,7 +353,6 @@ impl Lab {
 fn build_home(prefix: &str, public: &Netns, i: usize, kind: NatKind) -> anyhow::Result<Home> {
     let n = u8::try_from(i + 1).context("at most 200 homes")?;
     let public_ip = Ipv4Addr::new(20, 0, 0, 10 + n);
-    let router_lan = Ipv4Addr::new(192, 168, n, 1);
     let private_ip = Ipv4Addr::new(192, 168, n, 2);
     let router = Netns::create(&format!("{prefix}-r{n}"))?;
     let host = Netns::create(&format!("{prefix}-h{n}"))?;
@@ -281,28 +363,41 @@ fn build_home(prefix: &str, public: &Netns, i: usize, kind: NatKind) -> anyhow::
         &["link", "add", "wan", "netns", &router.name, "type", "veth", "peer", "name", &uplink, "netns", &public.name],
     )?;
     public.exec(&["ip", "link", "set", &uplink, "master", "br0", "up"])?;
-    run(
-        "ip",
-        &["link", "add", "lan", "netns", &router.name, "type", "veth", "peer", "name", "eth0", "netns", &host.name],
-    )?;
+    // The LAN is a bridge named `lan` in the router, so neighbours can join it.
+    router.exec(&["ip", "link", "add", "lan", "type", "bridge"])?;
+    router.exec(&["ip", "addr", "add", &format!("{}/24", lan_gateway(private_ip)), "dev", "lan"])?;
     router.exec(&["ip", "addr", "add", &format!("{public_ip}/24"), "dev", "wan"])?;
-    router.exec(&["ip", "addr", "add", &format!("{router_lan}/24"), "dev", "lan"])?;
     router.exec(&["ip", "link", "set", "wan", "up"])?;
     router.exec(&["ip", "link", "set", "lan", "up"])?;
     router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
     let rules = kind.ruleset(private_ip);
     nft(&router, &rules).with_context(|| format!("{} router rules", kind.name()))?;
-    host.exec(&["ip", "addr", "add", &format!("{private_ip}/24"), "dev", "eth0"])?;
+    attach_to_lan(&router, &host, "lan0", private_ip)?;
+    Ok(Home { kind, neighbours: Vec::new(), host, router, public_ip, private_ip })
+}
+
+/// The router's address on the LAN of a host at `ip` (`.1` of its /24).
+fn lan_gateway(ip: Ipv4Addr) -> Ipv4Addr {
+    let [a, b, c, _] = ip.octets();
+    Ipv4Addr::new(a, b, c, 1)
+}
+
+/// Plugs `host` into the router's LAN bridge through a veth (`port` on the router's side,
+/// `eth0` on the host's), at `ip`, with the router as its default route.
+fn attach_to_lan(router: &Netns, host: &Netns, port: &str, ip: Ipv4Addr) -> anyhow::Result<()> {
+    run("ip", &["link", "add", port, "netns", &router.name, "type", "veth", "peer", "name", "eth0", "netns", &host.name])?;
+    router.exec(&["ip", "link", "set", port, "master", "lan", "up"])?;
+    host.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
     host.exec(&["ip", "link", "set", "eth0", "up"])?;
-    host.exec(&["ip", "route", "add", "default", "via", &router_lan.to_string()])?;
-    Ok(Home { kind, host, router, public_ip, private_ip })
+    host.exec(&["ip", "route", "add", "default", "via", &lan_gateway(ip).to_string()])?;
+    Ok(())
 }
 
 /// coturn with `assets/turnserver.conf` as shipped, except what a lab must change: where it
 /// listens and relays, its secret, and where it logs (TLS is off: the lab has no certificate).
 /// coturn lets its configuration file win over command-line flags, so the lab writes a copy of
 /// the file with those lines replaced.
-fn start_turn(public: &Netns, prefix: &str) -> anyhow::Result<LabTurn> {
+fn start_turn(public: &Netns, prefix: &str, tls: bool) -> anyhow::Result<LabTurn> {
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/turnserver.conf");
     let text = std::fs::read_to_string(shipped).with_context(|| format!("reading {shipped}"))?;
     let replaced = ["listening-port", "tls-listening-port", "static-auth-secret", "cert", "pkey", "log-file"];
@@ -315,10 +410,24 @@ fn start_turn(public: &Netns, prefix: &str) -> anyhow::Result<LabTurn> {
         .map(|line| format!("{line}\n"))
         .collect();
     let secret = format!("lab-secret-{}", std::process::id());
+    let ip = if tls { TURN_TLS_IP } else { PUBLIC_IP };
     conf.push_str(&format!(
-        "\n# Lab overrides.\nlistening-ip={PUBLIC_IP}\nrelay-ip={PUBLIC_IP}\nlistening-port={TURN_PORT}\n\
-         static-auth-secret={secret}\nno-tls\nno-dtls\nlog-file=stdout\npidfile=/dev/null\n"
+        "\n# Lab overrides.\nlistening-ip={ip}\nrelay-ip={ip}\nlistening-port={TURN_PORT}\n\
+         static-auth-secret={secret}\nno-dtls\nlog-file=stdout\npidfile=/dev/null\n"
     ));
+    let tls_dir = if tls {
+        let dir = std::env::temp_dir().join(format!("{prefix}-tls"));
+        make_test_certificates(&dir, TURN_TLS_IP)?;
+        conf.push_str(&format!(
+            "tls-listening-port={HTTPS_PORT}\ncert={}\npkey={}\n",
+            dir.join("turn.pem").display(),
+            dir.join("turn.key").display()
+        ));
+        Some(dir)
+    } else {
+        conf.push_str("no-tls\n");
+        None
+    };
     let path = std::env::temp_dir().join(format!("{prefix}-turnserver.conf"));
     std::fs::write(&path, conf)?;
     let child = Command::new("ip")
@@ -328,9 +437,35 @@ fn start_turn(public: &Netns, prefix: &str) -> anyhow::Result<LabTurn> {
         .stderr(Stdio::null())
         .spawn()
         .context("starting turnserver: is coturn installed (bash scripts/setup.sh)?")?;
-    let turn = LabTurn { child, secret, conf: path };
+    let turn = LabTurn { child, secret, conf: path, tls_dir };
     wait_udp_listener(public, TURN_PORT)?;
     Ok(turn)
+}
+
+/// Makes a test CA (`ca.pem`) and a certificate for `ip` signed by it (`turn.pem`, `turn.key`)
+/// in `dir`, with the openssl command.
+fn make_test_certificates(dir: &std::path::Path, ip: Ipv4Addr) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let at = |name: &str| dir.join(name).display().to_string();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=Strangers lab CA", "-keyout"];
+    let (ca_key, ca_pem) = (at("ca.key"), at("ca.pem"));
+    ca.extend([ca_key.as_str(), "-out", ca_pem.as_str()]);
+    ca.extend(ec);
+    run("openssl", &ca).context("making the test CA (is openssl installed?)")?;
+    let (key, csr, pem, ext) = (at("turn.key"), at("turn.csr"), at("turn.pem"), at("san.ext"));
+    let mut request = vec!["req", "-subj", "/CN=lab TURN", "-keyout", key.as_str(), "-out", csr.as_str()];
+    request.extend(ec);
+    run("openssl", &request)?;
+    std::fs::write(&ext, format!("subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth\n"))?;
+    run(
+        "openssl",
+        &[
+            "x509", "-req", "-days", "2", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key, "-CAcreateserial", "-out",
+            &pem, "-extfile", &ext,
+        ],
+    )?;
+    Ok(())
 }
 
 /// Loads an nftables ruleset into the namespace.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use strangers_system_tests::lossy::measure;
 use strangers_system_tests::nat::{
-    Capture, Flush, Home, Lab, NatKind, BEHAVIOUR_IPS, BEHAVIOUR_PORT, PUBLIC_IP, SERVER_PRIVATE_IP, TURN_PORT,
+    Capture, Egress, Flush, Home, Lab, NatKind, BEHAVIOUR_IPS, BEHAVIOUR_PORT, PUBLIC_IP, SERVER_PRIVATE_IP, TURN_PORT,
 };
 use strangers_system_tests::turn_probe::{Answer, TurnProbe};
 use strangers_system_tests::{is_root, Client, RawPeer};
@@ -62,6 +62,8 @@ fn lab_for_calls(
 struct CallResult {
     /// Candidate types of the selected pair, seen from `a`: (a's local, a's remote).
     path: (String, String),
+    /// How `a` reaches TURN when its side is relayed (`udp`, `tcp`, `tls`).
+    relay: Option<String>,
     /// From the second client's find to ICE and DTLS up, and to its first decoded frame.
     connected_ms: u64,
     first_frame_ms: u64,
@@ -91,15 +93,26 @@ fn meet(
     media: &[&str],
     a_flags: &[&str],
 ) -> anyhow::Result<(Client, Client, CallResult)> {
+    meet_in(lab, (a.ns(), b.ns()), tag, media, a_flags)
+}
+
+/// [`meet`] between any two namespaces.
+fn meet_in(
+    lab: &Lab,
+    (a, b): (Option<&str>, Option<&str>),
+    tag: &str,
+    media: &[&str],
+    a_flags: &[&str],
+) -> anyhow::Result<(Client, Client, CallResult)> {
     let url = lab.ws_url();
     let interest = format!("cell-{tag}");
     let mut args: Vec<&str> = vec!["--interests", &interest, "--exit-after", "120"];
     args.extend_from_slice(media);
     let mut a_args = args.clone();
     a_args.extend_from_slice(a_flags);
-    let mut ca = Client::start_in(a.ns(), &format!("{tag}/a"), &url, &a_args)?;
+    let mut ca = Client::start_in(a, &format!("{tag}/a"), &url, &a_args)?;
     ca.wait_event(T, "queued")?;
-    let mut cb = Client::start_in(b.ns(), &format!("{tag}/b"), &url, &args)?;
+    let mut cb = Client::start_in(b, &format!("{tag}/b"), &url, &args)?;
     let connected = cb.wait_event(T, "connected")?;
     let first = cb.wait_event(T, "first_frame")?;
     ca.wait_event(T, "first_frame")?;
@@ -107,6 +120,7 @@ fn meet(
     verified(&mut cb)?;
     let result = CallResult {
         path: path_of(&stats),
+        relay: stats["path"]["relay"].as_str().map(str::to_owned),
         connected_ms: connected["ms_since_find"].as_u64().unwrap_or_default(),
         first_frame_ms: first["ms_since_find"].as_u64().unwrap_or_default(),
     };
@@ -475,4 +489,132 @@ fn turn_refuses_private_peers_and_bad_credentials() {
             Ok(())
         })
         .expect("probing TURN from a home");
+}
+
+#[test]
+fn networks_that_block_udp_reach_every_nat_kind_through_turn_over_tcp_and_tls() {
+    let test = "networks_that_block_udp_reach_every_nat_kind_through_turn_over_tcp_and_tls";
+    if !is_root() {
+        eprintln!("skipped: {test} needs root for network namespaces and nftables");
+        return;
+    }
+    let _turn = CALLS.lock().unwrap_or_else(|e| e.into_inner());
+    // Homes 0 and 1 are behind firewalls (no UDP at all; only TCP to port 443), 2-5 are one
+    // home of each NAT kind.
+    let mut kinds = vec![NatKind::PortRestricted, NatKind::PortRestricted];
+    kinds.extend(NatKind::ALL);
+    let lab = Lab::build_for_firewalls("f", &kinds, &["--interest-wait", "300"]).expect("the lab builds");
+    lab.homes[0].restrict_egress(Egress::NoUdp).expect("firewall");
+    lab.homes[1].restrict_egress(Egress::Tcp443Only).expect("firewall");
+    let ca = lab.turn.ca_file().expect("a TLS lab has a CA").display().to_string();
+    let mut media: Vec<&str> = MEDIA.to_vec();
+    media.extend(["--turn-ca", ca.as_str()]);
+    let mut failures = Vec::new();
+    for (firewalled, allowed) in [(0usize, &["tcp", "tls"][..]), (1, &["tls"][..])] {
+        let outcomes: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|j| {
+                    let (a, b) = (&lab.homes[firewalled], &lab.homes[2 + j]);
+                    let (lab, media) = (&lab, &media);
+                    scope.spawn(move || meet(lab, (a, b), &format!("f{firewalled}{j}"), media, &[]))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("a cell's thread does not panic")).collect()
+        });
+        eprintln!("\n| {} / b | pair | relay | connected ms |\n|---|---|---|---|", ["no UDP", "TCP 443 only"][firewalled]);
+        for (j, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Ok((_, _, r)) => {
+                    eprintln!("| {} | {} / {} | {:?} | {} |", NatKind::ALL[j].name(), r.path.0, r.path.1, r.relay, r.connected_ms);
+                    let via = r.relay.as_deref().unwrap_or("none");
+                    if r.path.0 != "relay" || !allowed.contains(&via) {
+                        failures.push(format!("home {firewalled} / {}: {:?} via {via}", NatKind::ALL[j].name(), r.path));
+                    }
+                }
+                Err(e) => failures.push(format!("home {firewalled} / {}: {e:#}", NatKind::ALL[j].name())),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn a_host_with_no_default_route_and_no_multicast_route_still_calls() {
+    let test = "a_host_with_no_default_route_and_no_multicast_route_still_calls";
+    let Some((_turn, lab)) = lab_for_calls(test, "n", &[], &[]) else { return };
+    // The public network is such a link: an address on a bridge, no gateway, no multicast route.
+    let routes = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.public.name, "ip", "route", "show", "default"])
+        .output()
+        .expect("ip route");
+    assert!(routes.stdout.is_empty(), "the public namespace has a default route");
+    let public = Some(lab.public.name.as_str());
+    let (ca, cb, result) = meet_in(&lab, (public, public), "noroute", &MEDIA, &[]).expect("the call works");
+    for c in [&ca, &cb] {
+        let errors = c.seen_named("error");
+        assert!(errors.is_empty(), "{}: {errors:?}", c.name);
+    }
+    assert_eq!(result.path, ("host".to_owned(), "host".to_owned()), "a direct call on the link");
+}
+
+#[test]
+fn strangers_never_see_a_private_address_and_neighbours_still_call_directly() {
+    let test = "strangers_never_see_a_private_address_and_neighbours_still_call_directly";
+    let Some((_turn, mut lab)) = lab_for_calls(test, "p", &NatKind::ALL, &["--interest-wait", "300"]) else { return };
+    // A bare protocol peer on the public network plays the stranger: it records every signal
+    // a client behind each kind of NAT sends it.
+    for (i, home) in lab.homes.iter().enumerate() {
+        let interest = format!("privacy-{i}");
+        let mut client = Client::start_in(
+            home.ns(),
+            &format!("privacy/{i}"),
+            &lab.ws_url(),
+            &["--interests", &interest, "--exit-after", "60", "--width", "160", "--height", "120"],
+        )
+        .expect("client");
+        client.wait_event(T, "queued").expect("queued");
+        let url = lab.ws_url();
+        let signals = lab
+            .public
+            .run_inside(|| {
+                let mut peer = RawPeer::connect(&url)?;
+                peer.send(&format!(r#"{{"type":"hello","version":1,"interests":["{interest}"]}}"#))?;
+                peer.expect("welcome")?;
+                // The client must offer; it does when it waited longer. Should the stranger
+                // still be the older of the two, it leaves and comes back once the client has
+                // queued again.
+                for _ in 0..3 {
+                    peer.send(r#"{"type":"find"}"#)?;
+                    let matched = peer.expect("matched")?;
+                    if matched["initiator"] == false {
+                        return peer.collect(Duration::from_secs(3));
+                    }
+                    peer.send(r#"{"type":"stop"}"#)?;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                anyhow::bail!("the client never made the offer")
+            })
+            .expect("the stranger's view");
+        let text: String = signals.iter().filter(|m| m["type"] == "signal").map(|m| m["data"].to_string()).collect();
+        assert!(text.contains("typ srflx"), "{}: no reflexive candidate reached the stranger: {text}", home.kind.name());
+        assert!(text.contains(".local"), "{}: the LAN address is not under an mDNS name: {text}", home.kind.name());
+        let private = home.private_ip.to_string();
+        assert!(!text.contains(&private), "{}: the stranger learned {private}: {text}", home.kind.name());
+        assert!(!text.contains("192.168."), "{}: a private address reached the stranger: {text}", home.kind.name());
+    }
+    // Two clients on one LAN still find the direct path (the mDNS names resolve there).
+    let neighbour = lab.homes[0].add_neighbour().expect("a neighbour");
+    let home = &lab.homes[0];
+    let (_a, _b, result) = meet_in(
+        &lab,
+        (home.ns(), Some(home.neighbours[neighbour].0.name.as_str())),
+        "lan",
+        &MEDIA,
+        &[],
+    )
+    .expect("neighbours call");
+    // Our host candidate meets the neighbour's, under its mDNS name (host) or learned from its
+    // first check (peer-reflexive): either way the call stays on the LAN.
+    let (local, remote) = (result.path.0.as_str(), result.path.1.as_str());
+    assert!(local == "host" && matches!(remote, "host" | "prflx"), "neighbours call directly: {:?}", result.path);
 }
