@@ -1,5 +1,5 @@
 //! Runs the operations for this node's sockets. One worker per node takes the commands in
-//! the order the sockets produced them (the same order the in-memory hub would see) and
+//! the order the sockets produced them (the same order the in-memory backend would see) and
 //! sends whatever is waiting as one call of the `batch` function (after gathering: see
 //! [`gather`]): one round trip and
 //! one atomic step per batch, the operations run in that order, and each node hears the
@@ -13,14 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
-use strangers_matchmaker::{ConnId, Disconnect};
+use strangers_matchmaker::{ConnId, Disconnect, Output};
 use strangers_protocol::{ClientMsg, ErrorCode, ServerMsg};
 use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::publish::publish_waiting;
 use super::{Command, Function, Settings, Shared};
-use crate::hub::Hub;
+use crate::sockets::Sockets;
 
 /// Most operations in one batch.
 const MAX_BATCH: usize = 128;
@@ -47,13 +47,12 @@ impl Call {
 pub(crate) async fn run(
     shared: Arc<Shared>,
     mut con: ConnectionManager,
-    hub: Arc<Hub>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let mut addresses: HashMap<ConnId, IpAddr> = HashMap::new();
     let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
     while commands.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let publisher = Publisher { shared: &shared, con: &mut con, hub: &hub };
+        let publisher = Publisher { shared: &shared, con: &mut con };
         gather(&shared.settings, publisher, &mut commands, &mut batch).await;
         let mut calls = Vec::with_capacity(batch.len());
         for command in batch.drain(..) {
@@ -91,7 +90,7 @@ pub(crate) async fn run(
         let (mut closes, refused): (Vec<_>, Vec<_>) =
             run_batch(&shared, &mut con, calls).await.into_iter().partition(|(call, _)| call.is_close());
         for conn in refused.into_iter().filter_map(|(call, _)| call.conn) {
-            tell_unavailable(&hub, conn);
+            tell_unavailable(&shared.link.sockets, conn);
         }
         for attempt in 1..CLOSE_ATTEMPTS {
             if closes.is_empty() {
@@ -115,24 +114,18 @@ trait Publish {
 struct Publisher<'a> {
     shared: &'a Shared,
     con: &'a mut ConnectionManager,
-    hub: &'a Hub,
 }
 
 impl Publish for Publisher<'_> {
     async fn publish(&mut self, batch: &mut Vec<Command>) -> usize {
-        publish_waiting(self.shared, self.con, self.hub, batch).await
+        publish_waiting(self.shared, self.con, batch).await
     }
 }
 
 /// Tells a socket its command could not reach Redis.
-pub(crate) fn tell_unavailable(hub: &Hub, conn: ConnId) {
-    hub.deliver(
-        conn,
-        &ServerMsg::error(
-            ErrorCode::Unavailable,
-            "matchmaking is unavailable for a moment (its store is unreachable); retry shortly",
-        ),
-    );
+pub(crate) fn tell_unavailable(sockets: &Sockets, conn: ConnId) {
+    let message = "matchmaking is unavailable for a moment (its store is unreachable); retry shortly";
+    sockets.push([Output::Send { conn, msg: ServerMsg::error(ErrorCode::Unavailable, message) }]);
 }
 
 /// Group commit: what arrives while the batch waits shares its round trip and its call.
