@@ -5,6 +5,8 @@
 
 pub mod config;
 mod conn;
+#[cfg(test)]
+mod fuzz;
 mod http;
 mod hub;
 mod memory;

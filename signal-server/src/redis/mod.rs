@@ -20,7 +20,7 @@
 mod liveness;
 mod local;
 mod publish;
-mod records;
+pub(crate) mod records;
 mod route;
 mod scripts;
 mod subscriber;

@@ -143,7 +143,7 @@ impl Inbound {
 
     /// Bytes held for this connection (for tests).
     #[cfg(test)]
-    fn held(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         self.buf.capacity() + self.message.capacity()
     }
 }
