@@ -168,6 +168,12 @@ impl Sockets {
         self.lock().takes(conn)
     }
 
+    /// The open sockets from `ip`.
+    pub fn conns_from(&self, ip: IpAddr) -> Vec<ConnId> {
+        let table = self.lock();
+        table.outboxes.iter().filter(|(_, (_, from))| *from == ip).map(|(conn, _)| *conn).collect()
+    }
+
     /// Whether a socket is open (its close may still be on the way to the backend).
     pub fn is_open(&self, conn: ConnId) -> bool {
         self.lock().outboxes.contains_key(&conn)

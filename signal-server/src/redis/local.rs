@@ -27,10 +27,7 @@ impl Link {
         let _routes = self.routes();
         let conn = self.sockets.admit(ip, outbox)?;
         if self.is_banned(ip) {
-            self.sockets.push([
-                Output::Send { conn, msg: ServerMsg::error(ErrorCode::Banned, "this address is banned for a while") },
-                Output::Close { conn, code: close::POLICY, reason: "banned" },
-            ]);
+            self.sockets.push(refuse_banned(conn, "this address is banned for a while"));
         } else {
             self.submit(Command::Open { conn, ip });
         }
@@ -123,6 +120,17 @@ impl Link {
         }
     }
 
+    /// A ban was heard of: the sockets of that address here that speak for no session yet are
+    /// told and closed. (Redis knows only sessions: the script closes their sockets itself.)
+    pub(crate) fn close_banned(&self, ip: IpAddr) {
+        let _routes = self.routes();
+        for conn in self.sockets.conns_from(ip) {
+            if self.session_of(conn).is_empty() {
+                self.sockets.push(refuse_banned(conn, BANNED_BY_REPORTS));
+            }
+        }
+    }
+
     /// Asks every open socket to reconnect and resume (close 1012), keeping the door open:
     /// this node lost what Redis had published for it.
     pub(crate) fn restart_all(&self) {
@@ -137,6 +145,17 @@ impl Link {
         routes.clear();
         self.sockets.shut_down();
     }
+}
+
+/// What an address banned after reports is told (as `report.lua` says it).
+pub(crate) const BANNED_BY_REPORTS: &str = "this address was reported too often and is banned for a while";
+
+/// What a socket of a banned address gets: the error, then a policy close.
+pub(crate) fn refuse_banned(conn: ConnId, message: &str) -> [Output; 2] {
+    [
+        Output::Send { conn, msg: ServerMsg::error(ErrorCode::Banned, message) },
+        Output::Close { conn, code: close::POLICY, reason: "banned" },
+    ]
 }
 
 /// Whether a signal of `room` may go straight to socket `conn`: it holds a route to that room

@@ -19,6 +19,8 @@
 
 mod liveness;
 mod local;
+#[cfg(test)]
+mod model_tests;
 mod publish;
 pub(crate) mod records;
 mod route;
@@ -265,6 +267,27 @@ async fn call<T: redis::FromRedisValue>(
     reply
 }
 
+/// An FCALL of `function` of `library` for `node` with the arguments every function takes
+/// first (see `common.lua`), then `args`.
+fn call_cmd<A: redis::ToRedisArgs>(
+    library: &Library,
+    node: &str,
+    settings: &Settings,
+    function: Function,
+    args: A,
+) -> redis::Cmd {
+    let salt = format!("{:08x}", rand::rng().random::<u32>());
+    let ms = |d: Duration| d.as_millis().to_string();
+    let mut cmd = library.call(function);
+    cmd.arg(node)
+        .arg(ms(settings.session_ttl))
+        .arg(ms(settings.resume_grace))
+        .arg(ms(settings.interest_wait))
+        .arg(salt)
+        .arg(args);
+    cmd
+}
+
 /// What every call needs: the settings, and the link (the node, the library, the counters).
 pub(crate) struct Shared {
     settings: Settings,
@@ -275,16 +298,7 @@ impl Shared {
     /// An FCALL of `function` with the arguments every function takes first (see
     /// `common.lua`), then `args`.
     fn call_cmd<A: redis::ToRedisArgs>(&self, function: Function, args: A) -> redis::Cmd {
-        let salt = format!("{:08x}", rand::rng().random::<u32>());
-        let ms = |d: Duration| d.as_millis().to_string();
-        let mut cmd = self.link.library.call(function);
-        cmd.arg(&self.link.node)
-            .arg(ms(self.settings.session_ttl))
-            .arg(ms(self.settings.resume_grace))
-            .arg(ms(self.settings.interest_wait))
-            .arg(salt)
-            .arg(args);
-        cmd
+        call_cmd(&self.link.library, &self.link.node, &self.settings, function, args)
     }
 
     /// One round trip for a function call (counted): see [`call`].

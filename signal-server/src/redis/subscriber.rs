@@ -81,5 +81,6 @@ fn heard_ban(shared: &Shared, payload: &str) {
     let Some((ip, ms)) = payload.split_once(' ') else { return };
     if let (Ok(ip), Ok(ms)) = (ip.parse::<IpAddr>(), ms.parse::<u64>()) {
         shared.link.heard_ban(ip, Duration::from_millis(ms));
+        shared.link.close_banned(ip);
     }
 }

@@ -31,7 +31,7 @@ const CLOSE_ATTEMPTS: u32 = 3;
 
 /// One operation of a batch (`OPS.<op>` in the scripts), with the local socket it is for
 /// (none for a relay on behalf of another node's socket).
-struct Call {
+pub(crate) struct Call {
     conn: Option<ConnId>,
     op: &'static str,
     args: Vec<String>,
@@ -73,14 +73,12 @@ pub(crate) async fn run(
                 Command::Publish(_) => {}
                 Command::Reroute { session, room, text } => {
                     let mut args = vec![session, room, text];
-                    args.extend(pending_limits(&shared));
+                    args.extend(pending_limits(&shared.settings));
                     calls.push(Call { conn: None, op: "relay", args });
                 }
                 Command::Close { conn, how } => {
                     addresses.remove(&conn);
-                    let how = if how == Disconnect::Clean { "clean" } else { "dropped" };
-                    let args = vec![conn.to_string(), how.into(), shared.link.forget_session(conn)];
-                    calls.push(Call { conn: Some(conn), op: "close", args });
+                    calls.push(close_op(conn, how, shared.link.forget_session(conn)));
                 }
             }
         }
@@ -217,31 +215,39 @@ fn window_of(settings: &Settings, command: &Command) -> Option<Duration> {
 }
 
 /// The most signals and bytes held for a partner who is reconnecting.
-fn pending_limits(shared: &Shared) -> [String; 2] {
-    let settings = &shared.settings;
+fn pending_limits(settings: &Settings) -> [String; 2] {
     [settings.max_pending_signals.to_string(), settings.max_pending_bytes.to_string()]
 }
 
 fn signal_call(shared: &Shared, conn: ConnId, text: String) -> Call {
-    let mut args = vec![conn.to_string(), text];
-    args.extend(pending_limits(shared));
-    args.push(shared.link.session_of(conn));
-    Call { conn: Some(conn), op: "signal", args }
+    signal_op(&shared.settings, conn, text, shared.link.session_of(conn))
 }
 
 fn call_for(shared: &Shared, conn: ConnId, ip: IpAddr, msg: ClientMsg) -> Call {
+    operation(&shared.settings, conn, ip, shared.link.session_of(conn), msg)
+}
+
+/// The `signal` operation of socket `conn` (welcomed as `session`, or '').
+pub(crate) fn signal_op(settings: &Settings, conn: ConnId, text: String, session: String) -> Call {
+    let mut args = vec![conn.to_string(), text];
+    args.extend(pending_limits(settings));
+    args.push(session);
+    Call { conn: Some(conn), op: "signal", args }
+}
+
+/// The operation for a message of socket `conn` from `ip` (welcomed as `session`, or '').
+pub(crate) fn operation(settings: &Settings, conn: ConnId, ip: IpAddr, session: String, msg: ClientMsg) -> Call {
     let c = conn.to_string();
-    let settings = &shared.settings;
     let (op, args) = match msg {
         ClientMsg::Hello(hello) => {
             let interests = serde_json::to_string(&hello.interests).expect("a list of strings serialises");
             let (sid, token) = fresh_ids();
             ("hello", vec![c, ip.to_string(), interests, hello.resume.unwrap_or_default(), sid, token])
         }
-        ClientMsg::Find => ("queue", vec!["find".into(), c, shared.link.session_of(conn)]),
-        ClientMsg::Next => ("queue", vec!["next".into(), c, shared.link.session_of(conn)]),
-        ClientMsg::Stop => ("queue", vec!["stop".into(), c, shared.link.session_of(conn)]),
-        ClientMsg::Signal(data) => return signal_call(shared, conn, data.into_wire()),
+        ClientMsg::Find => ("queue", vec!["find".into(), c, session]),
+        ClientMsg::Next => ("queue", vec!["next".into(), c, session]),
+        ClientMsg::Stop => ("queue", vec!["stop".into(), c, session]),
+        ClientMsg::Signal(data) => return signal_op(settings, conn, data.into_wire(), session),
         ClientMsg::Report { .. } => (
             "report",
             vec![
@@ -249,11 +255,17 @@ fn call_for(shared: &Shared, conn: ConnId, ip: IpAddr, msg: ClientMsg) -> Call {
                 settings.report_threshold.to_string(),
                 settings.report_window.as_millis().to_string(),
                 settings.ban_duration.as_millis().to_string(),
-                shared.link.session_of(conn),
+                session,
             ],
         ),
     };
     Call { conn: Some(conn), op, args }
+}
+
+/// The `close` operation of socket `conn` (welcomed as `session`, or '').
+pub(crate) fn close_op(conn: ConnId, how: Disconnect, session: String) -> Call {
+    let how = if how == Disconnect::Clean { "clean" } else { "dropped" };
+    Call { conn: Some(conn), op: "close", args: vec![conn.to_string(), how.into(), session] }
 }
 
 /// Sends the calls as one batch script: one round trip, one atomic step in Redis. Returns
@@ -279,17 +291,21 @@ async fn run_batch(shared: &Shared, con: &mut ConnectionManager, calls: Vec<Call
     calls.into_iter().enumerate().filter(|(i, _)| failed.contains(&(i + 1))).map(|(_, call)| (call, error())).collect()
 }
 
-/// The FCALL of `batch` for these calls: each call is its operation's name, its
-/// argument count and its arguments.
+/// The FCALL of `batch` for these calls.
 fn batch_cmd(shared: &Shared, calls: &[Call]) -> redis::Cmd {
-    let mut ops: Vec<&str> = Vec::with_capacity(calls.len() * 8);
-    let counts: Vec<String> = calls.iter().map(|call| call.args.len().to_string()).collect();
-    for (call, count) in calls.iter().zip(&counts) {
-        ops.push(call.op);
-        ops.push(count);
-        ops.extend(call.args.iter().map(String::as_str));
+    shared.call_cmd(Function::Batch, batch_args(calls))
+}
+
+/// The arguments of `batch` after the common ones: each call is its operation's name, its
+/// argument count and its arguments.
+pub(crate) fn batch_args(calls: &[Call]) -> Vec<String> {
+    let mut ops = Vec::with_capacity(calls.len() * 8);
+    for call in calls {
+        ops.push(call.op.to_string());
+        ops.push(call.args.len().to_string());
+        ops.extend(call.args.iter().cloned());
     }
-    shared.call_cmd(Function::Batch, ops)
+    ops
 }
 
 /// A new public session id (64 random bits) and secret resume token (256 random bits).
