@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::json;
-use support::{candidate, config, loopback, relayed, Client, Event, RawPeer, TestServer, LOCALHOST};
+use support::{candidate, config, loopback, relayed, Client, Event, RawPeer, TestServer, LOCALHOST, QUIET_MS};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -155,7 +155,7 @@ async fn a_client_that_keeps_flooding_is_closed_and_nobody_else_notices() {
         assert_eq!(b.recv_text().await, relayed(n));
     }
     a.expect_silence(100).await;
-    b.expect_silence(0).await;
+    b.expect_silence(QUIET_MS).await;
 }
 
 #[tokio::test]
