@@ -249,37 +249,22 @@ impl Drop for Server {
     }
 }
 
-/// A redis-server of the test's own on a free loopback port, with no persistence; killed on
-/// drop. Several signal servers given its [`Redis::url`] make a cluster.
+/// The signal server tests' redis-server helper, shared rather than written twice.
+#[allow(dead_code)]
+#[path = "../../signal-server/tests/support/redis.rs"]
+mod redis_server;
+
+/// A redis-server of the test's own on a free loopback port (one only it answers on), with no
+/// persistence; killed on drop. Several signal servers given its [`Redis::url`] make a cluster.
 pub struct Redis {
-    child: Child,
+    _server: redis_server::RedisServer,
     pub url: String,
 }
 
 impl Redis {
     pub fn start() -> anyhow::Result<Redis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting redis-server (scripts/setup.sh installs it)")?;
-        let redis = Redis { child, url: format!("redis://127.0.0.1:{port}/") };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("redis-server is not listening on {port} after 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(redis)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let server = redis_server::RedisServer::start();
+        Ok(Redis { url: server.url(), _server: server })
     }
 }
 
