@@ -22,8 +22,9 @@ use strangers_protocol::{close, ClientMsg, ErrorCode, ServerMsg};
 use tokio::time::Sleep;
 use tracing::{debug, debug_span, Span};
 
-use crate::hub::{Hub, Refusal};
+use crate::hub::Hub;
 use crate::outbox::{Outbox, Outgoing};
+use crate::sockets::Refusal;
 use crate::ws::{Incoming, ReadError, Transport, MAX_READ_BYTES, PROTOCOL_ERROR};
 
 /// Rejected messages within one flood window that get a client cut off.
@@ -65,7 +66,7 @@ pub async fn admit<T: Transport>(hub: Arc<Hub>, mut ws: T, ip: IpAddr, rate: Rat
         Refusal::TooManyInAll => (ErrorCode::Unavailable, "the server is full; try again later"),
         Refusal::ShuttingDown => (ErrorCode::Unavailable, "the server is restarting; try again shortly"),
     };
-    hub.counters.count_error(code);
+    hub.counters().count_error(code);
     ws.queue_text(ServerMsg::error(code, text).to_json());
     let code = if refusal == Refusal::ShuttingDown { close::SERVICE_RESTART } else { close::POLICY };
     ws.queue_close(code, text);
@@ -238,13 +239,13 @@ fn read_failed<T: Transport>(hub: &Hub, ws: &mut T, error: ReadError) -> Disconn
                 "message of {size} bytes is far above the limit of {MAX_MESSAGE_BYTES} (cut off at {MAX_READ_BYTES})"
             );
             ws.queue_text(ServerMsg::error(ErrorCode::TooLarge, text).to_json());
-            hub.counters.count_error(ErrorCode::TooLarge);
+            hub.counters().count_error(ErrorCode::TooLarge);
             ws.queue_close(close::TOO_BIG, "message too big");
             // Closed for its own fault: no resume, the partner learns at once.
             Disconnect::Clean
         }
         ReadError::InvalidUtf8 => {
-            hub.counters.count_error(ErrorCode::BadMessage);
+            hub.counters().count_error(ErrorCode::BadMessage);
             ws.queue_close(close::INVALID_DATA, "text frame is not UTF-8");
             Disconnect::Clean
         }

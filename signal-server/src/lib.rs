@@ -5,12 +5,16 @@
 
 pub mod config;
 mod conn;
+#[cfg(test)]
+mod fuzz;
 mod http;
 mod hub;
+mod memory;
 mod metrics;
 mod outbox;
 pub mod redis;
 mod server;
+mod sockets;
 mod stun;
 pub mod tls;
 pub mod turn;

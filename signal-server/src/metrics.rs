@@ -10,7 +10,7 @@ use crate::hub::Hub;
 
 /// Renders every gauge and counter.
 pub fn render(hub: &Hub, stats: &Stats) -> String {
-    let c = &hub.counters;
+    let c = hub.counters();
     let mut out = String::with_capacity(2048);
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         let _ =

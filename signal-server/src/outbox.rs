@@ -1,6 +1,6 @@
-//! One socket's queue of outgoing frames. The hub pushes (under its lock, so the order the
-//! core decided is the order on the wire); the socket's task takes and writes them in one
-//! flush. Small on purpose: it exists once per connection.
+//! One socket's queue of outgoing frames. The socket layer pushes (under the backend's lock,
+//! so the order the backend decided is the order on the wire); the socket's task takes and
+//! writes them in one flush. Small on purpose: it exists once per connection.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,12 +32,12 @@ struct State {
     abandoned: bool,
 }
 
-/// The queue plus the bits the hub's sweeper reads.
+/// The queue plus the bits the socket layer's sweeper reads.
 #[derive(Default)]
 pub struct Outbox {
     state: Mutex<State>,
     waker: AtomicWaker,
-    /// When the socket last sent anything, in milliseconds of the hub's clock.
+    /// When the socket last sent anything, in milliseconds of the socket layer's clock.
     last_heard: AtomicU64,
 }
 

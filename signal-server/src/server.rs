@@ -20,8 +20,10 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::conn::{self, RateSettings};
 use crate::http;
-use crate::hub::{ConnLimits, Hub};
+use crate::hub::{Backend, Hub};
+use crate::memory::Memory;
 use crate::redis;
+use crate::sockets::{ConnLimits, Sockets};
 use crate::stun;
 use crate::turn::IceConfig;
 use crate::ws::plain::PlainWs;
@@ -33,9 +35,20 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most bytes of signal data held for a session whose socket is down.
 const PENDING_MAX_BYTES: usize = 4 * 1024 * 1024;
 
-/// Builds the hub a configuration describes; `remote` is the Redis backend, if any.
-pub fn build_hub(config: &Config, remote: Option<Arc<redis::Link>>) -> Arc<Hub> {
-    let core = Matchmaker::new(CoreConfig {
+/// The socket layer a configuration describes.
+fn build_sockets(config: &Config) -> Arc<Sockets> {
+    let ice = IceConfig {
+        stun_urls: config.stun_urls.clone(),
+        turn_urls: config.turn_urls.clone(),
+        turn_secret: config.turn_secret.clone().filter(|_| !config.turn_urls.is_empty()),
+        turn_ttl_secs: config.turn_ttl,
+    };
+    Sockets::new(ice, ConnLimits { per_ip: config.max_conns_per_ip, total: config.max_conns })
+}
+
+/// The in-memory matchmaker a configuration describes.
+fn build_matchmaker(config: &Config) -> Matchmaker {
+    Matchmaker::new(CoreConfig {
         resume_grace: config.resume_grace(),
         interest_wait: config.interest_wait(),
         pending_max_msgs: config.max_pending_signals,
@@ -44,14 +57,13 @@ pub fn build_hub(config: &Config, remote: Option<Arc<redis::Link>>) -> Arc<Hub> 
         report_window: Duration::from_secs(config.report_window),
         ban_duration: Duration::from_secs(config.ban_duration),
         seed: rand::rng().random(),
-    });
-    let ice = IceConfig {
-        stun_urls: config.stun_urls.clone(),
-        turn_urls: config.turn_urls.clone(),
-        turn_secret: config.turn_secret.clone().filter(|_| !config.turn_urls.is_empty()),
-        turn_ttl_secs: config.turn_ttl,
-    };
-    Hub::new(core, ice, ConnLimits { per_ip: config.max_conns_per_ip, total: config.max_conns }, remote)
+    })
+}
+
+/// The tasks of the backend in use, stopped at shutdown.
+enum BackendTasks {
+    Memory(tokio::task::JoinHandle<()>),
+    Redis(redis::Backend),
 }
 
 /// What the Redis backend needs from the configuration.
@@ -149,22 +161,25 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
+    let sockets = build_sockets(&config);
     let (hub, backend) = match &config.redis {
-        None => (build_hub(&config, None), None),
+        None => {
+            let memory = Memory::new(build_matchmaker(&config), sockets.clone());
+            let timers = tokio::spawn(memory.clone().run_timers());
+            (Hub::new(sockets.clone(), Backend::Memory(memory)), BackendTasks::Memory(timers))
+        }
         Some(url) => {
             let (link, pending) = tokio::select! {
-                connected = redis::connect_patiently(redis_settings(&config, url)) => connected?,
+                connected = redis::connect_patiently(redis_settings(&config, url), sockets.clone()) => connected?,
                 // Asked to stop while Redis was still out of reach.
                 () = &mut shutdown => return Ok(()),
             };
             info!(node = %link.node, redis = %redis::redact(url), "sharing pairing state through Redis");
-            let hub = build_hub(&config, Some(link));
-            let backend = pending.spawn(hub.clone()).await;
-            (hub, Some(backend))
+            let tasks = pending.spawn().await;
+            (Hub::new(sockets.clone(), Backend::Redis(link)), BackendTasks::Redis(tasks))
         }
     };
-    let timers = tokio::spawn(hub.clone().run_timers());
-    let sweeper = tokio::spawn(hub.clone().run_sweeper(config.ping_interval(), config.idle_timeout()));
+    let sweeper = tokio::spawn(sockets.clone().run_sweeper(config.ping_interval(), config.idle_timeout()));
     let rate = RateSettings { per_second: config.rate_limit, burst: config.rate_burst() };
     let tasks = TaskCount::default();
     let stun = stun.map(|socket| tokio::spawn(stun::serve(socket, hub.clone())));
@@ -203,10 +218,10 @@ pub async fn run(
         // They end with the runtime.
         warn!(left = tasks.open(), "sockets still open after the drain timeout; leaving them");
     }
-    timers.abort();
     sweeper.abort();
-    if let Some(backend) = backend {
-        backend.stop();
+    match backend {
+        BackendTasks::Memory(timers) => timers.abort(),
+        BackendTasks::Redis(tasks) => tasks.stop(),
     }
     Ok(())
 }

@@ -72,7 +72,7 @@ pub async fn serve(socket: UdpSocket, hub: Arc<Hub>) {
         };
         match socket.send_to(&response, from).await {
             Ok(_) => {
-                hub.counters.stun_requests.fetch_add(1, Ordering::Relaxed);
+                hub.counters().stun_requests.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => debug!(%from, error = %e, "STUN answer not sent"),
         }

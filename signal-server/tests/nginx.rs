@@ -19,6 +19,9 @@ use tempfile::TempDir;
 
 const EXAMPLE: &str = include_str!("../../assets/nginx-cluster.conf");
 
+/// How many ports nginx tries before the test gives up.
+const ATTEMPTS: usize = 10;
+
 /// An nginx of the test's own (not the system service), stopped on drop.
 struct Nginx {
     child: Child,
@@ -27,10 +30,21 @@ struct Nginx {
 }
 
 impl Nginx {
-    /// Runs the example with `nodes` as its upstream servers, listening on a free port.
+    /// Runs the example with `nodes` as its upstream servers, listening on a free port: a
+    /// port someone else takes before nginx binds it is passed over for another.
     fn start(nodes: &[SocketAddr], cert: &Cert) -> Nginx {
+        for _ in 0..ATTEMPTS {
+            if let Some(nginx) = Nginx::start_on(nodes, cert, free_port()) {
+                return nginx;
+            }
+        }
+        panic!("nginx found no free port in {ATTEMPTS} tries");
+    }
+
+    /// Runs the example on `port`; `None` if the port turned out to be taken.
+    fn start_on(nodes: &[SocketAddr], cert: &Cert, port: u16) -> Option<Nginx> {
         let dir = tempfile::tempdir().unwrap();
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let (cert_path, key_path) = (cert.cert(), cert.key());
         let mut site = EXAMPLE.to_string();
         let mut swap = |from: &str, to: &str| {
@@ -68,14 +82,23 @@ impl Nginx {
             .expect("starting nginx (install it with scripts/setup.sh)");
         let mut nginx = Nginx { child, dir, addr };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        // nginx writes its pid file once its sockets are bound; a failed bind it logs at once
+        // (and tries again for a while before it exits).
+        let pid_file = nginx.dir.path().join("nginx.pid");
+        loop {
+            if nginx.log().contains("Address already in use") {
+                return None;
+            }
+            if pid_file.exists() && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                break;
+            }
             if let Ok(Some(status)) = nginx.child.try_wait() {
                 panic!("nginx exited ({status}) with the example config:\n{}", nginx.log());
             }
             assert!(Instant::now() < deadline, "nginx did not listen in 10 s:\n{}", nginx.log());
             std::thread::sleep(Duration::from_millis(50));
         }
-        nginx
+        Some(nginx)
     }
 
     fn log(&self) -> String {
@@ -172,4 +195,14 @@ async fn the_shipped_nginx_example_carries_the_protocol_and_a_resume_to_the_next
     node_with(&nodes, 2.0, Some(dead)).await;
     a2.expect_silence(100).await;
     assert!(redis.violations().is_empty(), "{:?}", redis.violations());
+}
+
+/// A port taken between the moment it was found free and nginx's bind is passed over.
+#[test]
+fn a_taken_port_is_passed_over() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let node = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let cert = Cert::new();
+    assert!(Nginx::start_on(&[node; 3], &cert, port).is_none(), "nginx cannot listen where someone else does");
 }

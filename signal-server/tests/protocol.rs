@@ -3,7 +3,7 @@
 mod support;
 
 use serde_json::json;
-use support::{candidate, config, match_pair, relayed, Backend, TestServer};
+use support::{candidate, config, match_pair, relayed, Backend, TestServer, QUIET_MS};
 
 async fn hello_is_answered_with_a_welcome_and_nothing_else(backend: Backend) {
     let server = TestServer::start_on(backend, config(&[])).await;
@@ -50,7 +50,7 @@ async fn two_finds_make_a_match_with_one_initiator(backend: Backend) {
         json!({"type": "matched", "room": room, "initiator": true, "common_interests": []})
     );
     a.expect_silence(100).await;
-    b.expect_silence(0).await;
+    b.expect_silence(QUIET_MS).await;
 }
 
 async fn find_while_queued_is_a_no_op(backend: Backend) {
@@ -83,7 +83,7 @@ async fn signals_are_relayed_verbatim_in_both_directions_and_never_echoed(backen
     b.send_json(json!({"type": "signal", "data": {"restart": true}}));
     assert_eq!(a.recv_text().await, r#"{"type":"signal","data":{"restart":true}}"#);
     a.expect_silence(150).await;
-    b.expect_silence(0).await;
+    b.expect_silence(QUIET_MS).await;
 }
 
 async fn next_tells_the_partner_and_requeues_the_leaver(backend: Backend) {
@@ -105,8 +105,8 @@ async fn next_tells_the_partner_and_requeues_the_leaver(backend: Backend) {
     a.send_text(&candidate(1));
     a.expect_error("not_matched").await;
     a.expect_silence(100).await;
-    b.expect_silence(0).await;
-    c.expect_silence(0).await;
+    b.expect_silence(QUIET_MS).await;
+    c.expect_silence(QUIET_MS).await;
 }
 
 async fn stop_while_matched_tells_the_partner_and_leaves_the_client_idle(backend: Backend) {
@@ -117,7 +117,7 @@ async fn stop_while_matched_tells_the_partner_and_leaves_the_client_idle(backend
     b.expect_silence(150).await;
     b.send_text(&candidate(1));
     b.expect_error("not_matched").await;
-    a.expect_silence(0).await;
+    a.expect_silence(QUIET_MS).await;
 
     // Both stay connected and can meet again.
     a.send_json(json!({"type": "find"}));
@@ -140,7 +140,7 @@ async fn stop_while_queued_leaves_the_queue(backend: Backend) {
     b.send_json(json!({"type": "find"}));
     b.expect("queued").await;
     b.expect_silence(200).await;
-    a.expect_silence(0).await;
+    a.expect_silence(QUIET_MS).await;
 }
 
 async fn signal_and_report_need_a_partner(backend: Backend) {

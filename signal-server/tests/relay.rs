@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::json;
-use support::{candidate, config, relayed, Backend, Client, TestServer};
+use support::{candidate, config, relayed, Backend, Client, TestServer, QUIET_MS};
 
 /// Collects `count` text frames.
 async fn texts(client: &mut Client, count: usize) -> Vec<String> {
@@ -28,7 +28,7 @@ async fn signals_arrive_exactly_once_and_in_order_while_both_sides_talk(backend:
     assert_eq!(to_b, (0..N).map(relayed).collect::<Vec<_>>());
     assert_eq!(to_a, (10_000..10_000 + N).map(relayed).collect::<Vec<_>>());
     a.expect_silence(200).await;
-    b.expect_silence(0).await;
+    b.expect_silence(QUIET_MS).await;
     let metrics = server.metrics().await;
     assert_eq!(metrics.get("strangers_signals_relayed_total"), (2 * N) as f64);
 }
@@ -112,8 +112,8 @@ async fn signals_racing_a_next_never_reach_the_next_partner(backend: Backend) {
     a.send_text(&candidate(1000));
     assert_eq!(d.recv_text().await, relayed(1000));
     d.expect_silence(100).await;
-    b.expect_silence(0).await;
-    c.expect_silence(0).await;
+    b.expect_silence(QUIET_MS).await;
+    c.expect_silence(QUIET_MS).await;
 }
 
 async fn a_partner_switching_rooms_back_and_forth_gets_only_current_signals(backend: Backend) {

@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{candidate, config, relayed, Backend, RawPeer, TestServer};
+use support::{candidate, config, relayed, Backend, RawPeer, TestServer, QUIET_MS};
 
 async fn an_abrupt_drop_keeps_the_room_and_buffers_signals_until_the_resume(backend: Backend) {
     let server = TestServer::start_on(backend, config(&["--resume-grace", "10"])).await;
@@ -282,7 +282,7 @@ async fn a_silent_socket_counts_as_dropped_and_its_session_can_resume(backend: B
     assert_eq!((welcome["resumed"].clone(), welcome["room"].clone()), (json!(true), json!(room)));
     assert_eq!(b2.recv_text().await, relayed(1));
     b2.expect_silence(100).await;
-    a.expect_silence(0).await;
+    a.expect_silence(QUIET_MS).await;
 }
 
 async fn pings_keep_a_quiet_client_alive(backend: Backend) {
@@ -293,7 +293,7 @@ async fn pings_keep_a_quiet_client_alive(backend: Backend) {
     .await;
     let (mut a, mut b, _) = server.pair().await;
     a.expect_silence(1500).await;
-    b.expect_silence(0).await;
+    b.expect_silence(QUIET_MS).await;
     assert!(a.pings() > 0 && b.pings() > 0, "the server pings quiet sockets: {} {}", a.pings(), b.pings());
     let metrics = server.metrics().await;
     assert_eq!(metrics.get("strangers_sessions_dropped"), 0.0);

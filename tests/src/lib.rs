@@ -15,6 +15,7 @@ pub mod browser;
 pub mod link;
 pub mod lossy;
 pub mod nat;
+pub mod ports;
 pub mod shaped;
 pub mod turn_probe;
 
@@ -248,37 +249,22 @@ impl Drop for Server {
     }
 }
 
-/// A redis-server of the test's own on a free loopback port, with no persistence; killed on
-/// drop. Several signal servers given its [`Redis::url`] make a cluster.
+/// The signal server tests' redis-server helper, shared rather than written twice.
+#[allow(dead_code)]
+#[path = "../../signal-server/tests/support/redis.rs"]
+mod redis_server;
+
+/// A redis-server of the test's own on a free loopback port (one only it answers on), with no
+/// persistence; killed on drop. Several signal servers given its [`Redis::url`] make a cluster.
 pub struct Redis {
-    child: Child,
+    _server: redis_server::RedisServer,
     pub url: String,
 }
 
 impl Redis {
     pub fn start() -> anyhow::Result<Redis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting redis-server (scripts/setup.sh installs it)")?;
-        let redis = Redis { child, url: format!("redis://127.0.0.1:{port}/") };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("redis-server is not listening on {port} after 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(redis)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let server = redis_server::RedisServer::start();
+        Ok(Redis { url: server.url(), _server: server })
     }
 }
 
@@ -641,6 +627,8 @@ pub struct Turn {
     child: Child,
     pub port: u16,
     pub secret: String,
+    /// Its relay ports, held for it alone while it runs.
+    relay: ports::PortBlock,
 }
 
 /// A free UDP port on loopback (free when asked; good enough for tests).
@@ -648,28 +636,55 @@ pub fn free_udp_port() -> anyhow::Result<u16> {
     Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// How many listening ports `Turn::start` tries before it gives up.
+const TURN_ATTEMPTS: usize = 10;
+
 impl Turn {
-    /// Starts `turnserver` (Debian package `coturn`, installed by scripts/setup.sh).
+    /// Starts `turnserver` (Debian package `coturn`, installed by scripts/setup.sh), with
+    /// relay ports of a block no other test holds. A listening port taken by someone else
+    /// before coturn binds it makes coturn log "Cannot bind" (and keep trying): then it is
+    /// stopped and another port is tried.
     pub fn start() -> anyhow::Result<Turn> {
-        let port = free_udp_port()?;
+        let relay = ports::PortBlock::claim()?;
         let secret = format!("test-secret-{}", std::process::id());
-        // Relay ports in a range of their own per test process, to stay clear of others.
-        let base = 40_000 + (std::process::id() % 200) as u16 * 100;
-        let child = Command::new("turnserver")
-            .args(["-n", "--no-cli", "--no-tls", "--no-dtls", "--no-tcp-relay"])
-            .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "--listening-port"])
-            .arg(port.to_string())
-            .args(["--min-port", &base.to_string(), "--max-port", &(base + 99).to_string()])
-            .args(["--use-auth-secret", "--static-auth-secret", &secret, "--realm", "strangers.test"])
-            // The test's two clients live on loopback too.
-            .args(["--allow-loopback-peers", "--log-file", "stdout", "--simple-log"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting turnserver: is coturn installed (bash scripts/setup.sh)?")?;
-        // Wait until it answers on its port.
-        std::thread::sleep(Duration::from_millis(300));
-        Ok(Turn { child, port, secret })
+        for _ in 0..TURN_ATTEMPTS {
+            let port = free_udp_port()?;
+            let mut child = Command::new("turnserver")
+                .args(["-n", "--no-cli", "--no-tls", "--no-dtls", "--no-tcp-relay"])
+                .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "--listening-port"])
+                .arg(port.to_string())
+                .args(["--min-port", &relay.first.to_string(), "--max-port", &relay.last().to_string()])
+                .args(["--use-auth-secret", "--static-auth-secret", &secret, "--realm", "strangers.test"])
+                // The test's two clients live on loopback too.
+                .args(["--allow-loopback-peers", "--log-file", "stdout", "--simple-log"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting turnserver: is coturn installed (bash scripts/setup.sh)?")?;
+            // Its log, read to the end (so that coturn never blocks on a full pipe); only
+            // what it says while starting is looked at.
+            let log = child.stdout.take().context("turnserver's stdout")?;
+            let (lines, said) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(log).lines().map_while(Result::ok) {
+                    let _ = lines.send(line);
+                }
+            });
+            // Wait until it answers on its port.
+            std::thread::sleep(Duration::from_millis(300));
+            let port_taken = said.try_iter().any(|line| line.contains("Cannot bind"));
+            if !port_taken && child.try_wait()?.is_none() {
+                return Ok(Turn { child, port, secret, relay });
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        bail!("turnserver did not stay up on any of {TURN_ATTEMPTS} ports")
+    }
+
+    /// The first and last of its relay ports.
+    pub fn relay_ports(&self) -> (u16, u16) {
+        (self.relay.first, self.relay.last())
     }
 
     /// Flags for `signal-server` handing this TURN server to clients.

@@ -24,12 +24,22 @@ pub enum ClientMsg {
 }
 
 /// The first message of every connection.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Hello {
     /// Normalised interest tags (see [`normalize_interests`]).
     pub interests: Vec<String>,
     /// A resume token from an earlier `welcome`, if the client holds one.
     pub resume: Option<String>,
+}
+
+impl std::fmt::Debug for Hello {
+    // A resume token is a secret (it takes over a session): never print it, even in debug logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hello")
+            .field("interests", &self.interests)
+            .field("resume", &self.resume.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Every field any message may carry, each kept raw so that a field a message type does not
@@ -170,6 +180,14 @@ fn truncate(s: &str, max: usize) -> Cow<'_, str> {
 mod tests {
     use super::*;
     use crate::server::ServerMsg;
+
+    #[test]
+    fn debug_output_redacts_the_resume_token() {
+        let msg = ClientMsg::parse(r#"{"type":"hello","version":1,"resume":"s3cr3t-token","interests":["chess"]}"#);
+        let printed = format!("{:?}", msg.unwrap());
+        assert!(!printed.contains("s3cr3t-token"), "the token leaked: {printed}");
+        assert!(printed.contains("<redacted>") && printed.contains("chess"), "{printed}");
+    }
 
     fn code(text: &str) -> ErrorCode {
         ClientMsg::parse(text).unwrap_err().code()

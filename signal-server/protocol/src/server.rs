@@ -98,8 +98,13 @@ impl ServerMsg {
         }
     }
 
-    /// Parses a server message (for clients and tests).
+    /// Parses a server message (for clients, tests and the server's Redis backend). A
+    /// `signal` in the form the server writes keeps its data's exact text, so relaying what
+    /// was parsed is verbatim.
     pub fn parse(text: &str) -> Result<ServerMsg, serde_json::Error> {
+        if let Some(data) = SignalData::from_wire(text) {
+            return Ok(ServerMsg::Signal { data });
+        }
         serde_json::from_str(text)
     }
 
@@ -171,7 +176,8 @@ mod tests {
         assert_eq!(text, r#"{"type":"signal","data":{"candidate": {"candidate":"c", "sdpMLineIndex":0}}}"#);
         let ServerMsg::Signal { data: parsed } = ServerMsg::parse(&text).unwrap() else { panic!("not a signal") };
         assert_eq!(parsed.kind(), SignalKind::Candidate);
-        assert_eq!(parsed.as_json(), r#"{"candidate":{"candidate":"c","sdpMLineIndex":0}}"#);
+        // Parsing keeps the exact text of a signal in the server's form.
+        assert_eq!(parsed.as_json(), r#"{"candidate": {"candidate":"c", "sdpMLineIndex":0}}"#);
         // The serde path prints the same bytes as the hot path.
         assert_eq!(serde_json::to_string(&msg).unwrap(), text);
     }

@@ -99,6 +99,11 @@ local function ckey(node, conn) return P .. 'c:' .. node .. ':' .. conn end
 
 local function is_signal(json) return string.sub(json, 1, 16) == '{"type":"signal"' end
 
+-- The bytes a held signal counts for: its data alone, as in the in-memory matchmaker (a
+-- signal message is always `{"type":"signal","data":` DATA `}`).
+local SIGNAL_WRAP = #'{"type":"signal","data":}'
+local function signal_bytes(json) return #json - SIGNAL_WRAP end
+
 -- Holds a message for a session whose socket is down (control messages are always kept).
 local function hold(sid, json)
   local k = P .. 'p:' .. sid
@@ -106,7 +111,7 @@ local function hold(sid, json)
   touch(k)
   if is_signal(json) then
     redis.call('HINCRBY', skey(sid), 'pn', 1)
-    redis.call('HINCRBY', skey(sid), 'pb', #json)
+    redis.call('HINCRBY', skey(sid), 'pb', signal_bytes(json))
   end
 end
 
@@ -310,7 +315,7 @@ local function relay(sid, node, conn, room, json, max_msgs, max_bytes)
     record(p[1], p[2], 'T', json, partner)
     count('signals', 1)
   elseif p[2] then
-    if tonumber(p[3]) >= max_msgs or tonumber(p[4]) + #json > max_bytes then
+    if tonumber(p[3]) >= max_msgs or tonumber(p[4]) + signal_bytes(json) > max_bytes then
       if conn ~= '' then
         record(node, conn, 'E',
           'buffer_full your partner is reconnecting and cannot take more signals yet; retry later')

@@ -10,7 +10,6 @@ use redis::aio::ConnectionManager;
 use tracing::{info, warn};
 
 use super::{Function, Shared};
-use crate::hub::Hub;
 
 /// How often a node runs the cluster's timers (grace periods, interest waits, dead nodes).
 pub(crate) const TICK: Duration = Duration::from_millis(100);
@@ -50,7 +49,7 @@ pub(crate) async fn first_beat(shared: &Shared, con: &mut ConnectionManager) {
     }
 }
 
-pub(crate) async fn heartbeat(shared: Arc<Shared>, mut con: ConnectionManager, hub: Arc<Hub>) {
+pub(crate) async fn heartbeat(shared: Arc<Shared>, mut con: ConnectionManager) {
     let mut ticker = tokio::time::interval(shared.settings.node_timeout / 3);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut beats: u32 = 0;
@@ -60,7 +59,7 @@ pub(crate) async fn heartbeat(shared: Arc<Shared>, mut con: ConnectionManager, h
         match beat(&shared, &mut con, beats % BEATS_PER_REFRESH == 0, false).await {
             Ok(outcome) if outcome == "reaped" => {
                 info!("this node was taken for dead: asking every socket to reconnect and resume");
-                hub.restart_all();
+                shared.link.restart_all();
             }
             Ok(_) => {}
             Err(e) => warn!(error = %e, "heartbeat failed"),

@@ -7,18 +7,22 @@
 //! Redis ran the calls.
 //!
 //! This module is the node's side: [`Link`] is what the hub calls (commands in, in arrival
-//! order), `worker.rs` sends them in batches, `subscriber.rs` applies what is published to
-//! this node, `liveness.rs` beats the heartbeat and runs the cluster's timers. The pure
-//! in-memory matchmaker is not used in this mode. Nothing here touches sockets directly:
-//! outputs go through the hub's outboxes.
+//! order, see `local.rs`), `worker.rs` sends them in batches, `subscriber.rs` hears what is
+//! published to this node and `local.rs` pushes it into the socket layer, `liveness.rs` beats
+//! the heartbeat and runs the cluster's timers. The pure in-memory matchmaker is not built in
+//! this mode. Nothing here writes frames or imports the hub: outputs are pushed into the socket
+//! layer (`crate::sockets`), in the matchmaker's vocabulary.
 //!
 //! Crate choice: `redis` (redis-rs) is the maintained Rust client; it runs on tokio, its
 //! `ConnectionManager` reconnects by itself, and it speaks RESP3 with pub/sub pushes on the
 //! same connection as the calls.
 
 mod liveness;
+mod local;
+#[cfg(test)]
+mod model_tests;
 mod publish;
-mod records;
+pub(crate) mod records;
 mod route;
 mod scripts;
 mod subscriber;
@@ -40,7 +44,7 @@ use strangers_protocol::ClientMsg;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::hub::Hub;
+use crate::sockets::Sockets;
 pub(crate) use records::{Record, RouteText};
 pub(crate) use route::Route;
 pub(crate) use scripts::Function;
@@ -152,6 +156,11 @@ pub struct RedisCounters {
 
 /// The hub's handle on the backend.
 pub struct Link {
+    /// Where outputs go.
+    sockets: Arc<Sockets>,
+    /// Where matched local sockets' signals go without a script (`route.rs`); its lock is
+    /// the backend's, held while pushing into the socket layer (`local.rs`).
+    routes: Mutex<HashMap<ConnId, Route>>,
     commands: mpsc::UnboundedSender<Command>,
     /// For reads outside the workers (/metrics), on the same pipelined connection.
     reads: ConnectionManager,
@@ -178,39 +187,13 @@ impl Link {
         let _ = self.commands.send(command);
     }
 
-    pub(crate) fn opened(&self, conn: ConnId, ip: IpAddr) {
-        self.submit(Command::Open { conn, ip });
-    }
-
-    pub(crate) fn message(&self, conn: ConnId, msg: ClientMsg) {
-        self.submit(Command::Message { conn, msg });
-    }
-
-    pub(crate) fn signal(&self, conn: ConnId, text: String) {
-        self.submit(Command::Signal { conn, text });
-    }
-
-    pub(crate) fn publish(&self, conn: ConnId, route: &Route, text: String) {
-        let Some(partner_conn) = route.partner_conn else { return self.signal(conn, text) };
-        let (node, room, session) = (route.node.to_string(), route.room.to_string(), route.session.to_string());
-        self.submit(Command::Publish(publish::Signal { conn, node, partner_conn, room, session, text }));
-    }
-
-    pub(crate) fn reroute(&self, room: &str, sender: &str, text: &str) {
-        self.submit(Command::Reroute { session: sender.into(), room: room.into(), text: text.into() });
-    }
-
     /// Counts a signal handed over on this node.
     pub(crate) fn relayed_locally(&self) {
         self.counters.local.fetch_add(1, Ordering::Relaxed);
         self.counters.unreported.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn closed(&self, conn: ConnId, how: Disconnect) {
-        self.submit(Command::Close { conn, how });
-    }
-
-    /// A local socket was welcomed as `session` (called under the hub's lock, while the
+    /// A local socket was welcomed as `session` (called under the routes lock, while the
     /// socket is open, so its close comes after).
     pub(crate) fn welcomed(&self, conn: ConnId, session: &str) {
         self.sessions.lock().expect("session map lock is never poisoned").insert(conn, session.into());
@@ -284,6 +267,27 @@ async fn call<T: redis::FromRedisValue>(
     reply
 }
 
+/// An FCALL of `function` of `library` for `node` with the arguments every function takes
+/// first (see `common.lua`), then `args`.
+fn call_cmd<A: redis::ToRedisArgs>(
+    library: &Library,
+    node: &str,
+    settings: &Settings,
+    function: Function,
+    args: A,
+) -> redis::Cmd {
+    let salt = format!("{:08x}", rand::rng().random::<u32>());
+    let ms = |d: Duration| d.as_millis().to_string();
+    let mut cmd = library.call(function);
+    cmd.arg(node)
+        .arg(ms(settings.session_ttl))
+        .arg(ms(settings.resume_grace))
+        .arg(ms(settings.interest_wait))
+        .arg(salt)
+        .arg(args);
+    cmd
+}
+
 /// What every call needs: the settings, and the link (the node, the library, the counters).
 pub(crate) struct Shared {
     settings: Settings,
@@ -294,16 +298,7 @@ impl Shared {
     /// An FCALL of `function` with the arguments every function takes first (see
     /// `common.lua`), then `args`.
     fn call_cmd<A: redis::ToRedisArgs>(&self, function: Function, args: A) -> redis::Cmd {
-        let salt = format!("{:08x}", rand::rng().random::<u32>());
-        let ms = |d: Duration| d.as_millis().to_string();
-        let mut cmd = self.link.library.call(function);
-        cmd.arg(&self.link.node)
-            .arg(ms(self.settings.session_ttl))
-            .arg(ms(self.settings.resume_grace))
-            .arg(ms(self.settings.interest_wait))
-            .arg(salt)
-            .arg(args);
-        cmd
+        call_cmd(&self.link.library, &self.link.node, &self.settings, function, args)
     }
 
     /// One round trip for a function call (counted): see [`call`].
@@ -356,8 +351,8 @@ pub fn redact(url: &str) -> String {
 
 /// The first half of starting: connects to Redis and subscribes to this node's channel, so
 /// that nothing published for it is missed. Returns the link for the hub; [`Pending::spawn`]
-/// then starts the tasks once the hub exists.
-pub async fn connect(settings: Settings) -> Result<(Arc<Link>, Pending), BackendError> {
+/// then starts the tasks.
+pub async fn connect(settings: Settings, sockets: Arc<Sockets>) -> Result<(Arc<Link>, Pending), BackendError> {
     let shown = redact(&settings.url);
     let url_error = |source| BackendError::Url { url: shown.clone(), source };
     let info = settings.url.as_str().into_connection_info().map_err(url_error)?;
@@ -384,6 +379,8 @@ pub async fn connect(settings: Settings) -> Result<(Arc<Link>, Pending), Backend
     subscriber::subscribe(&mut manager, &node).await.map_err(connect_error)?;
     let (commands, receiver) = mpsc::unbounded_channel();
     let link = Arc::new(Link {
+        sockets,
+        routes: Mutex::new(HashMap::new()),
         reads: manager.clone(),
         library,
         reporting: tokio::sync::Mutex::new(()),
@@ -406,10 +403,13 @@ const MAX_CONNECT_PAUSE: Duration = Duration::from_secs(5);
 /// starting beside this node): tries again with pauses that grow to [`MAX_CONNECT_PAUSE`],
 /// and says so in the log. Errors that waiting cannot mend (a bad URL, a refused password, a
 /// Redis too old for function libraries) end it at once.
-pub async fn connect_patiently(settings: Settings) -> Result<(Arc<Link>, Pending), BackendError> {
+pub async fn connect_patiently(
+    settings: Settings,
+    sockets: Arc<Sockets>,
+) -> Result<(Arc<Link>, Pending), BackendError> {
     let mut pause = Duration::from_millis(250);
     loop {
-        match connect(settings.clone()).await {
+        match connect(settings.clone(), sockets.clone()).await {
             Err(BackendError::Connect { url, source }) if is_transient(&source) => {
                 tracing::warn!(%url, error = %source, retry_in_ms = pause.as_millis() as u64, "cannot reach Redis yet; trying again");
                 tokio::time::sleep(pause).await;
@@ -434,7 +434,7 @@ fn is_transient(error: &redis::RedisError) -> bool {
         )
 }
 
-/// A connected backend whose tasks wait for the hub.
+/// A connected backend whose tasks are not started yet.
 pub struct Pending {
     manager: ConnectionManager,
     shared: Arc<Shared>,
@@ -444,12 +444,12 @@ pub struct Pending {
 
 impl Pending {
     /// Beats the first heartbeat, then starts the workers, the subscriber and the timers.
-    pub async fn spawn(self, hub: Arc<Hub>) -> Backend {
+    pub async fn spawn(self) -> Backend {
         let Pending { manager, shared, pushes, receiver } = self;
         liveness::first_beat(&shared, &mut manager.clone()).await;
-        let mut tasks = vec![tokio::spawn(worker::run(shared.clone(), manager.clone(), hub.clone(), receiver))];
-        tasks.push(tokio::spawn(subscriber::run(shared.clone(), manager.clone(), pushes, hub.clone())));
-        tasks.push(tokio::spawn(liveness::heartbeat(shared.clone(), manager.clone(), hub.clone())));
+        let mut tasks = vec![tokio::spawn(worker::run(shared.clone(), manager.clone(), receiver))];
+        tasks.push(tokio::spawn(subscriber::run(shared.clone(), manager.clone(), pushes)));
+        tasks.push(tokio::spawn(liveness::heartbeat(shared.clone(), manager.clone())));
         tasks.push(tokio::spawn(liveness::ticker(shared, manager)));
         Backend { tasks }
     }

@@ -15,7 +15,6 @@ use redis::aio::ConnectionManager;
 use strangers_matchmaker::ConnId;
 
 use super::{bounded, node_channel, records, Command, Shared};
-use crate::hub::Hub;
 
 /// A signal to publish: from socket `conn` of `session` to socket `partner_conn` on `node`.
 #[derive(Debug)]
@@ -31,12 +30,7 @@ pub(crate) struct Signal {
 /// Takes the `Publish` commands out of `batch` (the others keep their order) and publishes
 /// them; those nobody heard come back at the end of `batch` as `Reroute` commands, whose
 /// number is returned.
-pub(crate) async fn publish_waiting(
-    shared: &Shared,
-    con: &mut ConnectionManager,
-    hub: &Hub,
-    batch: &mut Vec<Command>,
-) -> usize {
+pub(crate) async fn publish_waiting(shared: &Shared, con: &mut ConnectionManager, batch: &mut Vec<Command>) -> usize {
     if !batch.iter().any(|c| matches!(c, Command::Publish(_))) {
         return 0;
     }
@@ -89,7 +83,7 @@ pub(crate) async fn publish_waiting(
         Err(_) => {
             counters.errors.fetch_add(1, Ordering::Relaxed);
             for signal in &signals {
-                super::worker::tell_unavailable(hub, signal.conn);
+                super::worker::tell_unavailable(&shared.link.sockets, signal.conn);
             }
         }
     }

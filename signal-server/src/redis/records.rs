@@ -1,27 +1,23 @@
 //! What the scripts (and other nodes) tell a node to do, as published on the node's channel:
-//! a run of records `CONN KIND LEN:BODY`, in the order Redis ran them. Pure parsing, no IO.
+//! a run of records `CONN KIND LEN:BODY`, in the order Redis ran them, read into the
+//! matchmaker's output vocabulary (`Output`), plus what only this backend needs (routes).
+//! Pure parsing, no IO.
 
-use strangers_matchmaker::ConnId;
-use strangers_protocol::ErrorCode;
+use strangers_matchmaker::{ConnId, Output};
+use strangers_protocol::{close, ErrorCode, ServerMsg};
 
 /// One thing to do on one local socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Record<'a> {
-    /// Send this JSON text (a server message built by the script).
-    Text { conn: ConnId, text: &'a str },
-    /// Send an `error` message.
-    Error { conn: ConnId, code: ErrorCode, message: &'a str },
-    /// Send `welcome`; the node adds the ICE servers.
-    Welcome { conn: ConnId, session_id: &'a str, token: &'a str, resumed: bool, room: Option<&'a str> },
-    /// Close the socket with this code.
-    Close { conn: ConnId, code: u16 },
-    /// Send `matched` (`text`); the socket's signals now go to `route`.
-    Matched { conn: ConnId, route: RouteText<'a>, text: &'a str },
-    /// Send `partner_left` (`text`); the socket's room is over.
-    Left { conn: ConnId, text: &'a str },
+    /// Send, welcome or close, as the in-memory matchmaker would say it.
+    Output(Output),
+    /// Send `matched` (`msg`); the socket's signals now go to `route`.
+    Matched { conn: ConnId, route: RouteText<'a>, msg: ServerMsg },
+    /// Send `partner_left` (`msg`); the socket's room is over.
+    Left { conn: ConnId, msg: ServerMsg },
     /// A signal another node relayed straight to this one for a socket in `room`, from
-    /// session `sender`. `text` is the `signal` message to send.
-    Signal { conn: ConnId, room: &'a str, sender: &'a str, text: &'a str },
+    /// session `sender`. `msg` is the `signal` message to send.
+    Signal { conn: ConnId, room: &'a str, sender: &'a str, msg: ServerMsg },
 }
 
 /// Where a matched socket's partner is, as the pairing script saw it.
@@ -44,6 +40,15 @@ pub(crate) struct BadBatch {
     what: &'static str,
 }
 
+/// Why the server closes a socket with `code`, as the close frame says.
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        close::REPLACED => "resumed elsewhere",
+        close::POLICY => "banned",
+        _ => "closed by the server",
+    }
+}
+
 /// Parses one published batch.
 pub(crate) fn parse(batch: &str) -> Result<Vec<Record<'_>>, BadBatch> {
     let mut records = Vec::new();
@@ -58,13 +63,14 @@ pub(crate) fn parse(batch: &str) -> Result<Vec<Record<'_>>, BadBatch> {
         let len: usize = len.parse().map_err(|_| bad("length is not a number"))?;
         let body = after.get(..len).ok_or(bad("body shorter than its length"))?;
         rest = &after[len..];
+        let message = |text| ServerMsg::parse(text).map_err(|_| bad("text is not a server message"));
         records.push(match kind {
-            "T" => Record::Text { conn, text: body },
+            "T" => Record::Output(Output::Send { conn, msg: message(body)? }),
             "E" => {
                 let (code, message) = body.split_once(' ').ok_or(bad("error without message"))?;
                 let code =
                     ErrorCode::ALL.iter().copied().find(|c| c.as_str() == code).ok_or(bad("unknown error code"))?;
-                Record::Error { conn, code, message }
+                Record::Output(Output::Send { conn, msg: ServerMsg::error(code, message) })
             }
             "W" => {
                 let mut parts = body.splitn(4, ' ');
@@ -73,10 +79,18 @@ pub(crate) fn parse(batch: &str) -> Result<Vec<Record<'_>>, BadBatch> {
                 else {
                     return Err(bad("welcome needs four fields"));
                 };
-                let room = Some(room).filter(|r| !r.is_empty());
-                Record::Welcome { conn, session_id, token, resumed: resumed == "1", room }
+                Record::Output(Output::Welcome {
+                    conn,
+                    session_id: session_id.into(),
+                    resume_token: token.into(),
+                    resumed: resumed == "1",
+                    room: Some(room).filter(|r| !r.is_empty()).map(str::to_string),
+                })
             }
-            "C" => Record::Close { conn, code: body.parse().map_err(|_| bad("close code is not a number"))? },
+            "C" => {
+                let code = body.parse().map_err(|_| bad("close code is not a number"))?;
+                Record::Output(Output::Close { conn, code, reason: close_reason(code) })
+            }
             "M" => {
                 let mut parts = body.splitn(6, ' ');
                 let mut next = || parts.next().ok_or(bad("matched needs six fields"));
@@ -86,15 +100,16 @@ pub(crate) fn parse(batch: &str) -> Result<Vec<Record<'_>>, BadBatch> {
                     "" => None,
                     c => Some(c.parse().map_err(|_| bad("partner connection is not a number"))?),
                 };
-                Record::Matched { conn, route: RouteText { room, session, partner, node, partner_conn }, text }
+                let route = RouteText { room, session, partner, node, partner_conn };
+                Record::Matched { conn, route, msg: message(text)? }
             }
-            "L" => Record::Left { conn, text: body },
+            "L" => Record::Left { conn, msg: message(body)? },
             "S" => {
                 let mut parts = body.splitn(3, ' ');
                 let (Some(room), Some(sender), Some(text)) = (parts.next(), parts.next(), parts.next()) else {
                     return Err(bad("signal needs three fields"));
                 };
-                Record::Signal { conn, room, sender, text }
+                Record::Signal { conn, room, sender, msg: message(text)? }
             }
             _ => return Err(bad("unknown kind")),
         });
@@ -124,47 +139,67 @@ mod tests {
         out
     }
 
+    fn msg(text: &str) -> ServerMsg {
+        ServerMsg::parse(text).unwrap()
+    }
+
     #[test]
     fn parses_every_kind_in_order() {
         let signal = "{\"type\":\"signal\",\"data\":{\"sdp\":{\"type\":\"offer\",\"sdp\":\"v=0\\r\\n a:b\"}}}";
+        let matched = "{\"type\":\"matched\",\"room\":\"r1\",\"initiator\":true,\"common_interests\":[]}";
+        let left = "{\"type\":\"partner_left\",\"reason\":\"next\"}";
         let batch = [
             rec(7, "W", "abc tok 1 room1"),
             rec(7, "T", signal),
             rec(8, "E", "not_matched signal needs a partner"),
             rec(9, "W", "def tok2 0 "),
             rec(9, "C", "4000"),
-            rec(3, "M", "r1 s1 s2 n2 12 {\"type\":\"matched\"}"),
-            rec(3, "L", "{\"type\":\"partner_left\"}"),
+            rec(3, "M", &format!("r1 s1 s2 n2 12 {matched}")),
+            rec(3, "L", left),
             signal_record(4, "r1", "s2", signal),
         ]
         .concat();
         let records = parse(&batch).unwrap();
+        let welcome = |conn, session_id: &str, token: &str, resumed, room: Option<&str>| {
+            Record::Output(Output::Welcome {
+                conn,
+                session_id: session_id.into(),
+                resume_token: token.into(),
+                resumed,
+                room: room.map(str::to_string),
+            })
+        };
         assert_eq!(
             records,
             vec![
-                Record::Welcome { conn: 7, session_id: "abc", token: "tok", resumed: true, room: Some("room1") },
-                Record::Text { conn: 7, text: signal },
-                Record::Error { conn: 8, code: ErrorCode::NotMatched, message: "signal needs a partner" },
-                Record::Welcome { conn: 9, session_id: "def", token: "tok2", resumed: false, room: None },
-                Record::Close { conn: 9, code: 4000 },
+                welcome(7, "abc", "tok", true, Some("room1")),
+                Record::Output(Output::Send { conn: 7, msg: msg(signal) }),
+                Record::Output(Output::Send {
+                    conn: 8,
+                    msg: ServerMsg::error(ErrorCode::NotMatched, "signal needs a partner")
+                }),
+                welcome(9, "def", "tok2", false, None),
+                Record::Output(Output::Close { conn: 9, code: 4000, reason: "resumed elsewhere" }),
                 Record::Matched {
                     conn: 3,
                     route: RouteText { room: "r1", session: "s1", partner: "s2", node: "n2", partner_conn: Some(12) },
-                    text: "{\"type\":\"matched\"}",
+                    msg: msg(matched),
                 },
-                Record::Left { conn: 3, text: "{\"type\":\"partner_left\"}" },
-                Record::Signal { conn: 4, room: "r1", sender: "s2", text: signal },
+                Record::Left { conn: 3, msg: msg(left) },
+                Record::Signal { conn: 4, room: "r1", sender: "s2", msg: msg(signal) },
             ]
         );
+        let Record::Signal { msg, .. } = &records[7] else { unreachable!("checked above") };
+        assert_eq!(msg.to_json(), signal, "a relayed signal keeps its exact text");
     }
 
     #[test]
     fn lengths_count_bytes_and_bodies_may_hold_anything() {
-        let body = "{\"data\":\"héllo 12 T 3:x\"}";
-        let batch = format!("{}{}", rec(1, "T", body), rec(2, "T", "{}"));
+        let body = "{\"type\":\"error\",\"code\":\"bad_message\",\"message\":\"héllo 12 T 3:x\"}";
+        let batch = format!("{}{}", rec(1, "T", body), rec(2, "T", "{\"type\":\"queued\"}"));
         let records = parse(&batch).unwrap();
-        assert_eq!(records[0], Record::Text { conn: 1, text: body });
-        assert_eq!(records[1], Record::Text { conn: 2, text: "{}" });
+        assert_eq!(records[0], Record::Output(Output::Send { conn: 1, msg: msg(body) }));
+        assert_eq!(records[1], Record::Output(Output::Send { conn: 2, msg: ServerMsg::Queued }));
     }
 
     #[test]
@@ -182,6 +217,8 @@ mod tests {
             "1 M 12:r s p n x {}",
             "1 S 1:r",
             "1 S 3:r s",
+            "1 T 2:{}",
+            "1 L 4:null",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should not parse");
         }

@@ -77,7 +77,14 @@ impl Library {
 
     /// Loads the library (again: the same name always holds the same code).
     pub(crate) async fn load(&self, con: &mut ConnectionManager) -> redis::RedisResult<()> {
-        redis::cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(&self.code).exec_async(con).await
+        self.load_cmd().exec_async(con).await
+    }
+
+    /// The command that loads the library.
+    pub(crate) fn load_cmd(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd("FUNCTION");
+        cmd.arg("LOAD").arg("REPLACE").arg(&self.code);
+        cmd
     }
 }
 

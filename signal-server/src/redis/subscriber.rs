@@ -19,7 +19,6 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use super::{node_channel, records, Shared};
-use crate::hub::Hub;
 
 const BANS: &str = "strangers:bans";
 
@@ -33,7 +32,6 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     mut con: ConnectionManager,
     mut pushes: mpsc::UnboundedReceiver<PushInfo>,
-    hub: Arc<Hub>,
 ) {
     while let Some(push) = pushes.recv().await {
         match push.kind {
@@ -45,7 +43,7 @@ pub(crate) async fn run(
                     continue;
                 }
                 match records::parse(payload) {
-                    Ok(batch) => hub.apply(&shared.link, &batch),
+                    Ok(batch) => shared.link.apply(batch),
                     Err(e) => error!(error = %e, "unreadable batch from a script"),
                 }
             }
@@ -55,7 +53,7 @@ pub(crate) async fn run(
                 resubscribe(&shared, &mut con).await;
                 info!("Redis subscription back: asking every socket to reconnect and resume");
                 shared.link.counters.restarts.fetch_add(1, Ordering::Relaxed);
-                hub.restart_all();
+                shared.link.restart_all();
                 shared.link.subscribed.store(true, Ordering::Relaxed);
             }
             _ => {}
@@ -83,5 +81,6 @@ fn heard_ban(shared: &Shared, payload: &str) {
     let Some((ip, ms)) = payload.split_once(' ') else { return };
     if let (Ok(ip), Ok(ms)) = (ip.parse::<IpAddr>(), ms.parse::<u64>()) {
         shared.link.heard_ban(ip, Duration::from_millis(ms));
+        shared.link.close_banned(ip);
     }
 }

@@ -1,5 +1,5 @@
 //! Runs the operations for this node's sockets. One worker per node takes the commands in
-//! the order the sockets produced them (the same order the in-memory hub would see) and
+//! the order the sockets produced them (the same order the in-memory backend would see) and
 //! sends whatever is waiting as one call of the `batch` function (after gathering: see
 //! [`gather`]): one round trip and
 //! one atomic step per batch, the operations run in that order, and each node hears the
@@ -13,14 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
-use strangers_matchmaker::{ConnId, Disconnect};
+use strangers_matchmaker::{ConnId, Disconnect, Output};
 use strangers_protocol::{ClientMsg, ErrorCode, ServerMsg};
 use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::publish::publish_waiting;
 use super::{Command, Function, Settings, Shared};
-use crate::hub::Hub;
+use crate::sockets::Sockets;
 
 /// Most operations in one batch.
 const MAX_BATCH: usize = 128;
@@ -31,7 +31,7 @@ const CLOSE_ATTEMPTS: u32 = 3;
 
 /// One operation of a batch (`OPS.<op>` in the scripts), with the local socket it is for
 /// (none for a relay on behalf of another node's socket).
-struct Call {
+pub(crate) struct Call {
     conn: Option<ConnId>,
     op: &'static str,
     args: Vec<String>,
@@ -47,13 +47,12 @@ impl Call {
 pub(crate) async fn run(
     shared: Arc<Shared>,
     mut con: ConnectionManager,
-    hub: Arc<Hub>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let mut addresses: HashMap<ConnId, IpAddr> = HashMap::new();
     let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
     while commands.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let publisher = Publisher { shared: &shared, con: &mut con, hub: &hub };
+        let publisher = Publisher { shared: &shared, con: &mut con };
         gather(&shared.settings, publisher, &mut commands, &mut batch).await;
         let mut calls = Vec::with_capacity(batch.len());
         for command in batch.drain(..) {
@@ -74,14 +73,12 @@ pub(crate) async fn run(
                 Command::Publish(_) => {}
                 Command::Reroute { session, room, text } => {
                     let mut args = vec![session, room, text];
-                    args.extend(pending_limits(&shared));
+                    args.extend(pending_limits(&shared.settings));
                     calls.push(Call { conn: None, op: "relay", args });
                 }
                 Command::Close { conn, how } => {
                     addresses.remove(&conn);
-                    let how = if how == Disconnect::Clean { "clean" } else { "dropped" };
-                    let args = vec![conn.to_string(), how.into(), shared.link.forget_session(conn)];
-                    calls.push(Call { conn: Some(conn), op: "close", args });
+                    calls.push(close_op(conn, how, shared.link.forget_session(conn)));
                 }
             }
         }
@@ -91,7 +88,7 @@ pub(crate) async fn run(
         let (mut closes, refused): (Vec<_>, Vec<_>) =
             run_batch(&shared, &mut con, calls).await.into_iter().partition(|(call, _)| call.is_close());
         for conn in refused.into_iter().filter_map(|(call, _)| call.conn) {
-            tell_unavailable(&hub, conn);
+            tell_unavailable(&shared.link.sockets, conn);
         }
         for attempt in 1..CLOSE_ATTEMPTS {
             if closes.is_empty() {
@@ -115,24 +112,18 @@ trait Publish {
 struct Publisher<'a> {
     shared: &'a Shared,
     con: &'a mut ConnectionManager,
-    hub: &'a Hub,
 }
 
 impl Publish for Publisher<'_> {
     async fn publish(&mut self, batch: &mut Vec<Command>) -> usize {
-        publish_waiting(self.shared, self.con, self.hub, batch).await
+        publish_waiting(self.shared, self.con, batch).await
     }
 }
 
 /// Tells a socket its command could not reach Redis.
-pub(crate) fn tell_unavailable(hub: &Hub, conn: ConnId) {
-    hub.deliver(
-        conn,
-        &ServerMsg::error(
-            ErrorCode::Unavailable,
-            "matchmaking is unavailable for a moment (its store is unreachable); retry shortly",
-        ),
-    );
+pub(crate) fn tell_unavailable(sockets: &Sockets, conn: ConnId) {
+    let message = "matchmaking is unavailable for a moment (its store is unreachable); retry shortly";
+    sockets.push([Output::Send { conn, msg: ServerMsg::error(ErrorCode::Unavailable, message) }]);
 }
 
 /// Group commit: what arrives while the batch waits shares its round trip and its call.
@@ -224,31 +215,39 @@ fn window_of(settings: &Settings, command: &Command) -> Option<Duration> {
 }
 
 /// The most signals and bytes held for a partner who is reconnecting.
-fn pending_limits(shared: &Shared) -> [String; 2] {
-    let settings = &shared.settings;
+fn pending_limits(settings: &Settings) -> [String; 2] {
     [settings.max_pending_signals.to_string(), settings.max_pending_bytes.to_string()]
 }
 
 fn signal_call(shared: &Shared, conn: ConnId, text: String) -> Call {
-    let mut args = vec![conn.to_string(), text];
-    args.extend(pending_limits(shared));
-    args.push(shared.link.session_of(conn));
-    Call { conn: Some(conn), op: "signal", args }
+    signal_op(&shared.settings, conn, text, shared.link.session_of(conn))
 }
 
 fn call_for(shared: &Shared, conn: ConnId, ip: IpAddr, msg: ClientMsg) -> Call {
+    operation(&shared.settings, conn, ip, shared.link.session_of(conn), msg)
+}
+
+/// The `signal` operation of socket `conn` (welcomed as `session`, or '').
+pub(crate) fn signal_op(settings: &Settings, conn: ConnId, text: String, session: String) -> Call {
+    let mut args = vec![conn.to_string(), text];
+    args.extend(pending_limits(settings));
+    args.push(session);
+    Call { conn: Some(conn), op: "signal", args }
+}
+
+/// The operation for a message of socket `conn` from `ip` (welcomed as `session`, or '').
+pub(crate) fn operation(settings: &Settings, conn: ConnId, ip: IpAddr, session: String, msg: ClientMsg) -> Call {
     let c = conn.to_string();
-    let settings = &shared.settings;
     let (op, args) = match msg {
         ClientMsg::Hello(hello) => {
             let interests = serde_json::to_string(&hello.interests).expect("a list of strings serialises");
             let (sid, token) = fresh_ids();
             ("hello", vec![c, ip.to_string(), interests, hello.resume.unwrap_or_default(), sid, token])
         }
-        ClientMsg::Find => ("queue", vec!["find".into(), c, shared.link.session_of(conn)]),
-        ClientMsg::Next => ("queue", vec!["next".into(), c, shared.link.session_of(conn)]),
-        ClientMsg::Stop => ("queue", vec!["stop".into(), c, shared.link.session_of(conn)]),
-        ClientMsg::Signal(data) => return signal_call(shared, conn, data.into_wire()),
+        ClientMsg::Find => ("queue", vec!["find".into(), c, session]),
+        ClientMsg::Next => ("queue", vec!["next".into(), c, session]),
+        ClientMsg::Stop => ("queue", vec!["stop".into(), c, session]),
+        ClientMsg::Signal(data) => return signal_op(settings, conn, data.into_wire(), session),
         ClientMsg::Report { .. } => (
             "report",
             vec![
@@ -256,11 +255,17 @@ fn call_for(shared: &Shared, conn: ConnId, ip: IpAddr, msg: ClientMsg) -> Call {
                 settings.report_threshold.to_string(),
                 settings.report_window.as_millis().to_string(),
                 settings.ban_duration.as_millis().to_string(),
-                shared.link.session_of(conn),
+                session,
             ],
         ),
     };
     Call { conn: Some(conn), op, args }
+}
+
+/// The `close` operation of socket `conn` (welcomed as `session`, or '').
+pub(crate) fn close_op(conn: ConnId, how: Disconnect, session: String) -> Call {
+    let how = if how == Disconnect::Clean { "clean" } else { "dropped" };
+    Call { conn: Some(conn), op: "close", args: vec![conn.to_string(), how.into(), session] }
 }
 
 /// Sends the calls as one batch script: one round trip, one atomic step in Redis. Returns
@@ -286,17 +291,21 @@ async fn run_batch(shared: &Shared, con: &mut ConnectionManager, calls: Vec<Call
     calls.into_iter().enumerate().filter(|(i, _)| failed.contains(&(i + 1))).map(|(_, call)| (call, error())).collect()
 }
 
-/// The FCALL of `batch` for these calls: each call is its operation's name, its
-/// argument count and its arguments.
+/// The FCALL of `batch` for these calls.
 fn batch_cmd(shared: &Shared, calls: &[Call]) -> redis::Cmd {
-    let mut ops: Vec<&str> = Vec::with_capacity(calls.len() * 8);
-    let counts: Vec<String> = calls.iter().map(|call| call.args.len().to_string()).collect();
-    for (call, count) in calls.iter().zip(&counts) {
-        ops.push(call.op);
-        ops.push(count);
-        ops.extend(call.args.iter().map(String::as_str));
+    shared.call_cmd(Function::Batch, batch_args(calls))
+}
+
+/// The arguments of `batch` after the common ones: each call is its operation's name, its
+/// argument count and its arguments.
+pub(crate) fn batch_args(calls: &[Call]) -> Vec<String> {
+    let mut ops = Vec::with_capacity(calls.len() * 8);
+    for call in calls {
+        ops.push(call.op.to_string());
+        ops.push(call.args.len().to_string());
+        ops.extend(call.args.iter().cloned());
     }
-    shared.call_cmd(Function::Batch, ops)
+    ops
 }
 
 /// A new public session id (64 random bits) and secret resume token (256 random bits).

@@ -47,7 +47,7 @@ impl Inbound {
             let header = match frame::parse_header(&self.buf[self.pos..]) {
                 Ok(Some(header)) => header,
                 Ok(None) => {
-                    self.compact(0);
+                    self.compact();
                     return None;
                 }
                 Err(e) => return Some(Err(ReadError::Protocol(e))),
@@ -59,7 +59,7 @@ impl Inbound {
             // Within the limit, so the whole frame fits in memory.
             let frame_len = header.header_len + header.payload_len as usize;
             if self.buf.len() - self.pos < frame_len {
-                self.compact(frame_len);
+                self.compact();
                 return None;
             }
             let start = self.pos + header.header_len;
@@ -126,9 +126,10 @@ impl Inbound {
         }
     }
 
-    /// Drops consumed bytes; frees the buffer when nothing is left, and makes room for a
-    /// frame of `frame_len` bytes when one is known to be coming.
-    fn compact(&mut self, frame_len: usize) {
+    /// Drops consumed bytes and frees the buffer when nothing is left. Room for a frame is
+    /// never reserved from the length its header announces: the buffer grows only as bytes
+    /// arrive, so a header alone (14 bytes from anyone) holds no more than itself.
+    fn compact(&mut self) {
         if self.pos == self.buf.len() {
             self.buf = Vec::new();
             self.pos = 0;
@@ -138,12 +139,11 @@ impl Inbound {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
-        self.buf.reserve(frame_len.saturating_sub(self.buf.len()));
     }
 
     /// Bytes held for this connection (for tests).
     #[cfg(test)]
-    fn held(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         self.buf.capacity() + self.message.capacity()
     }
 }

@@ -156,3 +156,24 @@ fn refuses_messages_above_the_limit_from_the_header_alone() {
     let (seen, _) = feed(&[frame(0x01, &half), frame(0x80, &half)].concat(), 1 << 16);
     assert_eq!(seen, [Seen::Error(ReadError::TooLarge(2 * half.len() as u64))]);
 }
+
+#[test]
+fn a_frame_header_reserves_nothing_beyond_the_bytes_that_came() {
+    let payload = "y".repeat(60_000);
+    let bytes = frame(0x81, payload.as_bytes());
+    let mut inbound = Inbound::default();
+    let mut replies = Vec::new();
+    // The header (8 bytes: length 60,000 and the mask) and a few bytes of payload.
+    inbound.push(&bytes[..20]);
+    assert!(drain(&mut inbound, &mut replies).is_empty());
+    assert!(inbound.held() < 1024, "a header alone made the buffer hold {} bytes", inbound.held());
+    // The rest arrives in pieces; the buffer grows with it and the message is whole.
+    let mut seen = Vec::new();
+    for piece in bytes[20..].chunks(4096) {
+        inbound.push(piece);
+        assert!(inbound.held() <= 2 * bytes.len(), "the buffer grows at most twice what arrived");
+        seen.extend(drain(&mut inbound, &mut replies));
+    }
+    assert_eq!(seen, vec![Seen::Text(payload)]);
+    assert_eq!(inbound.held(), 0);
+}

@@ -4,7 +4,7 @@
 //! tokio-tungstenite ([`tls`]), which is not on the hot path.
 
 pub mod frame;
-mod inbound;
+pub(crate) mod inbound;
 pub mod plain;
 pub mod tls;
 

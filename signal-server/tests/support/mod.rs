@@ -63,6 +63,10 @@ macro_rules! on_both_backends {
 /// The longest any single expected event may take.
 pub const STEP: Duration = Duration::from_secs(5);
 
+/// The shortest window a client is expected to stay silent for: long enough for a message
+/// already on its way over loopback to arrive.
+pub const QUIET_MS: u64 = 20;
+
 /// The address every client connects from unless a test picks another one.
 pub const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -473,6 +477,8 @@ impl Client {
 
     /// Asserts that nothing arrives for `ms` milliseconds.
     pub async fn expect_silence(&mut self, ms: u64) {
+        // A zero window would check only what has already arrived.
+        assert!(ms > 0, "expect_silence needs a real window (QUIET_MS at least)");
         if let Ok(event) = tokio::time::timeout(Duration::from_millis(ms), self.events.recv()).await {
             panic!("client {:?}: expected silence for {ms} ms, got {event:?}", self.id);
         }

@@ -19,16 +19,32 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("a bound listener has an address").port()
 }
 
+/// How many ports [`RedisServer::start`] tries before it gives up.
+const ATTEMPTS: usize = 20;
+
 impl RedisServer {
     /// Starts redis-server on a free port and waits until it answers PING.
     pub fn start() -> RedisServer {
-        let mut server = RedisServer { child: None, port: free_port() };
-        server.spawn();
-        server
+        RedisServer::start_from(std::iter::repeat_with(free_port))
     }
 
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+    /// Starts redis-server on the first of `ports` where it is the one answering. A port is
+    /// free only when asked, so another process (another test's redis-server) may take it
+    /// before ours binds: then ours exits, or someone else answers, and the next port is tried.
+    pub fn start_from(ports: impl IntoIterator<Item = u16>) -> RedisServer {
+        for port in ports.into_iter().take(ATTEMPTS) {
+            let mut server = RedisServer { child: None, port };
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("redis-server found no free port in {ATTEMPTS} tries");
+    }
+
+    /// Starts redis-server on `self.port`; true once it answers there itself, false if the
+    /// port turned out to be taken.
+    fn spawn(&mut self) -> bool {
+        let mut child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--loglevel", "warning", "--dir", &std::env::temp_dir().to_string_lossy()])
             .stdin(Stdio::null())
@@ -36,9 +52,23 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting redis-server (install it with scripts/setup.sh)");
-        self.child = Some(child);
+        let pid = child.id();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.answers_ping() {
+        loop {
+            if child.try_wait().ok().flatten().is_some() {
+                // It could not bind: the port is taken.
+                return false;
+            }
+            if self.answers_ping() {
+                if self.command(&["INFO", "server"]).contains(&format!("process_id:{pid}\r\n")) {
+                    self.child = Some(child);
+                    return true;
+                }
+                // Someone else answers on this port.
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
             assert!(Instant::now() < deadline, "redis-server did not answer on port {} in 10 s", self.port);
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -71,7 +101,7 @@ impl RedisServer {
     /// Starts a fresh, empty server on the same port.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        assert!(self.spawn(), "port {} was taken while redis-server restarted", self.port);
     }
 
     /// Runs one command through redis-cli-free RESP and returns the raw reply (for checks).

@@ -9,7 +9,7 @@ use std::time::Instant;
 use strangers_matchmaker::{Config, ConnId, Disconnect};
 use strangers_protocol::{close, ClientMsg, ErrorCode, Hello, PartnerLeftReason, ServerMsg};
 
-use crate::common::Got;
+use super::common::Got;
 
 /// One message the model expects on a socket. Ids are bound when first seen.
 #[derive(Debug, Clone, PartialEq)]

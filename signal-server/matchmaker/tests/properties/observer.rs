@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use strangers_matchmaker::{ConnId, Disconnect};
 use strangers_protocol::{close, ErrorCode, ServerMsg};
 
-use crate::common::Got;
+use super::common::Got;
 
 /// A queue place as seen from outside: taken at the first `queued`, kept across a drop.
 #[derive(Debug)]
