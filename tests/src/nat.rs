@@ -385,7 +385,10 @@ fn lan_gateway(ip: Ipv4Addr) -> Ipv4Addr {
 /// Plugs `host` into the router's LAN bridge through a veth (`port` on the router's side,
 /// `eth0` on the host's), at `ip`, with the router as its default route.
 fn attach_to_lan(router: &Netns, host: &Netns, port: &str, ip: Ipv4Addr) -> anyhow::Result<()> {
-    run("ip", &["link", "add", port, "netns", &router.name, "type", "veth", "peer", "name", "eth0", "netns", &host.name])?;
+    run(
+        "ip",
+        &["link", "add", port, "netns", &router.name, "type", "veth", "peer", "name", "eth0", "netns", &host.name],
+    )?;
     router.exec(&["ip", "link", "set", port, "master", "lan", "up"])?;
     host.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
     host.exec(&["ip", "link", "set", "eth0", "up"])?;
@@ -461,8 +464,21 @@ fn make_test_certificates(dir: &std::path::Path, ip: Ipv4Addr) -> anyhow::Result
     run(
         "openssl",
         &[
-            "x509", "-req", "-days", "2", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key, "-CAcreateserial", "-out",
-            &pem, "-extfile", &ext,
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-extfile",
+            &ext,
         ],
     )?;
     Ok(())

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use strangers_system_tests::{bin_dir, Client, RawPeer, Server};
+use strangers_system_tests::{bin_dir, cpu_seconds, Client, RawPeer, Server};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -102,4 +102,21 @@ fn a_stranger_offering_no_codec_we_speak_gets_a_clear_error() {
     assert!(message.contains("codec"), "{error}");
     peer.expect("partner_left").unwrap();
     client.wait_event(T, "queued").unwrap();
+}
+
+#[test]
+fn a_client_the_server_refuses_waits_quietly_until_it_is_closed() {
+    // One report bans an address; everything here shares 127.0.0.1, so the victim is refused.
+    let server = Server::start(&["--report-threshold", "1"]).unwrap();
+    let (mut peer, mut client) = meet_raw_peer(&server);
+    peer.send(r#"{"type":"report","reason":"test"}"#).unwrap();
+    let refused = client.wait_for(T, "refused", |e| e["event"] == "error" && e["kind"] == "refused").unwrap();
+    assert!(refused["message"].as_str().unwrap_or_default().contains("ban"), "{refused}");
+    // The engine lives on without a server: it must not spin on the ended signaling task.
+    let before = cpu_seconds(client.pid()).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_seconds(client.pid()).unwrap() - before;
+    assert!(used < 0.5, "a refused client used {used:.2} s of CPU in 3 s");
+    client.command("quit").unwrap();
+    client.wait_exit(T).unwrap();
 }

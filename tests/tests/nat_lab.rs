@@ -521,14 +521,28 @@ fn networks_that_block_udp_reach_every_nat_kind_through_turn_over_tcp_and_tls() 
                 .collect();
             handles.into_iter().map(|h| h.join().expect("a cell's thread does not panic")).collect()
         });
-        eprintln!("\n| {} / b | pair | relay | connected ms |\n|---|---|---|---|", ["no UDP", "TCP 443 only"][firewalled]);
+        eprintln!(
+            "\n| {} / b | pair | relay | connected ms |\n|---|---|---|---|",
+            ["no UDP", "TCP 443 only"][firewalled]
+        );
         for (j, outcome) in outcomes.into_iter().enumerate() {
             match outcome {
                 Ok((_, _, r)) => {
-                    eprintln!("| {} | {} / {} | {:?} | {} |", NatKind::ALL[j].name(), r.path.0, r.path.1, r.relay, r.connected_ms);
+                    eprintln!(
+                        "| {} | {} / {} | {:?} | {} |",
+                        NatKind::ALL[j].name(),
+                        r.path.0,
+                        r.path.1,
+                        r.relay,
+                        r.connected_ms
+                    );
                     let via = r.relay.as_deref().unwrap_or("none");
                     if r.path.0 != "relay" || !allowed.contains(&via) {
-                        failures.push(format!("home {firewalled} / {}: {:?} via {via}", NatKind::ALL[j].name(), r.path));
+                        failures.push(format!(
+                            "home {firewalled} / {}: {:?} via {via}",
+                            NatKind::ALL[j].name(),
+                            r.path
+                        ));
                     }
                 }
                 Err(e) => failures.push(format!("home {firewalled} / {}: {e:#}", NatKind::ALL[j].name())),
@@ -596,7 +610,11 @@ fn strangers_never_see_a_private_address_and_neighbours_still_call_directly() {
             })
             .expect("the stranger's view");
         let text: String = signals.iter().filter(|m| m["type"] == "signal").map(|m| m["data"].to_string()).collect();
-        assert!(text.contains("typ srflx"), "{}: no reflexive candidate reached the stranger: {text}", home.kind.name());
+        assert!(
+            text.contains("typ srflx"),
+            "{}: no reflexive candidate reached the stranger: {text}",
+            home.kind.name()
+        );
         assert!(text.contains(".local"), "{}: the LAN address is not under an mDNS name: {text}", home.kind.name());
         let private = home.private_ip.to_string();
         assert!(!text.contains(&private), "{}: the stranger learned {private}: {text}", home.kind.name());
@@ -605,14 +623,9 @@ fn strangers_never_see_a_private_address_and_neighbours_still_call_directly() {
     // Two clients on one LAN still find the direct path (the mDNS names resolve there).
     let neighbour = lab.homes[0].add_neighbour().expect("a neighbour");
     let home = &lab.homes[0];
-    let (_a, _b, result) = meet_in(
-        &lab,
-        (home.ns(), Some(home.neighbours[neighbour].0.name.as_str())),
-        "lan",
-        &MEDIA,
-        &[],
-    )
-    .expect("neighbours call");
+    let (_a, _b, result) =
+        meet_in(&lab, (home.ns(), Some(home.neighbours[neighbour].0.name.as_str())), "lan", &MEDIA, &[])
+            .expect("neighbours call");
     // Our host candidate meets the neighbour's, under its mDNS name (host) or learned from its
     // first check (peer-reflexive): either way the call stays on the LAN.
     let (local, remote) = (result.path.0.as_str(), result.path.1.as_str());
