@@ -270,3 +270,97 @@ mod tests {
         assert!(environment_file("not a setting\n").is_err());
     }
 }
+
+/// Licences under which we may hand a crate out in a binary package (permissive ones, and
+/// MPL-2.0's per-file terms for code we do not change).
+const HANDED_OUT: &[&str] = &[
+    "MIT",
+    "MIT-0",
+    "Apache-2.0",
+    "BSD-2-Clause",
+    "BSD-3-Clause",
+    "ISC",
+    "Zlib",
+    "0BSD",
+    "CC0-1.0",
+    "Unlicense",
+    "Unicode-3.0",
+    "BSL-1.0",
+    "MPL-2.0",
+    "IJG",
+    "CDLA-Permissive-2.0",
+    "OFL-1.1",
+    "Ubuntu-font-1.0",
+];
+
+/// Whether an SPDX licence expression (`MIT OR Apache-2.0`, `(MIT OR Apache-2.0) AND
+/// Unicode-3.0`, the old `MIT/Apache-2.0`) lets us hand the crate out: some choice among its
+/// `OR`s is made only of licences in [`HANDED_OUT`] (`WITH` exceptions only add permissions).
+pub fn may_hand_out(expression: &str) -> bool {
+    let spaced = expression.replace('(', " ( ").replace(')', " ) ").replace('/', " OR ");
+    let tokens: Vec<&str> = spaced.split_whitespace().collect();
+    let mut at = 0;
+    let allowed = any_of(&tokens, &mut at);
+    allowed && at == tokens.len()
+}
+
+/// `term (OR term)*`
+fn any_of(tokens: &[&str], at: &mut usize) -> bool {
+    let mut allowed = all_of(tokens, at);
+    while tokens.get(*at) == Some(&"OR") {
+        *at += 1;
+        allowed |= all_of(tokens, at);
+    }
+    allowed
+}
+
+/// `factor (AND factor)*`
+fn all_of(tokens: &[&str], at: &mut usize) -> bool {
+    let mut allowed = one(tokens, at);
+    while tokens.get(*at) == Some(&"AND") {
+        *at += 1;
+        allowed &= one(tokens, at);
+    }
+    allowed
+}
+
+/// `( expression )` or `LICENCE [WITH EXCEPTION]`; anything unreadable is not allowed.
+fn one(tokens: &[&str], at: &mut usize) -> bool {
+    match tokens.get(*at) {
+        Some(&"(") => {
+            *at += 1;
+            let allowed = any_of(tokens, at);
+            if tokens.get(*at) != Some(&")") {
+                return false;
+            }
+            *at += 1;
+            allowed
+        }
+        Some(licence) => {
+            *at += 1;
+            if tokens.get(*at) == Some(&"WITH") {
+                *at += 2;
+            }
+            HANDED_OUT.contains(licence)
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod licence_tests {
+    use super::may_hand_out;
+
+    #[test]
+    fn a_crate_may_be_handed_out_when_some_choice_is_permissive() {
+        assert!(may_hand_out("MIT OR Apache-2.0"));
+        assert!(may_hand_out("MIT/Apache-2.0"));
+        assert!(may_hand_out("(MIT OR Apache-2.0) AND Unicode-3.0"));
+        assert!(may_hand_out("Apache-2.0 WITH LLVM-exception OR Apache-2.0 OR MIT"));
+        assert!(may_hand_out("Apache-2.0 OR GPL-2.0-only"));
+        assert!(!may_hand_out("GPL-3.0-only"));
+        assert!(!may_hand_out("MIT AND LGPL-2.1-or-later"));
+        assert!(!may_hand_out("(MIT OR Apache-2.0"));
+        assert!(!may_hand_out(""));
+    }
+}

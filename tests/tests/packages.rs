@@ -197,6 +197,32 @@ fn the_portable_archive_and_the_appdir_hold_the_app() {
 }
 
 #[test]
+fn what_the_packages_carry_is_ours_to_hand_out() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // The crates in the packaged binaries: the app as packaged (no default features, so no
+    // OpenH264) and the server; build-time-only crates do not end up in them.
+    for package in ["strangers", "signal-server"] {
+        let tree = Command::new(&cargo)
+            .args(["tree", "--locked", "-p", package, "--no-default-features", "-e", "normal", "--prefix", "none"])
+            .args(["--target", "x86_64-unknown-linux-gnu", "--format", "{p}|{l}"])
+            .current_dir(root)
+            .output()
+            .expect("cargo tree runs");
+        assert!(tree.status.success(), "cargo tree: {}", String::from_utf8_lossy(&tree.stderr));
+        let text = String::from_utf8_lossy(&tree.stdout);
+        let crates: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(crates.len() > 100, "{package}: only {} crates listed", crates.len());
+        for line in crates {
+            let (name, licence) = line.split_once('|').unwrap_or((line, ""));
+            let licence = licence.trim_end_matches(" (*)");
+            assert!(packages::may_hand_out(licence), "{package} holds {name} under {licence:?}");
+            assert!(!name.starts_with("openh264"), "{package} holds {name}");
+        }
+    }
+}
+
+#[test]
 fn the_release_workflow_passes_actionlint() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let venv =
