@@ -20,7 +20,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile=${2:?--profile needs a value}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
-    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "package: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
 done
