@@ -113,7 +113,7 @@ impl Installed {
         let name = field(deb, "Package")?;
         let status = Command::new("dpkg-query").args(["-W", "-f=${Status}", &name]).output()?;
         if String::from_utf8_lossy(&status.stdout).trim().ends_with("ok installed") {
-            bail!("{name} is installed on this machine already; the test installs and purges its own");
+            bail!("{name} is installed on this machine already (`dpkg --purge {name}` if a killed test left it); the test installs and purges its own");
         }
         let installed = Installed { name };
         let mut dpkg = Command::new("dpkg");
