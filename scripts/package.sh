@@ -77,7 +77,8 @@ mkdir -p "$built/package"
 sed -e "s#@REPOSITORY@#$repository#g" -e "s#@VERSION@#$version#g" -e "s#@DATE@#$(date -u +%F)#g" \
   assets/linux/strangers.metainfo.xml >"$built/package/strangers.metainfo.xml"
 
-deb_flags=(--no-build --profile "$profile" --deb-version "$version" --output "$out")
+# Stripped, as Debian packages are (line tables make the release binaries several times larger).
+deb_flags=(--no-build --strip --profile "$profile" --deb-version "$version" --output "$out")
 cargo deb -p strangers "${deb_flags[@]}" --no-default-features
 cargo deb -p signal-server "${deb_flags[@]}"
 
