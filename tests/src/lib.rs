@@ -15,6 +15,7 @@ pub mod browser;
 pub mod link;
 pub mod lossy;
 pub mod nat;
+pub mod packages;
 pub mod ports;
 pub mod shaped;
 pub mod turn_probe;
@@ -198,16 +199,23 @@ impl Server {
 
     /// Starts `signal-server` listening on `listen`, inside network namespace `netns` if given.
     pub fn start_listening_in(netns: Option<&str>, listen: &str, args: &[&str]) -> anyhow::Result<Server> {
-        let mut child = program(netns, "signal-server")?
-            .args(["--listen", listen])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting signal-server")?;
+        let mut command = program(netns, "signal-server")?;
+        command.args(["--listen", listen]).args(args);
+        Self::spawn(command)
+    }
+
+    /// Runs `command`, a signal server with its flags and environment, and waits for the line
+    /// that says where it listens.
+    pub fn spawn(mut command: Command) -> anyhow::Result<Server> {
+        let mut child =
+            command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().context("starting signal-server")?;
         let stdout = child.stdout.take().expect("stdout was piped");
         let mut lines = BufReader::new(stdout).lines();
-        let first = lines.next().ok_or_else(|| anyhow!("signal-server exited at once"))??;
+        let Some(first) = lines.next() else {
+            let status = child.wait()?;
+            bail!("signal-server exited at once: {status}");
+        };
+        let first = first?;
         let addr = first.strip_prefix("listening on ").ok_or_else(|| anyhow!("unexpected first line {first:?}"))?;
         let addr = addr.to_owned();
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -217,6 +225,22 @@ impl Server {
 
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
+    }
+
+    /// Sends SIGTERM (what systemd's stop sends) and waits up to `limit` for the server to exit.
+    pub fn terminate(&mut self, limit: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        // SAFETY: kill only sends a signal, to our own child, which has not been reaped yet.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("signal-server still runs {limit:?} after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn pid(&self) -> u32 {

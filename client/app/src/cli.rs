@@ -17,6 +17,11 @@ use strangers_engine::turn_bridge::TurnTls;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "strangers", version, about)]
 pub struct Cli {
+    /// A link to a server, strangers://HOST[:PORT][/PATH] (wss:// unless the host is loopback
+    /// or the link ends in ?tls=0); it wins over --server.
+    #[arg(value_name = "LINK")]
+    pub link: Option<String>,
+
     /// Run without a window, printing one JSON event per line on stdout.
     #[arg(long)]
     pub headless: bool,

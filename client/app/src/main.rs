@@ -6,6 +6,7 @@ mod cli;
 mod desktop;
 mod devices;
 mod headless;
+mod link;
 mod prefs;
 mod ui;
 
@@ -13,12 +14,24 @@ use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> std::process::ExitCode {
     let matches = cli::Cli::command().get_matches();
-    let cli = match cli::Cli::from_arg_matches(&matches) {
+    let mut cli = match cli::Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let server_given =
+    let mut server_given =
         matches.value_source("servers").is_some_and(|source| source != clap::parser::ValueSource::DefaultValue);
+    if let Some(given) = &cli.link {
+        match link::server_url(given) {
+            Ok(url) => {
+                cli.servers = vec![url];
+                server_given = true;
+            }
+            Err(e) => {
+                eprintln!("strangers: cannot open the link {given:?}: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // Logs go to stderr; stdout carries only the JSON events.
