@@ -67,6 +67,19 @@ pub fn is_root() -> bool {
     })
 }
 
+/// Whether a test that needs root (`why`) can run. Without root it says so loudly on stderr and
+/// the test returns early; under CI (`CI` set, as `.ci/run` runs) a skip is a failure, so a
+/// suite that lost its root can never pass by skipping.
+pub fn root_or_skip(test: &str, why: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    let under_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(!under_ci, "{test} needs root ({why}) and CI must run it: run the suite as root");
+    eprintln!("\n**********\nSKIPPED {test}: it needs root ({why})\n**********\n");
+    false
+}
+
 /// A network namespace of the test's own with its loopback up, deleted when dropped (drop it
 /// after the processes running in it).
 pub struct Netns {

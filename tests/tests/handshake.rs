@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use strangers_system_tests::{call_in, is_root, Client, Netns, RawPeer, Server};
+use strangers_system_tests::{call_in, root_or_skip, Client, Netns, RawPeer, Server};
 
 const T: Duration = Duration::from_secs(30);
 const MEDIA: [&str; 9] = ["--loopback", "--bind", "127.0.0.1", "--width", "320", "--height", "240", "--fps", "30"];
@@ -37,8 +37,7 @@ fn a_call_connects_although_its_dtls_handshake_loses_the_servers_flight() {
 }
 
 fn survives_lost_flights(tag: &str, rule: &[&str]) {
-    if !is_root() {
-        eprintln!("skipped: this test needs root for network namespaces and nftables");
+    if !root_or_skip("handshake", "network namespaces and nftables") {
         return;
     }
     // Dropped last: the processes below end before their namespace is deleted.

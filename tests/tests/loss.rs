@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use strangers_system_tests::lossy::{measure, Window};
-use strangers_system_tests::{call_in, is_root, Netns};
+use strangers_system_tests::{call_in, root_or_skip, Netns};
 
 const T: Duration = Duration::from_secs(30);
 /// How long the call is measured.
@@ -20,8 +20,7 @@ const LOSS_PERCENT: u32 = 5;
 /// Runs a 640x480 call in a lossy namespace and returns what a and b received; `None` when not
 /// root.
 fn lossy_call(test: &str) -> Option<[Window; 2]> {
-    if !is_root() {
-        eprintln!("skipped: {test} needs root for network namespaces and nftables");
+    if !root_or_skip(test, "network namespaces and nftables") {
         return None;
     }
     // Dropped last: the processes below end before their namespace is deleted.

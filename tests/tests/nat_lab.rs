@@ -28,7 +28,7 @@ use strangers_system_tests::nat::{
     Capture, Egress, Flush, Home, Lab, NatKind, BEHAVIOUR_IPS, BEHAVIOUR_PORT, PUBLIC_IP, SERVER_PRIVATE_IP, TURN_PORT,
 };
 use strangers_system_tests::turn_probe::{Answer, TurnProbe};
-use strangers_system_tests::{is_root, Client, RawPeer};
+use strangers_system_tests::{root_or_skip, Client, RawPeer};
 
 const T: Duration = Duration::from_secs(30);
 /// Small video keeps four calls at once affordable; the NAT, not the codec, is under test.
@@ -49,8 +49,7 @@ fn lab_for_calls(
     homes: &[NatKind],
     server_args: &[&str],
 ) -> Option<(MutexGuard<'static, ()>, Lab)> {
-    if !is_root() {
-        eprintln!("skipped: {test} needs root for network namespaces and nftables");
+    if !root_or_skip(test, "network namespaces and nftables") {
         return None;
     }
     let turn = CALLS.lock().unwrap_or_else(|e| e.into_inner());
@@ -367,8 +366,7 @@ fn a_relayed_call_across_lossy_routers_holds_and_recovers() {
 /// filtering each router claims to do.
 #[test]
 fn the_lab_routers_behave_as_named() {
-    if !is_root() {
-        eprintln!("skipped: the_lab_routers_behave_as_named needs root for network namespaces");
+    if !root_or_skip("the_lab_routers_behave_as_named", "network namespaces") {
         return;
     }
     let lab = Lab::build("n", &NatKind::ALL, &[]).expect("the lab builds");
@@ -423,8 +421,7 @@ fn unix_now() -> u64 {
 
 #[test]
 fn turn_refuses_private_peers_and_bad_credentials() {
-    if !is_root() {
-        eprintln!("skipped: turn_refuses_private_peers_and_bad_credentials needs root for network namespaces");
+    if !root_or_skip("turn_refuses_private_peers_and_bad_credentials", "network namespaces") {
         return;
     }
     // No calls: this test does not wait for a turn.
@@ -494,8 +491,7 @@ fn turn_refuses_private_peers_and_bad_credentials() {
 #[test]
 fn networks_that_block_udp_reach_every_nat_kind_through_turn_over_tcp_and_tls() {
     let test = "networks_that_block_udp_reach_every_nat_kind_through_turn_over_tcp_and_tls";
-    if !is_root() {
-        eprintln!("skipped: {test} needs root for network namespaces and nftables");
+    if !root_or_skip(test, "network namespaces and nftables") {
         return;
     }
     let _turn = CALLS.lock().unwrap_or_else(|e| e.into_inner());
@@ -552,6 +548,14 @@ fn networks_that_block_udp_reach_every_nat_kind_through_turn_over_tcp_and_tls() 
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// A call that went straight across a shared link: our host candidate to the stranger's host
+/// candidate (its address, or its mDNS name resolved), or to its address learned from its first
+/// check (peer-reflexive).
+fn assert_on_the_link(result: &CallResult, what: &str) {
+    let (local, remote) = (result.path.0.as_str(), result.path.1.as_str());
+    assert!(local == "host" && matches!(remote, "host" | "prflx"), "{what}: {:?}", result.path);
+}
+
 #[test]
 fn a_host_with_no_default_route_and_no_multicast_route_still_calls() {
     let test = "a_host_with_no_default_route_and_no_multicast_route_still_calls";
@@ -568,7 +572,7 @@ fn a_host_with_no_default_route_and_no_multicast_route_still_calls() {
         let errors = c.seen_named("error");
         assert!(errors.is_empty(), "{}: {errors:?}", c.name);
     }
-    assert_eq!(result.path, ("host".to_owned(), "host".to_owned()), "a direct call on the link");
+    assert_on_the_link(&result, "a direct call on the link");
 }
 
 #[test]
@@ -626,8 +630,5 @@ fn strangers_never_see_a_private_address_and_neighbours_still_call_directly() {
     let (_a, _b, result) =
         meet_in(&lab, (home.ns(), Some(home.neighbours[neighbour].0.name.as_str())), "lan", &MEDIA, &[])
             .expect("neighbours call");
-    // Our host candidate meets the neighbour's, under its mDNS name (host) or learned from its
-    // first check (peer-reflexive): either way the call stays on the LAN.
-    let (local, remote) = (result.path.0.as_str(), result.path.1.as_str());
-    assert!(local == "host" && matches!(remote, "host" | "prflx"), "neighbours call directly: {:?}", result.path);
+    assert_on_the_link(&result, "neighbours call directly on their LAN");
 }

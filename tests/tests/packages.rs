@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use strangers_system_tests::desktop::{App, Xvfb};
 use strangers_system_tests::packages::{self, desktop_exec, environment_file, exec_start, group_values, Installed};
-use strangers_system_tests::{is_root, Client, Server};
+use strangers_system_tests::{root_or_skip, Client, Server};
 
 const T: Duration = Duration::from_secs(60);
 /// Packaging may compile the app without H.264 first: a few minutes on a small machine.
@@ -48,8 +48,7 @@ fn run(program: &str, args: &[&str]) -> String {
 #[test]
 fn the_app_package_installs_and_its_desktop_entry_opens_a_link_on_a_local_server() {
     let _turn = serial();
-    if !is_root() {
-        eprintln!("skipped: installing a package with dpkg needs root");
+    if !root_or_skip("packages", "installing a package with dpkg") {
         return;
     }
     let built = built();
@@ -118,8 +117,7 @@ fn the_app_package_installs_and_its_desktop_entry_opens_a_link_on_a_local_server
 #[test]
 fn the_server_package_runs_as_its_unit_says_and_carries_a_call() {
     let _turn = serial();
-    if !is_root() {
-        eprintln!("skipped: installing a package with dpkg needs root");
+    if !root_or_skip("packages", "installing a package with dpkg") {
         return;
     }
     let built = built();

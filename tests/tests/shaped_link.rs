@@ -7,7 +7,7 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use strangers_system_tests::is_root;
+use strangers_system_tests::root_or_skip;
 use strangers_system_tests::shaped::{record_call, CallOptions, Case, Second, FROZEN_BELOW_FPS, SIDES};
 
 /// How long the call is recorded once connected.
@@ -27,8 +27,7 @@ const TONE_TOLERANCE_HZ: f64 = 0.1 * TONE_HZ;
 
 #[test]
 fn a_call_across_a_500_kbit_link_keeps_moving_with_bounded_latency() {
-    if !is_root() {
-        eprintln!("\n**********\nSKIPPED shaped_link: needs root for network namespaces and tc\n**********\n");
+    if !root_or_skip("shaped_link", "network namespaces and tc") {
         return;
     }
     let case = Case::steady("t500", 500, 50);

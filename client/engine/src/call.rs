@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
 use strangers_protocol::{IceServer, SignalData};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tracing::debug;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
@@ -18,6 +17,7 @@ use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{RTCIceConnectionState, RTCPeerConnectionState};
 
 use crate::api::CallStats;
+use crate::call_tasks::CallTasks;
 use crate::chat::ChatMessage;
 use crate::counters::Counters;
 use crate::keyframe_tap::holds_keyframe_request;
@@ -105,7 +105,7 @@ pub struct Call {
     controls: Arc<Controls>,
     chat: Arc<Mutex<Option<Arc<dyn DataChannel>>>>,
     chat_open: Arc<AtomicBool>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: CallTasks,
 }
 
 impl Call {
@@ -123,8 +123,12 @@ impl Call {
             return Err(CallError::NoRelay);
         }
         // Open sources first: a bad file is a clear error before anything else happens.
-        let video_source = settings.video.open()?;
-        let audio_source = settings.audio.open()?;
+        // Opening may decode and resample a whole file: not on a runtime worker.
+        let (video, audio) = (settings.video.clone(), settings.audio.clone());
+        let (video_source, audio_source) =
+            tokio::task::spawn_blocking(move || Ok::<_, SourceError>((video.open()?, audio.open()?)))
+                .await
+                .map_err(|e| SourceError(format!("opening the media sources failed: {e}")))??;
         let (peer_tx, mut peer_rx) = mpsc::unbounded_channel();
         let peer = Peer::start(&settings.peer, &ice_servers, initiator, peer_tx).await?;
         let controls = Arc::new(Controls::default());
@@ -132,7 +136,7 @@ impl Call {
         let chat: Arc<Mutex<Option<Arc<dyn DataChannel>>>> = Arc::new(Mutex::new(None));
         let chat_open = Arc::new(AtomicBool::new(false));
         let events: Arc<EventSink> = Arc::new(events);
-        let mut tasks = Vec::new();
+        let tasks = CallTasks::default();
 
         // The peer connection's events.
         {
@@ -150,7 +154,8 @@ impl Call {
             let mut sources = Some((video_source, audio_source));
             let audio_out = settings.audio_out.clone();
             let bitrate = peer.target_bitrate();
-            tasks.push(tokio::spawn(async move {
+            let call_tasks = tasks.clone();
+            tasks.spawn(async move {
                 while let Some(event) = peer_rx.recv().await {
                     match event {
                         PeerEvent::LocalSignal(data) => events(CallEvent::LocalSignal(data)),
@@ -164,7 +169,7 @@ impl Call {
                                 // Keyframe requests from the partner. The track only has an
                                 // event channel once bound, that is after negotiation.
                                 let (track, controls_, counters_) = (video.clone(), controls.clone(), counters.clone());
-                                tokio::spawn(async move {
+                                call_tasks.spawn(async move {
                                     while let Some(event) = track.poll().await {
                                         let TrackLocalEvent::OnRtcpPacket(packets) = event else { continue };
                                         debug!(count = packets.len(), "feedback for our video");
@@ -206,16 +211,17 @@ impl Call {
                             if kind == RtpCodecKind::Video {
                                 let codec = receiving_codec(&pc, track.as_ref()).await;
                                 pipeline::spawn_video_receiver(
+                                    &call_tasks,
                                     track,
                                     codec,
                                     controls.clone(),
                                     counters.clone(),
-                                    remote_slot.clone(),
-                                    record.clone(),
+                                    pipeline::VideoSink { slot: remote_slot.clone(), record: record.clone() },
                                     events.clone(),
                                 );
                             } else {
                                 pipeline::spawn_audio_receiver(
+                                    &call_tasks,
                                     track,
                                     controls.clone(),
                                     counters.clone(),
@@ -227,7 +233,7 @@ impl Call {
                             *chat.lock().expect("chat lock is never poisoned") = Some(channel.clone());
                             let events = events.clone();
                             let chat_open = chat_open.clone();
-                            tokio::spawn(async move {
+                            call_tasks.spawn(async move {
                                 while let Some(event) = channel.poll().await {
                                     match event {
                                         DataChannelEvent::OnOpen => chat_open.store(true, Ordering::Relaxed),
@@ -252,17 +258,17 @@ impl Call {
                         }
                     }
                 }
-            }));
+            });
         }
 
         // Statistics, once a second.
-        tasks.push(tokio::spawn(pipeline::report_stats(
+        tasks.spawn(pipeline::report_stats(
             peer.connection(),
             peer.relayed_via(),
             counters,
             peer.target_bitrate(),
             events,
-        )));
+        ));
 
         Ok(Call { peer, controls, chat, chat_open, tasks })
     }
@@ -324,9 +330,7 @@ impl Call {
 
     fn stop(&self) {
         self.controls.stop.store(true, Ordering::Relaxed);
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.tasks.abort_all();
     }
 }
 

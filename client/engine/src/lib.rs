@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod call;
+mod call_tasks;
 pub mod candidate_privacy;
 pub mod chat;
 pub mod congestion;

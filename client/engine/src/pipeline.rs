@@ -22,6 +22,7 @@ use webrtc::peer_connection::{PeerConnection, RTCIceCandidateType, StatsSelector
 
 use crate::api::{CallStats, PathInfo};
 use crate::call::{CallEvent, Controls, EventSink};
+use crate::call_tasks::CallTasks;
 use crate::counters::Counters;
 use crate::media::frame::{now_us, SAMPLES_PER_FRAME, SAMPLE_RATE};
 use crate::media::video_codec::{VideoCodec, VideoDecoder};
@@ -115,16 +116,24 @@ pub(crate) async fn spawn_audio_sender(
     }
 }
 
+/// Where the stranger's decoded video goes: the window's slot, and every `n`th frame as PNG
+/// in a directory when recording.
+pub(crate) struct VideoSink {
+    pub slot: Arc<FrameSlot>,
+    pub record: Option<(PathBuf, u32)>,
+}
+
 /// Receives, reassembles, decodes and verifies the stranger's video.
 pub(crate) fn spawn_video_receiver(
+    tasks: &CallTasks,
     track: Arc<dyn TrackRemote>,
     codec: VideoCodec,
     controls: Arc<Controls>,
     counters: Arc<Counters>,
-    slot: Arc<FrameSlot>,
-    record: Option<(PathBuf, u32)>,
+    sink: VideoSink,
     events: Arc<EventSink>,
 ) {
+    let VideoSink { slot, record } = sink;
     // Room for the frames a filled hole releases at once (a wait's worth at 30 fps).
     let (units_tx, units_rx) = std_mpsc::sync_channel::<Vec<u8>>(16);
     // Shared with the call, so a keyframe can also be asked for on purpose.
@@ -132,7 +141,7 @@ pub(crate) fn spawn_video_receiver(
     {
         let need_keyframe = need_keyframe.clone();
         let counters = counters.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let media_ssrc = first_ssrc(track.as_ref()).await.unwrap_or(0);
             let mut jitter = VideoJitter::new(JitterConfig::default(), codec);
             let mut rtt_us = 0;
@@ -252,6 +261,7 @@ pub(crate) fn spawn_video_receiver(
 /// Receives the stranger's audio through a jitter buffer, decodes it (concealing losses) and
 /// measures it, and plays it on `out` if there is one.
 pub(crate) fn spawn_audio_receiver(
+    tasks: &CallTasks,
     track: Arc<dyn TrackRemote>,
     controls: Arc<Controls>,
     counters: Arc<Counters>,
@@ -261,7 +271,7 @@ pub(crate) fn spawn_audio_receiver(
     {
         let buffer = buffer.clone();
         let counters = counters.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             while let Some(event) = track.poll().await {
                 let TrackRemoteEvent::OnRtpPacket(packet) = event else { continue };
                 Counters::add(&counters.bytes_received, packet.payload.len() as u64);
