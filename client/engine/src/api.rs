@@ -2,6 +2,7 @@
 //! [`Command`]s in, [`Event`]s out. Events serialise to the JSON lines of headless mode.
 
 use serde::Serialize;
+use strangers_protocol::ErrorCode;
 
 /// What the user (or a test) asks the engine to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +81,51 @@ pub struct CallStats {
     pub keyframes_requested: u64,
 }
 
+/// What an `error` event is about. It is written as its name (`call`, `chat`, `media`,
+/// `signal`, `ice`, `ice_server`, `refused`, or the server's error code such as
+/// `rate_limited`), so the JSON is what it always was; in code it is matched, not compared as
+/// text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The call could not start or had to be given up.
+    Call,
+    /// A chat message could not be sent.
+    Chat,
+    /// A media source or codec failed; the call goes on without it.
+    Media,
+    /// The stranger sent a signal we cannot use.
+    Signal,
+    /// An ICE restart could not be made.
+    Ice,
+    /// An ICE server URL cannot be used.
+    IceServer,
+    /// The server refused us (banned, or a protocol version it does not speak).
+    Refused,
+    /// The server answered with this error.
+    Server(ErrorCode),
+}
+
+impl ErrorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Call => "call",
+            ErrorKind::Chat => "chat",
+            ErrorKind::Media => "media",
+            ErrorKind::Signal => "signal",
+            ErrorKind::Ice => "ice",
+            ErrorKind::IceServer => "ice_server",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Server(code) => code.as_str(),
+        }
+    }
+}
+
+impl Serialize for ErrorKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
 /// Everything the engine reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -131,7 +177,7 @@ pub enum Event {
     },
     Idle,
     Error {
-        kind: String,
+        kind: ErrorKind,
         message: String,
     },
     /// Recovery from an ICE restart took this long.

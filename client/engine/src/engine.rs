@@ -8,7 +8,7 @@ use strangers_protocol::PartnerLeftReason;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::api::{Command, Event};
+use crate::api::{Command, ErrorKind, Event};
 use crate::call::{Call, CallEvent, CallSettings};
 use crate::peer::PeerError;
 use crate::session::{Action, Notice, PeerInput, Phase, Session, UserInput};
@@ -109,7 +109,7 @@ impl Engine {
                         self.emit(Event::ServerDown { url, reason, retry_in_ms: retry_in.as_millis() as u64 });
                     }
                     Some(SignalingEvent::Refused { reason }) => {
-                        self.emit(Event::Error { kind: "refused".into(), message: reason });
+                        self.emit(Event::Error { kind: ErrorKind::Refused, message: reason });
                     }
                     None => signaling_open = false,
                 },
@@ -140,7 +140,7 @@ impl Engine {
             Command::Report(reason) => self.session.handle_user(now, UserInput::Report(reason)),
             Command::Chat(text) => match &self.call {
                 Some((_, call)) if call.chat_open() => call.send_chat(text).await,
-                _ => self.emit(Event::Error { kind: "chat".into(), message: "no stranger to chat with yet".into() }),
+                _ => self.emit(Event::Error { kind: ErrorKind::Chat, message: "no stranger to chat with yet".into() }),
             },
             Command::Typing(active) => {
                 if let Some((_, call)) = &self.call {
@@ -179,7 +179,7 @@ impl Engine {
                 self.emit(Event::IceState { state });
             }
             CallEvent::LocalCandidate(kind) => self.emit(Event::LocalCandidate { kind }),
-            CallEvent::IceServerProblem(message) => self.emit(Event::Error { kind: "ice_server".into(), message }),
+            CallEvent::IceServerProblem(message) => self.emit(Event::Error { kind: ErrorKind::IceServer, message }),
             CallEvent::Connected => {
                 self.emit(Event::ConnectionState { state: "connected".into() });
                 self.session.handle_peer(now, PeerInput::Connected);
@@ -200,7 +200,7 @@ impl Engine {
             CallEvent::Stats(stats) => self.emit(Event::Stats(stats)),
             CallEvent::Chat(text) => self.emit(Event::Chat { text }),
             CallEvent::Typing(active) => self.emit(Event::Typing { active }),
-            CallEvent::MediaError(message) => self.emit(Event::Error { kind: "media".into(), message }),
+            CallEvent::MediaError(message) => self.emit(Event::Error { kind: ErrorKind::Media, message }),
         }
     }
 
@@ -235,7 +235,7 @@ impl Engine {
                             self.call = Some((id, call));
                         }
                         Err(e) => {
-                            self.emit(Event::Error { kind: "call".into(), message: e.to_string() });
+                            self.emit(Event::Error { kind: ErrorKind::Call, message: e.to_string() });
                             self.session.handle_peer(Instant::now(), PeerInput::Broken(e.to_string()));
                         }
                     }
@@ -255,7 +255,7 @@ impl Engine {
                                 self.session.handle_peer(Instant::now(), PeerInput::NewSession(data));
                             }
                             Err(e) => {
-                                self.emit(Event::Error { kind: "signal".into(), message: e.to_string() });
+                                self.emit(Event::Error { kind: ErrorKind::Signal, message: e.to_string() });
                                 self.session.handle_peer(Instant::now(), PeerInput::Broken(e.to_string()));
                             }
                         }
@@ -264,7 +264,7 @@ impl Engine {
                 Action::RestartIce => {
                     if let Some((_, call)) = &self.call {
                         if let Err(e) = call.restart_ice().await {
-                            self.emit(Event::Error { kind: "ice".into(), message: e.to_string() });
+                            self.emit(Event::Error { kind: ErrorKind::Ice, message: e.to_string() });
                         }
                     }
                 }
@@ -297,8 +297,8 @@ impl Engine {
                 height: self.first_frame_size.1,
             },
             Notice::PartnerLeft { reason } => Event::PartnerLeft { reason: reason_name(reason).into() },
-            Notice::ServerError { code, message } => Event::Error { kind: code, message },
-            Notice::CallFailed(message) => Event::Error { kind: "call".into(), message },
+            Notice::ServerError { code, message } => Event::Error { kind: ErrorKind::Server(code), message },
+            Notice::CallFailed(message) => Event::Error { kind: ErrorKind::Call, message },
             Notice::Renewed(reason) => Event::CallRenewed { reason: reason.name().into() },
             Notice::IceRestarted { took } => Event::IceRestarted { ms: took.as_millis() as u64 },
             Notice::BackingOff { wait, failures, reason } => {

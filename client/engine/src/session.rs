@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use strangers_protocol::{ClientMsg, IceServer, PartnerLeftReason, ServerMsg, SignalData, SignalKind};
+use strangers_protocol::{ClientMsg, ErrorCode, IceServer, PartnerLeftReason, ServerMsg, SignalData, SignalKind};
 
 /// How many times one call's peer connection may be renewed before the call is given up.
 pub const MAX_RENEWALS: u32 = 3;
@@ -140,7 +140,7 @@ pub enum Notice {
     },
     /// The server answered with an error.
     ServerError {
-        code: String,
+        code: ErrorCode,
         message: String,
     },
     /// The call was ended on our side because it could not work.
@@ -412,8 +412,7 @@ impl Session {
                 self.set_phase(Phase::Idle);
             }
             ServerMsg::Error { code, message } => {
-                let code = code.as_str().to_owned();
-                if code == "not_matched" && self.in_room() {
+                if code == ErrorCode::NotMatched && self.in_room() {
                     // The server ended our room without telling us (a lost partner_left).
                     self.end_call();
                     self.set_phase(Phase::Idle);

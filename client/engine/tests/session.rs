@@ -888,7 +888,7 @@ fn not_matched_in_a_room_ends_the_call() {
             Action::ClosePeer,
             phase(Phase::Idle),
             Action::Notify(Notice::ServerError {
-                code: "not_matched".into(),
+                code: ErrorCode::NotMatched,
                 message: "signal needs a partner".into()
             }),
         ]
@@ -902,7 +902,7 @@ fn other_errors_and_not_matched_outside_a_room_only_notify() {
     let mut h = Harness::in_call(false);
     assert_eq!(
         h.server_msg(ServerMsg::error(ErrorCode::RateLimited, "slow down")),
-        [Action::Notify(Notice::ServerError { code: "rate_limited".into(), message: "slow down".into() })]
+        [Action::Notify(Notice::ServerError { code: ErrorCode::RateLimited, message: "slow down".into() })]
     );
     assert_eq!(h.session.phase(), &Phase::InCall);
 
@@ -910,7 +910,7 @@ fn other_errors_and_not_matched_outside_a_room_only_notify() {
     h.user(UserInput::Find);
     assert_eq!(
         h.server_msg(ServerMsg::error(ErrorCode::NotMatched, "report needs a partner")),
-        [Action::Notify(Notice::ServerError { code: "not_matched".into(), message: "report needs a partner".into() })]
+        [Action::Notify(Notice::ServerError { code: ErrorCode::NotMatched, message: "report needs a partner".into() })]
     );
     assert_eq!(h.session.phase(), &Phase::Queued);
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use strangers_engine::api::ErrorKind;
 use strangers_engine::{CallStats, Command, Event};
 
 /// What the status line says while nothing has happened yet.
@@ -201,9 +202,9 @@ impl ViewModel {
                     self.status = WELCOME.into();
                 }
             }
-            Event::Error { kind, message } => match kind.as_str() {
-                "chat" => self.notice(format!("Not sent: {message}.")),
-                "media" => {
+            Event::Error { kind, message } => match kind {
+                ErrorKind::Chat => self.notice(format!("Not sent: {message}.")),
+                ErrorKind::Media => {
                     self.problems.insert("media".into(), format!("Media problem: {message}."));
                 }
                 _ => {
