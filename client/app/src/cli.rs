@@ -103,7 +103,8 @@ pub struct Cli {
     #[arg(long, default_value_t = 30, value_name = "N")]
     pub record_every: u32,
 
-    /// Local address to gather ICE host candidates on.
+    /// Local address to gather ICE host candidates on. An address chosen here is offered to the
+    /// stranger as it is; with the default (every interface) private addresses are never sent.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind: IpAddr,
 

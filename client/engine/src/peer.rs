@@ -182,11 +182,15 @@ pub struct Peer {
     outbox: Arc<Outbox>,
     /// TURN over TCP and TLS for this connection (stopped with it).
     bridges: Bridges,
+    /// We gather on one address the user chose (`bind_ip`): it is offered as it is.
+    chosen_address: bool,
 }
 
 struct Handler {
     events: mpsc::UnboundedSender<PeerEvent>,
     outbox: Arc<Outbox>,
+    /// We gather on one address the user chose (`bind_ip`): it is offered as it is.
+    chosen_address: bool,
 }
 
 impl Handler {
@@ -207,6 +211,7 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         let _ = self.events.send(PeerEvent::LocalCandidate(event.candidate.typ.to_string()));
         match event.candidate.to_json() {
+            Ok(init) if self.chosen_address => self.share_candidate(&init),
             Ok(mut init) => match candidate_privacy::shareable(&init.candidate) {
                 None => debug!("a host candidate on a private network is not shared"),
                 Some(shared) => {
@@ -280,16 +285,18 @@ impl BandwidthEstimator for PublishingEstimator {
 /// mDNS needs the multicast group 224.0.0.251, which a host without a multicast route (no
 /// default route: a VPN-only host, a LAN with no gateway, a container) cannot join; webrtc-rs
 /// then fails the whole connection, so mDNS is turned off there (our private host candidates
-/// are then simply not shared). Otherwise our LAN address (the one multicast leaves from, or
-/// the one we are bound to) goes out under a random `.local` name, which only a client on the
-/// same LAN can resolve.
+/// are then simply not shared). Otherwise our LAN address (the one multicast leaves from) goes
+/// out under a random `.local` name, which only a client on the same LAN can resolve.
 fn multicast_dns(bind_ip: IpAddr) -> (MulticastDnsMode, Option<IpAddr>) {
     if let Err(e) = rtc::mdns::MulticastSocket::new().into_std() {
         debug!(error = %e, "no multicast here: mDNS is off");
         return (MulticastDnsMode::Disabled, None);
     }
-    let lan_ip = if bind_ip.is_unspecified() { multicast_source_ip() } else { Some(bind_ip) };
-    match lan_ip {
+    // An address the user chose to gather on is offered as it is (see `Handler`).
+    if !bind_ip.is_unspecified() {
+        return (MulticastDnsMode::QueryOnly, None);
+    }
+    match multicast_source_ip() {
         Some(ip @ IpAddr::V4(_)) if candidate_privacy::is_private(ip) => (MulticastDnsMode::QueryAndGather, Some(ip)),
         _ => (MulticastDnsMode::QueryOnly, None),
     }
@@ -470,7 +477,11 @@ impl Peer {
             .with_media_engine(media)
             .with_setting_engine(setting_engine)
             .with_interceptor_registry(registry)
-            .with_handler(Arc::new(Handler { events: events.clone(), outbox: outbox.clone() }))
+            .with_handler(Arc::new(Handler {
+                events: events.clone(),
+                outbox: outbox.clone(),
+                chosen_address: !settings.bind_ip.is_unspecified(),
+            }))
             .with_udp_addrs(vec![format!("{}:0", settings.bind_ip)])
             .build()
             .await?;
@@ -495,6 +506,7 @@ impl Peer {
             events,
             outbox,
             bridges,
+            chosen_address: !settings.bind_ip.is_unspecified(),
         };
         if initiator {
             peer.add_tracks().await?;
@@ -541,7 +553,7 @@ impl Peer {
 
     fn send_description(&self, desc: &RTCSessionDescription) {
         let kind = if desc.sdp_type == RTCSdpType::Offer { "offer" } else { "answer" };
-        let sdp = candidate_privacy::shareable_sdp(&desc.sdp);
+        let sdp = if self.chosen_address { desc.sdp.clone() } else { candidate_privacy::shareable_sdp(&desc.sdp) };
         let json = serde_json::json!({ "sdp": { "type": kind, "sdp": sdp } }).to_string();
         if let Ok(data) = SignalData::from_json(&json) {
             self.outbox.description(data);
