@@ -120,12 +120,10 @@ pub enum Egress {
     Tcp443Only,
 }
 
-/// One home network: a NAT router and the client's host behind it (and any neighbours on the
-/// same LAN, a bridge in the router).
+/// One home network: a NAT router and the client's host behind it, on a LAN that is a bridge
+/// in the router (so more hosts can be plugged in).
 pub struct Home {
     pub kind: NatKind,
-    /// Hosts added beside the first one, each with its own address on the LAN.
-    pub neighbours: Vec<(Netns, Ipv4Addr)>,
     /// The client's namespace (dropped before its router).
     pub host: Netns,
     pub router: Netns,
@@ -157,18 +155,6 @@ impl Home {
 "
             ),
         )
-    }
-
-    /// Adds another host on this home's LAN (the next free address), and returns its index in
-    /// [`Home::neighbours`].
-    pub fn add_neighbour(&mut self) -> anyhow::Result<usize> {
-        let n = self.neighbours.len();
-        let octets = self.private_ip.octets();
-        let ip = Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3] + 1 + u8::try_from(n)?);
-        let host = Netns::create(&format!("{}-n{n}", self.host.name))?;
-        attach_to_lan(&self.router, &host, &format!("lan{}", n + 1), ip)?;
-        self.neighbours.push((host, ip));
-        Ok(n)
     }
 
     /// Drops `percent` % of the UDP packets reaching the home from outside, at random (media,
@@ -363,7 +349,7 @@ fn build_home(prefix: &str, public: &Netns, i: usize, kind: NatKind) -> anyhow::
         &["link", "add", "wan", "netns", &router.name, "type", "veth", "peer", "name", &uplink, "netns", &public.name],
     )?;
     public.exec(&["ip", "link", "set", &uplink, "master", "br0", "up"])?;
-    // The LAN is a bridge named `lan` in the router, so neighbours can join it.
+    // The LAN is a bridge named `lan` in the router, so more hosts can join it.
     router.exec(&["ip", "link", "add", "lan", "type", "bridge"])?;
     router.exec(&["ip", "addr", "add", &format!("{}/24", lan_gateway(private_ip)), "dev", "lan"])?;
     router.exec(&["ip", "addr", "add", &format!("{public_ip}/24"), "dev", "wan"])?;
@@ -373,7 +359,7 @@ fn build_home(prefix: &str, public: &Netns, i: usize, kind: NatKind) -> anyhow::
     let rules = kind.ruleset(private_ip);
     nft(&router, &rules).with_context(|| format!("{} router rules", kind.name()))?;
     attach_to_lan(&router, &host, "lan0", private_ip)?;
-    Ok(Home { kind, neighbours: Vec::new(), host, router, public_ip, private_ip })
+    Ok(Home { kind, host, router, public_ip, private_ip })
 }
 
 /// The router's address on the LAN of a host at `ip` (`.1` of its /24).

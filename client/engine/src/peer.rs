@@ -119,16 +119,19 @@ pub enum PeerError {
 /// Our signals on their way to the partner. Candidates gathered while a description of ours is
 /// being made are held back until it is sent, so the partner never gets a candidate before the
 /// description it belongs to (for a renewed connection it would reach the old one, for an ICE
-/// restart the old ICE generation).
+/// restart the old ICE generation). It is also where our addresses are made fit for a
+/// stranger ([`candidate_privacy`]), in candidates and descriptions alike.
 struct Outbox {
     events: mpsc::UnboundedSender<PeerEvent>,
     /// `Some` while a description is being made: the candidates held until it is sent.
     held: Mutex<Option<Vec<SignalData>>>,
+    /// We gather on one address the user chose (`bind_ip`): it is offered as it is.
+    chosen_address: bool,
 }
 
 impl Outbox {
-    fn new(events: mpsc::UnboundedSender<PeerEvent>) -> Self {
-        Outbox { events, held: Mutex::new(None) }
+    fn new(events: mpsc::UnboundedSender<PeerEvent>, chosen_address: bool) -> Self {
+        Outbox { events, held: Mutex::new(None), chosen_address }
     }
 
     /// Holds candidates from now until the next description is sent.
@@ -136,7 +139,21 @@ impl Outbox {
         self.held.lock().expect("the outbox lock is never poisoned").get_or_insert_with(Vec::new);
     }
 
-    fn candidate(&self, data: SignalData) {
+    /// Sends a local candidate as a stranger may see it (after its description).
+    fn candidate(&self, mut init: webrtc::peer_connection::RTCIceCandidateInit) {
+        if !self.chosen_address {
+            match candidate_privacy::shareable(&init.candidate) {
+                Some(shared) => init.candidate = shared,
+                None => return debug!("a host candidate on a private network is not shared"),
+            }
+        }
+        let data = match serde_json::to_string(&init)
+            .map(|json| SignalData::from_json(&format!(r#"{{"candidate":{json}}}"#)))
+        {
+            Ok(Ok(data)) => data,
+            Ok(Err(e)) => return debug!(error = %e, "local candidate not sendable"),
+            Err(e) => return debug!(error = %e, "local candidate not serialisable"),
+        };
         let mut held = self.held.lock().expect("the outbox lock is never poisoned");
         match held.as_mut() {
             Some(waiting) => waiting.push(data),
@@ -146,9 +163,15 @@ impl Outbox {
         }
     }
 
-    /// Sends a description, then the candidates held for it.
-    fn description(&self, data: SignalData) {
-        let _ = self.events.send(PeerEvent::LocalSignal(data));
+    /// Sends a description (its candidate lines as a stranger may see them), then the
+    /// candidates held for it.
+    fn description(&self, desc: &RTCSessionDescription) {
+        let kind = if desc.sdp_type == RTCSdpType::Offer { "offer" } else { "answer" };
+        let sdp = if self.chosen_address { desc.sdp.clone() } else { candidate_privacy::shareable_sdp(&desc.sdp) };
+        let json = serde_json::json!({ "sdp": { "type": kind, "sdp": sdp } }).to_string();
+        if let Ok(data) = SignalData::from_json(&json) {
+            let _ = self.events.send(PeerEvent::LocalSignal(data));
+        }
         self.release();
     }
 
@@ -182,28 +205,11 @@ pub struct Peer {
     outbox: Arc<Outbox>,
     /// TURN over TCP and TLS for this connection (stopped with it).
     bridges: Bridges,
-    /// We gather on one address the user chose (`bind_ip`): it is offered as it is.
-    chosen_address: bool,
 }
 
 struct Handler {
     events: mpsc::UnboundedSender<PeerEvent>,
     outbox: Arc<Outbox>,
-    /// We gather on one address the user chose (`bind_ip`): it is offered as it is.
-    chosen_address: bool,
-}
-
-impl Handler {
-    /// Sends a local candidate to the partner (after the description it belongs to).
-    fn share_candidate(&self, init: &webrtc::peer_connection::RTCIceCandidateInit) {
-        match serde_json::to_string(init) {
-            Ok(json) => match SignalData::from_json(&format!(r#"{{"candidate":{json}}}"#)) {
-                Ok(data) => self.outbox.candidate(data),
-                Err(e) => debug!(error = %e, "local candidate not sendable"),
-            },
-            Err(e) => debug!(error = %e, "local candidate not serialisable"),
-        }
-    }
 }
 
 #[async_trait::async_trait]
@@ -211,14 +217,7 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         let _ = self.events.send(PeerEvent::LocalCandidate(event.candidate.typ.to_string()));
         match event.candidate.to_json() {
-            Ok(init) if self.chosen_address => self.share_candidate(&init),
-            Ok(mut init) => match candidate_privacy::shareable(&init.candidate) {
-                None => debug!("a host candidate on a private network is not shared"),
-                Some(shared) => {
-                    init.candidate = shared;
-                    self.share_candidate(&init);
-                }
-            },
+            Ok(init) => self.outbox.candidate(init),
             Err(e) => debug!(error = %e, "local candidate not convertible"),
         }
     }
@@ -471,17 +470,13 @@ impl Peer {
             .with_multicast_dns_mode(mdns_mode)
             .with_multicast_dns_local_ip(mdns_ip)
             .build();
-        let outbox = Arc::new(Outbox::new(events.clone()));
+        let outbox = Arc::new(Outbox::new(events.clone(), !settings.bind_ip.is_unspecified()));
         let pc = PeerConnectionBuilder::new()
             .with_configuration(config)
             .with_media_engine(media)
             .with_setting_engine(setting_engine)
             .with_interceptor_registry(registry)
-            .with_handler(Arc::new(Handler {
-                events: events.clone(),
-                outbox: outbox.clone(),
-                chosen_address: !settings.bind_ip.is_unspecified(),
-            }))
+            .with_handler(Arc::new(Handler { events: events.clone(), outbox: outbox.clone() }))
             .with_udp_addrs(vec![format!("{}:0", settings.bind_ip)])
             .build()
             .await?;
@@ -506,7 +501,6 @@ impl Peer {
             events,
             outbox,
             bridges,
-            chosen_address: !settings.bind_ip.is_unspecified(),
         };
         if initiator {
             peer.add_tracks().await?;
@@ -541,22 +535,13 @@ impl Peer {
         };
         match made.await {
             Ok(desc) => {
-                self.send_description(&desc);
+                self.outbox.description(&desc);
                 Ok(())
             }
             Err(e) => {
                 self.outbox.release();
                 Err(e)
             }
-        }
-    }
-
-    fn send_description(&self, desc: &RTCSessionDescription) {
-        let kind = if desc.sdp_type == RTCSdpType::Offer { "offer" } else { "answer" };
-        let sdp = if self.chosen_address { desc.sdp.clone() } else { candidate_privacy::shareable_sdp(&desc.sdp) };
-        let json = serde_json::json!({ "sdp": { "type": kind, "sdp": sdp } }).to_string();
-        if let Ok(data) = SignalData::from_json(&json) {
-            self.outbox.description(data);
         }
     }
 
