@@ -140,30 +140,45 @@ where
 {
     let mut results = Vec::new();
     for round in 0..4 {
-        let cells: Vec<(usize, usize)> = (0..4).map(|i| (i, (i + round) % 4)).collect();
-        let outcomes: Vec<_> = std::thread::scope(|scope| {
-            let handles: Vec<_> = cells
-                .iter()
-                .map(|&(i, j)| {
-                    let (a, b) = (&lab.homes[i], &lab.homes[4 + j]);
-                    let check = &check;
-                    scope.spawn(move || {
-                        let (mut ca, mut cb, result) = meet(lab, (a, b), &format!("{i}{j}"), &MEDIA, a_flags)?;
-                        check(a, b, &mut ca, &mut cb)?;
-                        Ok(result)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("a cell's thread does not panic")).collect()
-        });
+        let cells: Vec<(usize, usize)> = (0..4).map(|i| (i, 4 + (i + round) % 4)).collect();
+        let outcomes = run_cells(lab, &cells, "", &MEDIA, a_flags, &check);
         for (&(i, j), outcome) in cells.iter().zip(outcomes) {
-            results.push(((NatKind::ALL[i], NatKind::ALL[j]), outcome));
+            results.push(((NatKind::ALL[i], NatKind::ALL[j - 4]), outcome));
         }
     }
     results.sort_by_key(|((a, b), _)| {
         (NatKind::ALL.iter().position(|k| k == a), NatKind::ALL.iter().position(|k| k == b))
     });
     results
+}
+
+/// Runs one call per `(a, b)` pair of home indices at once, tagged `{tag}{a}{b}`, with `check`
+/// run on each, and returns the outcomes in the order of `cells`.
+fn run_cells<F>(
+    lab: &Lab,
+    cells: &[(usize, usize)],
+    tag: &str,
+    media: &[&str],
+    a_flags: &[&str],
+    check: &F,
+) -> Vec<anyhow::Result<CallResult>>
+where
+    F: Fn(&Home, &Home, &mut Client, &mut Client) -> anyhow::Result<()> + Sync,
+{
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = cells
+            .iter()
+            .map(|&(i, j)| {
+                let (a, b) = (&lab.homes[i], &lab.homes[j]);
+                scope.spawn(move || {
+                    let (mut ca, mut cb, result) = meet(lab, (a, b), &format!("{tag}{i}{j}"), media, a_flags)?;
+                    check(a, b, &mut ca, &mut cb)?;
+                    Ok(result)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a cell's thread does not panic")).collect()
+    })
 }
 
 fn print_table(title: &str, results: &[((NatKind, NatKind), anyhow::Result<CallResult>)]) {
@@ -507,23 +522,16 @@ fn networks_that_block_udp_reach_every_nat_kind_through_turn_over_tcp_and_tls() 
     media.extend(["--turn-ca", ca.as_str()]);
     let mut failures = Vec::new();
     for (firewalled, allowed) in [(0usize, &["tcp", "tls"][..]), (1, &["tls"][..])] {
-        let outcomes: Vec<_> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..4)
-                .map(|j| {
-                    let (a, b) = (&lab.homes[firewalled], &lab.homes[2 + j]);
-                    let (lab, media) = (&lab, &media);
-                    scope.spawn(move || meet(lab, (a, b), &format!("f{firewalled}{j}"), media, &[]))
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("a cell's thread does not panic")).collect()
-        });
+        let cells: Vec<(usize, usize)> = (0..4).map(|j| (firewalled, 2 + j)).collect();
+        let no_check = |_: &Home, _: &Home, _: &mut Client, _: &mut Client| Ok(());
+        let outcomes = run_cells(&lab, &cells, "f", &media, &[], &no_check);
         eprintln!(
             "\n| {} / b | pair | relay | connected ms |\n|---|---|---|---|",
             ["no UDP", "TCP 443 only"][firewalled]
         );
         for (j, outcome) in outcomes.into_iter().enumerate() {
             match outcome {
-                Ok((_, _, r)) => {
+                Ok(r) => {
                     eprintln!(
                         "| {} | {} / {} | {:?} | {} |",
                         NatKind::ALL[j].name(),
