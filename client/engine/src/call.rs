@@ -153,7 +153,7 @@ impl Call {
             let local_slot = slots.1.clone();
             let mut sources = Some((video_source, audio_source));
             let audio_out = settings.audio_out.clone();
-            let bitrate = peer.target_bitrate();
+            let budget = peer.budget();
             let call_tasks = tasks.clone();
             tasks.spawn(async move {
                 while let Some(event) = peer_rx.recv().await {
@@ -186,7 +186,7 @@ impl Call {
                                     video_source,
                                     controls.clone(),
                                     counters.clone(),
-                                    bitrate.clone(),
+                                    budget.clone(),
                                     local_slot.clone(),
                                     events.clone(),
                                 )
@@ -262,13 +262,7 @@ impl Call {
         }
 
         // Statistics, once a second.
-        tasks.spawn(pipeline::report_stats(
-            peer.connection(),
-            peer.relayed_via(),
-            counters,
-            peer.target_bitrate(),
-            events,
-        ));
+        tasks.spawn(pipeline::report_stats(peer.connection(), peer.relayed_via(), counters, peer.budget(), events));
 
         Ok(Call { peer, controls, chat, chat_open, tasks })
     }

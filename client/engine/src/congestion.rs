@@ -2,23 +2,29 @@
 //! without building a queue, from the partner's transport-wide feedback (when each packet left
 //! us, when it arrived or that it never did). Pure: time is an input, no IO, no clock.
 //!
-//! Three signals drive it:
+//! Four signals drive it:
 //! - **Queueing delay.** A packet's one-way delay minus the smallest one-way delay seen in the
 //!   last 30 s (the path's base delay; the two clocks' offset cancels out) is the time it spent
 //!   in queues. The smallest queueing delay of each feedback batch (about 100 ms of packets) is
 //!   the standing queue, free of the short bursts within a frame. A standing queue above a
-//!   threshold (30 ms plus two packets' worth at the current rate, so a thin link's own
-//!   serialisation does not count) means we send more than the path carries: the estimate drops
-//!   below the rate that arrived, by enough to drain the queue within about a second.
+//!   threshold (30 ms plus two of our largest packets at the current rate, so a thin link's own
+//!   serialisation does not count), or above half of it and rising by 10 ms a batch (we send
+//!   well above the link, as when ramping past it), means we send more than the path carries:
+//!   the estimate drops below the rate that arrived, by enough to drain the queue within about
+//!   a second. The arrival rate is remembered as the link's rate when we sent faster than it.
 //! - **Loss.** More than 10 % of the packets of the last second lost (the last 100 packets
-//!   when a second holds fewer) lowers the estimate in proportion, never below half of what arrived; random loss
-//!   below that leaves it alone, so a few lost packets never pin it to the floor.
+//!   when a second holds fewer) lowers the estimate in proportion, never below half of what
+//!   arrived; random loss below that leaves it alone, so a few lost packets never pin it to the
+//!   floor. Losses of packets sent before a decrease are paid for by it and not counted again.
+//! - **Silence.** Feedback that stops coming while we send (250 ms later than the latest of the
+//!   last second's batches) means a queue grew faster than feedback can tell, ours or the one
+//!   our partner's feedback waits in behind its media: the estimate halves every 100 ms until
+//!   feedback returns (see [`CongestionController::on_timeout`]).
 //! - **Room.** With little queueing the estimate grows: doubling each second until the first
-//!   congestion and after a deep cut (below 70 % of the rate where congestion last showed),
-//!   25 % a second when far above that rate or past it with no congestion for 5 s (the link
-//!   may have widened), and gently (5 % a second) near it. It never runs further than twice ahead
-//!   of the rate that actually arrived, so an encoder sending less than allowed does not let it
-//!   climb blindly.
+//!   congestion and after a deep cut (below 70 % of the link's rate as last seen), 25 % a
+//!   second far above that rate or past it with no congestion for 5 s (the link may have
+//!   widened), and gently (5 % a second) near it. It never runs further than twice ahead of the rate that actually
+//!   arrived, so an encoder sending less than allowed does not let it climb blindly.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -51,6 +57,8 @@ pub struct PacketFate {
 /// Why the estimate last moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trend {
+    /// Halved because feedback stopped coming while we sent.
+    Stall,
     /// Not moved yet.
     Start,
     /// Growing quickly: no congestion yet, or far above where it last showed.
@@ -65,9 +73,10 @@ pub enum Trend {
     Loss,
 }
 
-/// Queueing delay above which the estimate drops, at an arrival rate of `rate` bits per second.
-fn delay_threshold(rate: f64) -> Duration {
-    let two_packets = 2.0 * 1200.0 * 8.0 / rate.max(30_000.0);
+/// Queueing delay above which the estimate drops, at an arrival rate of `rate` bits per second
+/// with packets of at most `packet` bytes.
+fn delay_threshold(rate: f64, packet: usize) -> Duration {
+    let two_packets = 2.0 * packet as f64 * 8.0 / rate.max(30_000.0);
     Duration::from_millis(30) + Duration::from_secs_f64(two_packets.min(0.25))
 }
 
@@ -88,8 +97,22 @@ const RAMP_PER_SECOND: f64 = 2.0;
 const PROBE_PER_SECOND: f64 = 1.05;
 /// Growth per second past the last congestion point once it is stale.
 const WIDEN_PER_SECOND: f64 = 1.25;
+/// A standing queue growing this much from one feedback batch to the next (about 100 ms)
+/// means we send at least 10 % more than the link carries.
+const QUEUE_RISE: Duration = Duration::from_millis(10);
+/// Sending this much faster than packets arrive shows the link is saturated.
+const SATURATED: f64 = 1.03;
 /// How long after the last decrease its rate stops counting as the link's, once passed.
 const FORGET_AFTER: Duration = Duration::from_secs(5);
+/// Feedback this much later than the latest of the last second's batches came (measured from
+/// the newest packet each reported) means a queue has formed that feedback cannot show yet:
+/// ours, or the partner's that our feedback waits in. The margin covers a lost feedback batch
+/// or two (they come every 100 ms).
+const STALL_MARGIN: Duration = Duration::from_millis(250);
+/// How long the lag of recent feedback is remembered.
+const LAG_WINDOW: Duration = Duration::from_secs(1);
+/// While feedback stays away the estimate halves this often.
+const STALL_CUT_SPACING: Duration = Duration::from_millis(100);
 
 /// The estimator. See the module documentation.
 #[derive(Debug, Clone)]
@@ -101,16 +124,24 @@ pub struct CongestionController {
     epoch: Option<Instant>,
     /// Minimum one-way delay (seconds) per second of feedback, for the base delay's window.
     base: VecDeque<(Instant, f64)>,
-    /// The standing queue seen in the last feedback batch.
+    /// The standing queue seen in the last feedback batch, and how much it grew since the one
+    /// before.
     queue: Option<Duration>,
+    queue_rise: Duration,
     /// Arrivals (partner's clock) and sizes of the packets of the last rate window.
     arrivals: VecDeque<(Duration, usize)>,
+    /// Departures and sizes of the packets (arrived or lost) of the last rate window.
+    departures: VecDeque<(Instant, usize)>,
     /// Feedback time and fate (arrived or not) of the packets of the last loss window.
     fates: VecDeque<(Instant, bool)>,
     last_update: Option<Instant>,
     last_decrease: Option<Instant>,
     /// The arrival rate when congestion last showed.
     congested_at: Option<f64>,
+    /// The newest departure any feedback reported.
+    newest_reported: Option<Instant>,
+    /// When each recent batch came and how long after its newest packet left.
+    lags: VecDeque<(Instant, Duration)>,
 }
 
 impl CongestionController {
@@ -123,11 +154,15 @@ impl CongestionController {
             epoch: None,
             base: VecDeque::new(),
             queue: None,
+            queue_rise: Duration::ZERO,
             arrivals: VecDeque::new(),
+            departures: VecDeque::new(),
             fates: VecDeque::new(),
             last_update: None,
             last_decrease: None,
             congested_at: None,
+            newest_reported: None,
+            lags: VecDeque::new(),
         }
     }
 
@@ -153,6 +188,14 @@ impl CongestionController {
         Some(bytes as f64 * 8.0 / span.as_secs_f64())
     }
 
+    /// The rate the reported packets of the last half second left at, bits per second.
+    fn departure_rate(&self) -> Option<f64> {
+        let (first, last) = (self.departures.front()?.0, self.departures.back()?.0);
+        let span = last.saturating_duration_since(first).max(Duration::from_millis(100));
+        let bytes: usize = self.departures.iter().map(|(_, size)| size).sum();
+        Some(bytes as f64 * 8.0 / span.as_secs_f64())
+    }
+
     /// The fraction of the last second's packets that were lost, when enough were reported.
     pub fn loss(&self) -> Option<f64> {
         if self.fates.len() < LOSS_MIN_PACKETS {
@@ -167,12 +210,23 @@ impl CongestionController {
         let mut batch_min: Option<f64> = None;
         for fate in fates {
             let epoch = *self.epoch.get_or_insert(fate.departure);
-            self.fates.push_back((now, fate.arrival.is_some()));
+            // Losses of packets sent before the last decrease are paid for by it.
+            if self.last_decrease.is_none_or(|cut| fate.departure >= cut) {
+                self.fates.push_back((now, fate.arrival.is_some()));
+            }
             let Some(arrival) = fate.arrival else { continue };
             let sent = fate.departure.checked_duration_since(epoch).unwrap_or_default();
             let one_way = arrival.as_secs_f64() - sent.as_secs_f64();
             batch_min = Some(batch_min.map_or(one_way, |m: f64| m.min(one_way)));
             self.arrivals.push_back((arrival, fate.size));
+        }
+        for fate in fates {
+            self.departures.push_back((fate.departure, fate.size));
+        }
+        if let Some(newest) = self.departures.iter().map(|(d, _)| *d).max() {
+            while self.departures.front().is_some_and(|(d, _)| newest.saturating_duration_since(*d) > RATE_WINDOW) {
+                self.departures.pop_front();
+            }
         }
         while self.fates.len() > LOSS_MIN_PACKETS
             && self.fates.front().is_some_and(|(at, _)| now.saturating_duration_since(*at) > LOSS_WINDOW)
@@ -184,12 +238,42 @@ impl CongestionController {
                 self.arrivals.pop_front();
             }
         }
+        if let Some(newest) = fates.iter().map(|f| f.departure).max() {
+            self.newest_reported = Some(self.newest_reported.map_or(newest, |n| n.max(newest)));
+            self.lags.push_back((now, now.saturating_duration_since(newest)));
+            while self.lags.front().is_some_and(|(at, _)| now.saturating_duration_since(*at) > LAG_WINDOW) {
+                self.lags.pop_front();
+            }
+        }
         if let Some(one_way) = batch_min {
             self.remember_base(now, one_way);
             let base = self.base.iter().map(|(_, d)| *d).fold(f64::INFINITY, f64::min);
-            self.queue = Some(Duration::from_secs_f64((one_way - base).max(0.0)));
+            let queue = Duration::from_secs_f64((one_way - base).max(0.0));
+            self.queue_rise = self.queue.map_or(Duration::ZERO, |last| queue.saturating_sub(last));
+            self.queue = Some(queue);
         }
         self.update(now);
+    }
+
+    /// Checks that feedback still comes while we send (`last_sent`: when our newest packet
+    /// left). When it stops, a queue has grown faster than feedback can tell: after a sudden
+    /// fall of the link both ways, each side's feedback waits behind the other's media in a full
+    /// router queue, for as long as that queue holds (1.6 s at 300 kbit/s behind 50 packets).
+    /// Waiting for it to arrive would keep the queue full all that time, so the estimate halves
+    /// every 100 ms until feedback comes again and shows where the link is.
+    pub fn on_timeout(&mut self, now: Instant, last_sent: Option<Instant>) {
+        let (Some(newest), Some(sent)) = (self.newest_reported, last_sent) else { return };
+        let Some(lag) = self.lags.iter().map(|(_, lag)| *lag).max() else { return };
+        if sent <= newest || now.saturating_duration_since(newest) <= lag + STALL_MARGIN {
+            return;
+        }
+        if self.trend == Trend::Stall
+            && self.last_decrease.is_some_and(|t| now.saturating_duration_since(t) < STALL_CUT_SPACING)
+        {
+            return;
+        }
+        self.estimate = (self.estimate * 0.5).max(self.config.min_bps);
+        self.decreased(now, None, Trend::Stall);
     }
 
     /// Keeps the smallest one-way delay per second of feedback, for the last 30 s.
@@ -216,16 +300,33 @@ impl CongestionController {
         };
         let queue = self.queue.unwrap_or_default();
         let loss = self.loss().unwrap_or(0.0);
-        let threshold = delay_threshold(arrived);
+        // Too few packets since the last cut to decrease on, but enough to see that losses go
+        // on: no growth meanwhile.
+        let lost = self.fates.iter().filter(|(_, arrived)| !arrived).count();
+        let losing = self.fates.len() >= LOSS_MIN_PACKETS / 5 && lost * 10 > self.fates.len();
+        let largest = self.arrivals.iter().map(|(_, size)| *size).max().unwrap_or(1200);
+        let threshold = delay_threshold(arrived, largest);
         let may_decrease = self.last_decrease.is_none_or(|t| now.saturating_duration_since(t) >= DECREASE_SPACING);
         let (min, max) = (self.config.min_bps, self.config.max_bps);
-        if queue > threshold {
+        // A queue halfway to the threshold and rising fast (we send well above the link, as
+        // when ramping past it) is acted on before it gets there.
+        let rising = queue > threshold / 2 && self.queue_rise > QUEUE_RISE;
+        if queue > threshold || rising {
+            // A standing queue while we send more than arrives means the link is full: what
+            // arrives is what it carries, worth remembering even when too soon after the last
+            // decrease to act on it. While we send less than that (the queue drains), the
+            // rate says nothing of the link's.
+            if self.departure_rate().is_some_and(|sent| sent > arrived * SATURATED)
+                || self.congested_at.is_none_or(|at| arrived > at)
+            {
+                self.congested_at = Some(arrived);
+            }
             if may_decrease {
                 // Below what arrives, and further below the longer the queue: what is queued
                 // drains within about a second.
                 let factor = (0.85 - queue.as_secs_f64()).max(0.0);
                 self.estimate = (arrived * factor).min(self.estimate).max(min);
-                self.decreased(now, Some(arrived), Trend::Delay);
+                self.decreased(now, None, Trend::Delay);
             }
         } else if loss > 0.1 {
             if may_decrease {
@@ -235,7 +336,7 @@ impl CongestionController {
                 let congested = (queue > threshold / 2).then_some(arrived);
                 self.decreased(now, congested, Trend::Loss);
             }
-        } else if queue < threshold / 2 {
+        } else if queue < threshold / 2 && !losing {
             // Random loss below the decrease threshold is no reason to stop growing: loss from
             // congestion comes with a queue on the links we meet, and the queue rules it.
             // Quickly back up to where congestion last showed after a deep cut; past it,
@@ -263,12 +364,17 @@ impl CongestionController {
     /// Notes a decrease, and the rate where congestion showed if it did.
     fn decreased(&mut self, now: Instant, congested_at: Option<f64>, trend: Trend) {
         self.last_decrease = Some(now);
+        // Losses so far, and those of packets already on their way, are paid for by this cut.
+        self.fates.clear();
         if congested_at.is_some() {
             self.congested_at = congested_at;
         }
         self.trend = trend;
     }
 }
+
+#[cfg(test)]
+mod sim;
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,6 @@
-//! A pass-through interceptor, optionally letting keyframe requests (PLI, FIR) through to the
-//! application. Inbound RTCP otherwise ends inside the interceptor chain, so without the marking
-//! a sender never learns that its receiver lost the picture. Unmarked, it fills a slot of the
-//! chain with nothing (see `peer.rs` on the pacer).
+//! A pass-through interceptor letting keyframe requests (PLI, FIR) through to the application.
+//! Inbound RTCP otherwise ends inside the interceptor chain, so without the marking a sender
+//! never learns that its receiver lost the picture.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -12,10 +11,9 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 
-/// Passes every packet on; if `marking`, marks PLI and FIR for delivery to the sending track.
+/// Passes every packet on, marking PLI and FIR for delivery to the sending track.
 #[derive(Default)]
 pub struct KeyframeTap {
-    marking: bool,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
 }
@@ -23,11 +21,6 @@ pub struct KeyframeTap {
 impl KeyframeTap {
     /// The tap that hands keyframe requests to the application.
     pub fn marking() -> Self {
-        KeyframeTap { marking: true, ..Default::default() }
-    }
-
-    /// A link that does nothing at all.
-    pub fn transparent() -> Self {
         KeyframeTap::default()
     }
 }
@@ -45,7 +38,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeTap {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let (true, Packet::Rtcp(packets)) = (self.marking, &msg.message.packet) {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
             if packets.iter().any(|p| asks_for_keyframe(p.as_ref())) {
                 msg.message.add(Attribute::DeliverToApplication);
             }

@@ -16,6 +16,8 @@ pub mod ladder;
 pub mod media;
 pub mod peer;
 mod pipeline;
+pub mod retransmit_budget;
+mod send_budget;
 pub mod session;
 pub mod signaling;
 pub mod slot;

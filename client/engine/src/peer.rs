@@ -5,7 +5,6 @@
 //! The DTLS fingerprint is always verified (the setting that disables it is never touched).
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +38,8 @@ use crate::candidate_privacy;
 use crate::congestion::{CongestionConfig, CongestionController, PacketFate};
 use crate::keyframe_tap::KeyframeTap;
 use crate::media::video_codec::VideoCodec;
+use crate::retransmit_budget::BudgetGate;
+use crate::send_budget::SendBudget;
 use crate::turn_bridge::{self, Bridges, RelayedVia, TurnTls};
 
 /// The H.264 flavour browsers expect: constrained baseline, packetization mode 1.
@@ -195,10 +196,8 @@ pub struct Peer {
     audio_sender: Option<Arc<dyn RtpSender>>,
     initiator: bool,
     video_codecs: Vec<VideoCodec>,
-    /// The congestion controller's estimate of what we may send, audio and video together, in
-    /// bits per second (an `f64` stored as bits).
-    target_bitrate: Arc<AtomicU64>,
-    estimate_measured: Arc<AtomicBool>,
+    /// What the congestion controller lets us send.
+    budget: Arc<SendBudget>,
     /// Candidates that arrived before the remote description.
     early_candidates: Vec<webrtc::peer_connection::RTCIceCandidateInit>,
     events: mpsc::UnboundedSender<PeerEvent>,
@@ -240,13 +239,16 @@ impl PeerConnectionEventHandler for Handler {
 }
 
 /// Our congestion controller as webrtc-rs's estimator: the partner's feedback in, the estimate
-/// published after every batch where the video sender reads it.
+/// published after every batch where the video sender reads it, and checked every
+/// [`STALL_CHECK`] for feedback that stopped coming.
 struct PublishingEstimator {
     controller: CongestionController,
-    target: Arc<AtomicU64>,
-    /// Set once the estimate rests on feedback (something arrived at the partner).
-    measured: Arc<AtomicBool>,
+    budget: Arc<SendBudget>,
+    next_check: Instant,
 }
+
+/// How often the estimator checks that feedback still comes.
+const STALL_CHECK: Duration = Duration::from_millis(50);
 
 impl BandwidthEstimator for PublishingEstimator {
     fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
@@ -267,13 +269,24 @@ impl BandwidthEstimator for PublishingEstimator {
             trend = ?self.controller.trend(),
             "congestion feedback"
         );
-        self.target.store(self.controller.estimate().to_bits(), Ordering::Relaxed);
+        self.budget.set_estimate(self.controller.estimate());
         if self.controller.arrival_rate().is_some() {
-            self.measured.store(true, Ordering::Relaxed);
+            self.budget.set_measured();
         }
     }
     fn target_bitrate(&self) -> f64 {
         self.controller.estimate()
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        if now < self.next_check {
+            return;
+        }
+        self.next_check = now + STALL_CHECK;
+        self.controller.on_timeout(now, self.budget.last_sent());
+        self.budget.set_estimate(self.controller.estimate());
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Some(self.next_check)
     }
     fn stats(&self) -> EstimatorStats {
         EstimatorStats::default()
@@ -394,22 +407,22 @@ impl Peer {
             RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PT },
             RtpCodecKind::Audio,
         )?;
-        let target_bitrate = Arc::new(AtomicU64::new(f64::from(settings.bitrate_start).to_bits()));
-        let estimate_measured = Arc::new(AtomicBool::new(false));
+        let budget = Arc::new(SendBudget::new(f64::from(settings.bitrate_start)));
         let estimator = PublishingEstimator {
             controller: CongestionController::new(CongestionConfig {
                 start_bps: f64::from(settings.bitrate_start),
                 min_bps: f64::from(settings.bitrate_min),
                 max_bps: f64::from(settings.bitrate_max),
             }),
-            target: target_bitrate.clone(),
-            measured: estimate_measured.clone(),
+            budget: budget.clone(),
+            next_check: Instant::now() + STALL_CHECK,
         };
         let registry = configure_congestion_control(Registry::new(), estimator, CongestionFeedback::Twcc, &mut media)?;
         // No pacer: the encoder already holds the estimated rate, and webrtc-rs's pacer queues
         // NACK retransmissions behind media, so under loss they came too late to repair
-        // anything (5 % loss: 5 fps with it, 28 fps without; tests/tests/loss.rs).
-        let registry = registry.with(Slot::Pacer, KeyframeTap::transparent());
+        // anything (5 % loss: 5 fps with it, 28 fps without; tests/tests/loss.rs). Its slot
+        // holds retransmissions to a share of the estimate instead.
+        let registry = registry.with(Slot::Pacer, BudgetGate::new(budget.clone()));
         let registry = register_default_interceptors(registry, &mut media)?;
         // A missing packet is asked for every 20 ms (not webrtc-rs's 100 ms: at 5 % loss a lost
         // request or retransmission then still has two more chances within the jitter
@@ -495,8 +508,7 @@ impl Peer {
             audio_sender: None,
             initiator,
             video_codecs: settings.video_codecs.clone(),
-            target_bitrate,
-            estimate_measured,
+            budget,
             early_candidates: Vec::new(),
             events,
             outbox,
@@ -660,16 +672,14 @@ impl Peer {
         Ok(())
     }
 
-    /// The current congestion-control target for video, in bits per second.
-    pub fn target_bitrate(&self) -> Arc<AtomicU64> {
-        self.target_bitrate.clone()
+    /// What congestion control lets us send.
+    pub(crate) fn budget(&self) -> Arc<SendBudget> {
+        self.budget.clone()
     }
 
     /// The congestion estimate (bits per second), once it rests on the partner's feedback.
     pub fn measured_estimate(&self) -> Option<f64> {
-        self.estimate_measured
-            .load(Ordering::Relaxed)
-            .then(|| f64::from_bits(self.target_bitrate.load(Ordering::Relaxed)))
+        self.budget.measured()
     }
 
     pub fn connection(&self) -> Arc<dyn PeerConnection> {

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,7 @@ use crate::media::frame::{now_us, SAMPLES_PER_FRAME, SAMPLE_RATE};
 use crate::media::video_codec::{VideoCodec, VideoDecoder};
 use crate::media::video_jitter::{JitterConfig, VideoJitter};
 use crate::media::{jitter, opus, pitch, stripe};
+use crate::send_budget::SendBudget;
 use crate::slot::FrameSlot;
 use crate::sources::{AudioOut, AudioSource};
 use crate::turn_bridge::{RelayedVia, TurnTransport};
@@ -335,7 +336,7 @@ pub(crate) async fn report_stats(
     pc: Arc<dyn PeerConnection>,
     relayed_via: RelayedVia,
     counters: Arc<Counters>,
-    bitrate: Arc<AtomicU64>,
+    budget: Arc<SendBudget>,
     events: Arc<EventSink>,
 ) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
@@ -362,7 +363,7 @@ pub(crate) async fn report_stats(
             recv_fps: (now.1 - last.1) as f64 / elapsed,
             sent_kbps: (now.2 - last.2) as f64 * 8.0 / 1000.0 / elapsed,
             recv_kbps: (now.3 - last.3) as f64 * 8.0 / 1000.0 / elapsed,
-            target_kbps: f64::from_bits(bitrate.load(Ordering::Relaxed)) / 1000.0,
+            target_kbps: budget.estimate() / 1000.0,
             frames_verified: Counters::get(&counters.frames_verified),
             verify_errors: Counters::get(&counters.verify_errors),
             out_of_order: Counters::get(&counters.out_of_order),

@@ -6,7 +6,7 @@
 //! than queued: the queue stays in the link's router, short, where congestion control sees it.
 //! Audio and retransmissions never wait behind this thread.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use crate::ladder::Ladder;
 use crate::media::video_codec::{EncoderConfig, VideoCodec, VideoEncoder};
 use crate::media::{scale, stripe, VideoFrame};
 use crate::pipeline::{first_ssrc, sleep_until};
+use crate::send_budget::SendBudget;
 use crate::slot::FrameSlot;
 use crate::sources::VideoSource;
 
@@ -40,9 +41,17 @@ const MIN_MTU: usize = 300;
 const AUDIO_SHARE_BPS: f64 = 40_000.0;
 /// Video never targets less than this.
 const MIN_VIDEO_BPS: f64 = 30_000.0;
-/// Packets leave at this multiple of the estimate: a frame's packets spread over part of the
-/// frame interval, and a keyframe over a few intervals, instead of one burst.
+/// Packets leave at a multiple of the estimate: a frame's packets spread over part of the frame
+/// interval, and a keyframe over a few intervals, instead of one burst. On a thin link each
+/// packet holds the link long, so the multiple shrinks toward [`THIN_PACING_FACTOR`] and a
+/// frame's packets leave about as fast as the link drains them: the audio packets between them
+/// wait behind one video packet in the router's queue, not behind a whole frame.
 const PACING_FACTOR: f64 = 2.5;
+const THIN_PACING_FACTOR: f64 = 1.25;
+/// The estimates, bits per second, at and below which the thin multiple applies and from which
+/// the full one does.
+const THIN_LINK_BPS: f64 = 300_000.0;
+const WIDE_LINK_BPS: f64 = 1_000_000.0;
 /// The RTP clock of video.
 const VIDEO_CLOCK: f64 = 90_000.0;
 
@@ -117,6 +126,12 @@ impl Pacer {
     }
 }
 
+/// The multiple of the estimate packets leave at (see [`PACING_FACTOR`]).
+fn pacing_factor(estimate_bps: f64) -> f64 {
+    let wide = ((estimate_bps - THIN_LINK_BPS) / (WIDE_LINK_BPS - THIN_LINK_BPS)).clamp(0.0, 1.0);
+    THIN_PACING_FACTOR + (PACING_FACTOR - THIN_PACING_FACTOR) * wide
+}
+
 /// The stripe is painted again on a scaled picture, so every size verifies.
 fn scaled(frame: &VideoFrame, width: usize, height: usize) -> VideoFrame {
     if (width, height) == (frame.width, frame.height) {
@@ -134,7 +149,7 @@ pub(crate) async fn spawn_video_sender(
     mut source: Box<dyn VideoSource>,
     controls: Arc<Controls>,
     counters: Arc<Counters>,
-    estimate: Arc<AtomicU64>,
+    budget: Arc<SendBudget>,
     local_slot: Arc<FrameSlot>,
     events: Arc<EventSink>,
 ) {
@@ -171,11 +186,9 @@ pub(crate) async fn spawn_video_sender(
         let source_fps = source.fps().max(1);
         let (width, height) = source.size();
         let mut ladder = Ladder::new(width, height, source_fps);
-        let video_target = |estimate: &AtomicU64| {
-            (f64::from_bits(estimate.load(Ordering::Relaxed)) - AUDIO_SHARE_BPS).max(MIN_VIDEO_BPS)
-        };
+        let video_target = |budget: &SendBudget| (budget.estimate() - AUDIO_SHARE_BPS).max(MIN_VIDEO_BPS);
         let mut fps = source_fps;
-        let mut applied = video_target(&estimate);
+        let mut applied = video_target(&budget);
         // No periodic keyframes: each is a burst a thin link pays for in delay, and a receiver
         // that lost one asks again until it comes.
         let config = EncoderConfig {
@@ -215,7 +228,7 @@ pub(crate) async fn spawn_video_sender(
                 frame.capture_us = capture_us;
                 let _ = stripe::paint(&mut frame, number, capture_us);
             }
-            let target = video_target(&estimate);
+            let target = video_target(&budget);
             let choice = ladder.choose(Instant::now(), target);
             if choice.fps != fps && encoder.set_frame_rate(choice.fps as f32).is_ok() {
                 fps = choice.fps;
@@ -242,11 +255,13 @@ pub(crate) async fn spawn_video_sender(
             let Some(encoded) = encoded else { continue };
             Counters::add(&counters.video_frames_sent, 1);
             Counters::add(&counters.bytes_sent, encoded.data.len() as u64);
-            let total = f64::from_bits(estimate.load(Ordering::Relaxed));
+            let total = budget.estimate();
             let mtu = (total * PACKET_TIME_S / 8.0) as usize;
             for packet in framer.packets(Bytes::from(encoded.data), capture_us, mtu) {
-                pacer.wait(packet.payload.len() + 12, total * PACING_FACTOR);
-                if let Err(e) = runtime.block_on(track.write_rtp(packet)) {
+                pacer.wait(packet.payload.len() + 12, total * pacing_factor(total));
+                let written = runtime.block_on(track.write_rtp(packet));
+                budget.sent(Instant::now());
+                if let Err(e) = written {
                     // Writes fail while the connection closes; the loop ends with the call.
                     tracing::trace!(error = %e, "video write failed");
                 }
@@ -294,6 +309,15 @@ mod tests {
         assert!(small.len() >= 8 && small.iter().all(|p| p.payload.len() + 12 <= 400));
         let floor = framer.packets(Bytes::from(vec![0x10; 3000]), 1_300_000, 10);
         assert!(floor.iter().all(|p| p.payload.len() + 12 <= MIN_MTU) && floor.len() <= 12);
+    }
+
+    #[test]
+    fn thin_links_pace_closer_to_the_estimate() {
+        assert_eq!(pacing_factor(100_000.0), THIN_PACING_FACTOR);
+        assert_eq!(pacing_factor(THIN_LINK_BPS), THIN_PACING_FACTOR);
+        assert_eq!(pacing_factor(2_500_000.0), PACING_FACTOR);
+        let middle = pacing_factor(650_000.0);
+        assert!(middle > THIN_PACING_FACTOR && middle < PACING_FACTOR);
     }
 
     #[test]
