@@ -452,6 +452,43 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
     })
 }
 
+/// Adds `candidate` as a call does (after the partner's offer) to a webrtc-rs peer connection,
+/// if reading it lets it through.
+fn add_candidate(json: &str) {
+    let Ok(Some(RemoteSignal::Candidate(Some(init)))) = peer::read_signal(json) else { return };
+    let _ = candidate_privacy::shareable(&init.candidate);
+    let mut pc = rtc_peer();
+    let (_, offer) = &real_descriptions()[0];
+    let desc = webrtc::peer_connection::RTCSessionDescription::offer(offer.clone()).expect("our offer parses");
+    pc.set_remote_description(Instant::now(), desc).expect("our offer applies");
+    let _ = pc.add_remote_candidate(init);
+}
+
+/// Found by the long run: a component beyond 256 with priority 0 made webrtc-rs's priority
+/// computation overflow (`256 - component`), a panic with overflow checks on.
+#[test]
+fn a_candidate_whose_component_is_out_of_range_is_refused() {
+    for candidate in [
+        "candidate:3 50001 udp 0 2001:db8::7 1 typ host generation 0",
+        "candidate:3 0 udp 0 192.0.2.1 1 typ host",
+        "3 257 udp 0 192.0.2.1 1 typ host",
+    ] {
+        let json = serde_json::json!({ "candidate": { "candidate": candidate, "sdpMid": "0" } }).to_string();
+        assert!(
+            matches!(peer::read_signal(&json), Ok(Some(RemoteSignal::Unusable("component out of range")))),
+            "{candidate}"
+        );
+        add_candidate(&json);
+    }
+    // The edges of the range still pass.
+    for component in [1, 256] {
+        let candidate = format!("candidate:3 {component} udp 0 192.0.2.1 1 typ host");
+        let json = serde_json::json!({ "candidate": { "candidate": candidate, "sdpMid": "0" } }).to_string();
+        assert!(matches!(peer::read_signal(&json), Ok(Some(RemoteSignal::Candidate(Some(_))))), "{component}");
+        add_candidate(&json);
+    }
+}
+
 #[test]
 fn the_descriptions_edited_by_the_fuzzer_apply_as_they_are() {
     for (kind, sdp) in real_descriptions() {
@@ -611,14 +648,7 @@ proptest! {
             "candidate": { "candidate": candidate, "sdpMid": mid, "sdpMLineIndex": index, "usernameFragment": "EsAw" }
         })
         .to_string();
-        let Ok(Some(RemoteSignal::Candidate(Some(init)))) = peer::read_signal(&json) else { return Ok(()) };
-        let _ = candidate_privacy::shareable(&init.candidate);
-        // Added as a call adds it: after the partner's offer.
-        let mut pc = rtc_peer();
-        let (_, offer) = &real_descriptions()[0];
-        let desc = webrtc::peer_connection::RTCSessionDescription::offer(offer.clone()).expect("our offer parses");
-        pc.set_remote_description(Instant::now(), desc).expect("our offer applies");
-        let _ = pc.add_remote_candidate(init);
+        add_candidate(&json);
     }
 
     #[test]

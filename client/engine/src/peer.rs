@@ -558,6 +558,11 @@ impl Peer {
                 }
                 Ok(())
             }
+            Some(RemoteSignal::Unusable(why)) => {
+                // One bad candidate does not end a call; others may work.
+                debug!(why, "candidate refused");
+                Ok(())
+            }
             Some(RemoteSignal::Candidate(None)) | None => Ok(()),
         }
     }
@@ -687,6 +692,8 @@ pub(crate) enum RemoteSignal {
     Description(Box<RTCSessionDescription>),
     /// A trickled candidate; `None` marks the end of candidates.
     Candidate(Option<webrtc::peer_connection::RTCIceCandidateInit>),
+    /// A candidate that must not reach webrtc-rs, and why.
+    Unusable(&'static str),
 }
 
 /// Reads the text of a partner's signal: a description (its SDP parsed by webrtc-rs) or a
@@ -707,9 +714,24 @@ pub(crate) fn read_signal(json: &str) -> Result<Option<RemoteSignal>, PeerError>
     if let Some(candidate) = value.get("candidate") {
         let init: webrtc::peer_connection::RTCIceCandidateInit = serde_json::from_value(candidate.clone())
             .map_err(|e| PeerError::BadSignal(format!("malformed candidate: {e}")))?;
+        if let Err(why) = usable_candidate(&init.candidate) {
+            return Ok(Some(RemoteSignal::Unusable(why)));
+        }
         return Ok(Some(RemoteSignal::Candidate((!init.candidate.is_empty()).then_some(init))));
     }
     Ok(None)
+}
+
+/// Refuses what webrtc-rs would mishandle in a candidate line (`candidate:FOUNDATION COMPONENT
+/// ...`): a component outside RFC 8445's 1 to 256 makes its priority computation overflow (a
+/// panic in a build with overflow checks, a nonsense priority otherwise). Anything else it
+/// parses and judges itself.
+fn usable_candidate(candidate: &str) -> Result<(), &'static str> {
+    let body = candidate.strip_prefix("candidate:").unwrap_or(candidate);
+    match body.split_whitespace().nth(1).map(str::parse::<u64>) {
+        Some(Ok(component)) if !(1..=256).contains(&component) => Err("component out of range"),
+        _ => Ok(()),
+    }
 }
 
 /// The first video codec of a description's video section that is one of `ours`, in the
