@@ -480,6 +480,13 @@ fn a_candidate_whose_component_is_out_of_range_is_refused() {
         );
         add_candidate(&json);
     }
+    // The same candidate inside a description.
+    let offer = BROWSER_OFFER.replace(
+        "a=candidate:1467250027 1 udp 2122260223 192.168.1.23 50000 typ host",
+        "a=candidate:1467250027 50001 udp 0 192.168.1.23 50000 typ host",
+    );
+    assert_ne!(offer, BROWSER_OFFER);
+    apply_description("offer", &offer);
     // The edges of the range still pass.
     for component in [1, 256] {
         let candidate = format!("candidate:3 {component} udp 0 192.0.2.1 1 typ host");
