@@ -17,6 +17,9 @@ pub fn render(hub: &Hub, stats: &Stats) -> String {
             writeln!(out, "# HELP strangers_{name} {help}\n# TYPE strangers_{name} {kind}\nstrangers_{name} {value}");
     };
     metric("connections", "gauge", "Open WebSocket connections.", hub.open_connections() as u64);
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        metric("tasks", "gauge", "Tasks alive on the server's runtime.", runtime.metrics().num_alive_tasks() as u64);
+    }
     metric("sessions", "gauge", "Sessions held, connected or awaiting a resume.", stats.sessions as u64);
     metric(
         "sessions_dropped",

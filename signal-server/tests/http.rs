@@ -50,6 +50,7 @@ async fn metrics_are_prometheus_text_with_every_documented_family() {
     assert!(response.headers["content-type"].starts_with("text/plain; version=0.0.4"), "{:?}", response.headers);
     for (family, kind) in [
         ("strangers_connections", "gauge"),
+        ("strangers_tasks", "gauge"),
         ("strangers_queued", "gauge"),
         ("strangers_rooms", "gauge"),
         ("strangers_sessions", "gauge"),

@@ -396,6 +396,17 @@ impl Client {
         self.wait_for(timeout, name, |e| e["event"] == name)
     }
 
+    /// Every event that arrived since the last look, without keeping them in `seen` (for long
+    /// runs, whose events would pile up).
+    pub fn drain(&mut self) -> Vec<Value> {
+        self.events.try_iter().collect()
+    }
+
+    /// Whether the process has exited.
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// All events named `name` seen so far.
     pub fn seen_named(&self, name: &str) -> Vec<&Value> {
         self.seen.iter().filter(|e| e["event"] == name).collect()

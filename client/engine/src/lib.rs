@@ -11,6 +11,8 @@ pub mod chat;
 pub mod congestion;
 mod counters;
 pub mod engine;
+#[cfg(test)]
+mod fuzz;
 pub mod keyframe_tap;
 pub mod ladder;
 pub mod media;

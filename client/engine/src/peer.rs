@@ -46,7 +46,7 @@ use crate::turn_bridge::{self, Bridges, RelayedVia, TurnTls};
 pub const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 const VP8_PT: PayloadType = 96;
 const H264_PT: PayloadType = 102;
-const OPUS_PT: PayloadType = 111;
+pub(crate) const OPUS_PT: PayloadType = 111;
 /// How long the controlling ICE agent waits after a direct pair works before nominating it.
 const NOMINATION_DELAY: Duration = Duration::from_millis(15);
 /// How long the controlling agent lets direct pairs prove themselves before it accepts a
@@ -339,7 +339,7 @@ pub(crate) fn video_codec_parameters(codec: VideoCodec) -> RTCRtpCodecParameters
     }
 }
 
-fn opus_codec() -> RTCRtpCodec {
+pub(crate) fn opus_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
         clock_rate: 48_000,
@@ -559,81 +559,80 @@ impl Peer {
 
     /// Applies the partner's description or candidate.
     pub async fn apply(&mut self, data: &SignalData) -> Result<(), PeerError> {
-        let value: serde_json::Value =
-            serde_json::from_str(data.as_json()).map_err(|e| PeerError::BadSignal(e.to_string()))?;
-        if let Some(sdp) = value.get("sdp") {
-            let text = sdp.get("sdp").and_then(|s| s.as_str()).unwrap_or_default().to_owned();
-            let desc = match sdp.get("type").and_then(|t| t.as_str()) {
-                Some("offer") => RTCSessionDescription::offer(text),
-                Some("answer") => RTCSessionDescription::answer(text),
-                other => return Err(PeerError::BadSignal(format!("unknown description type {other:?}"))),
-            }
-            .map_err(|e| PeerError::BadSignal(format!("malformed SDP: {e}")))?;
-            let is_offer = desc.sdp_type == RTCSdpType::Offer;
-            if is_offer && self.initiator {
-                return Err(PeerError::BadSignal("the initiator received an offer".into()));
-            }
-            if is_offer {
-                if let Some(current) = self.pc.remote_description().await {
-                    if sdp_session_id(&current.sdp) != sdp_session_id(&desc.sdp) {
-                        return Err(PeerError::NewSession);
-                    }
+        match read_signal(data.as_json())? {
+            Some(RemoteSignal::Description(desc)) => self.apply_description(*desc).await,
+            Some(RemoteSignal::Candidate(Some(init))) => {
+                if self.pc.remote_description().await.is_none() {
+                    self.early_candidates.push(init);
+                } else if let Err(e) = self.pc.add_ice_candidate(init).await {
+                    // One bad candidate does not end a call; others may work.
+                    debug!(error = %e, "candidate refused");
                 }
+                Ok(())
             }
-            // The codec our outstanding offer put first, for an answer.
-            let mut offered_first = None;
-            if !is_offer {
-                let Some(offer) = self.pc.pending_local_description().await else {
-                    // An answer to an offer already answered: a restart asked for again after its
-                    // first offer seemed lost, whose answer came after all. Nothing to apply.
-                    debug!("stale answer ignored");
-                    return Ok(());
-                };
-                offered_first = first_video_codec(&offer.sdp, &self.video_codecs);
-            }
-            // The codec this description settles, known before our sender starts sending: the
-            // first of the answer's video codecs, which is the first of the offer's we have.
-            let video_codec = first_video_codec(&desc.sdp, &self.video_codecs);
-            if !is_offer {
-                self.bind_video_codec(video_codec).await?;
-            }
-            self.pc.set_remote_description(desc).await.map_err(|e| PeerError::BadSignal(format!("{e}")))?;
-            if is_offer {
-                if self.video_sender.is_none() {
-                    self.add_tracks().await?;
-                }
-                self.bind_video_codec(video_codec).await?;
-                self.describe(None).await?;
-            }
-            for candidate in std::mem::take(&mut self.early_candidates) {
-                if let Err(e) = self.pc.add_ice_candidate(candidate).await {
-                    debug!(error = %e, "early candidate refused");
-                }
-            }
-            self.check_codecs().await?;
-            if !is_offer && video_codec.is_some() && video_codec != offered_first {
-                // The answer settled on a codec other than our offer's first, yet the partner may
-                // still send ours: an answer lists what its side prefers to receive, and a sender
-                // follows the preferences of the receiver, here our offer's (Chromium answering
-                // after setCodecPreferences with H.264 alone sends VP8). webrtc-rs receives only
-                // the answer's codecs, so it would drop that video. A new offer lists just the
-                // answer's codecs, in its order (webrtc-rs keeps them as the transceiver's
-                // preferences), and the partner then sends the codec we send.
-                debug!(?video_codec, ?offered_first, "offering again with the answer's video codecs");
-                self.offer(false).await?;
-            }
-        } else if let Some(candidate) = value.get("candidate") {
-            let init: webrtc::peer_connection::RTCIceCandidateInit = serde_json::from_value(candidate.clone())
-                .map_err(|e| PeerError::BadSignal(format!("malformed candidate: {e}")))?;
-            if init.candidate.is_empty() {
-                return Ok(()); // End of candidates.
-            }
-            if self.pc.remote_description().await.is_none() {
-                self.early_candidates.push(init);
-            } else if let Err(e) = self.pc.add_ice_candidate(init).await {
+            Some(RemoteSignal::Unusable(why)) => {
                 // One bad candidate does not end a call; others may work.
-                debug!(error = %e, "candidate refused");
+                debug!(why, "candidate refused");
+                Ok(())
             }
+            Some(RemoteSignal::Candidate(None)) | None => Ok(()),
+        }
+    }
+
+    /// Applies the partner's offer or answer.
+    async fn apply_description(&mut self, desc: RTCSessionDescription) -> Result<(), PeerError> {
+        let is_offer = desc.sdp_type == RTCSdpType::Offer;
+        if is_offer && self.initiator {
+            return Err(PeerError::BadSignal("the initiator received an offer".into()));
+        }
+        if is_offer {
+            if let Some(current) = self.pc.remote_description().await {
+                if sdp_session_id(&current.sdp) != sdp_session_id(&desc.sdp) {
+                    return Err(PeerError::NewSession);
+                }
+            }
+        }
+        // The codec our outstanding offer put first, for an answer.
+        let mut offered_first = None;
+        if !is_offer {
+            let Some(offer) = self.pc.pending_local_description().await else {
+                // An answer to an offer already answered: a restart asked for again after its
+                // first offer seemed lost, whose answer came after all. Nothing to apply.
+                debug!("stale answer ignored");
+                return Ok(());
+            };
+            offered_first = first_video_codec(&offer.sdp, &self.video_codecs);
+        }
+        // The codec this description settles, known before our sender starts sending: the
+        // first of the answer's video codecs, which is the first of the offer's we have.
+        let video_codec = first_video_codec(&desc.sdp, &self.video_codecs);
+        if !is_offer {
+            self.bind_video_codec(video_codec).await?;
+        }
+        self.pc.set_remote_description(desc).await.map_err(|e| PeerError::BadSignal(format!("{e}")))?;
+        if is_offer {
+            if self.video_sender.is_none() {
+                self.add_tracks().await?;
+            }
+            self.bind_video_codec(video_codec).await?;
+            self.describe(None).await?;
+        }
+        for candidate in std::mem::take(&mut self.early_candidates) {
+            if let Err(e) = self.pc.add_ice_candidate(candidate).await {
+                debug!(error = %e, "early candidate refused");
+            }
+        }
+        self.check_codecs().await?;
+        if !is_offer && video_codec.is_some() && video_codec != offered_first {
+            // The answer settled on a codec other than our offer's first, yet the partner may
+            // still send ours: an answer lists what its side prefers to receive, and a sender
+            // follows the preferences of the receiver, here our offer's (Chromium answering
+            // after setCodecPreferences with H.264 alone sends VP8). webrtc-rs receives only
+            // the answer's codecs, so it would drop that video. A new offer lists just the
+            // answer's codecs, in its order (webrtc-rs keeps them as the transceiver's
+            // preferences), and the partner then sends the codec we send.
+            debug!(?video_codec, ?offered_first, "offering again with the answer's video codecs");
+            self.offer(false).await?;
         }
         Ok(())
     }
@@ -696,9 +695,58 @@ impl Peer {
     }
 }
 
+/// A signal from the partner, read.
+#[derive(Debug)]
+pub(crate) enum RemoteSignal {
+    /// An offer or an answer, its SDP parsed.
+    Description(Box<RTCSessionDescription>),
+    /// A trickled candidate; `None` marks the end of candidates.
+    Candidate(Option<webrtc::peer_connection::RTCIceCandidateInit>),
+    /// A candidate that must not reach webrtc-rs, and why.
+    Unusable(&'static str),
+}
+
+/// Reads the text of a partner's signal: a description (its SDP parsed by webrtc-rs) or a
+/// candidate; `None` for a signal that carries neither. A stranger may send anything: every
+/// failure is a [`PeerError::BadSignal`].
+pub(crate) fn read_signal(json: &str) -> Result<Option<RemoteSignal>, PeerError> {
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| PeerError::BadSignal(e.to_string()))?;
+    if let Some(sdp) = value.get("sdp") {
+        let text = sdp.get("sdp").and_then(|s| s.as_str()).unwrap_or_default().to_owned();
+        let desc = match sdp.get("type").and_then(|t| t.as_str()) {
+            Some("offer") => RTCSessionDescription::offer(text),
+            Some("answer") => RTCSessionDescription::answer(text),
+            other => return Err(PeerError::BadSignal(format!("unknown description type {other:?}"))),
+        }
+        .map_err(|e| PeerError::BadSignal(format!("malformed SDP: {e}")))?;
+        return Ok(Some(RemoteSignal::Description(Box::new(desc))));
+    }
+    if let Some(candidate) = value.get("candidate") {
+        let init: webrtc::peer_connection::RTCIceCandidateInit = serde_json::from_value(candidate.clone())
+            .map_err(|e| PeerError::BadSignal(format!("malformed candidate: {e}")))?;
+        if let Err(why) = usable_candidate(&init.candidate) {
+            return Ok(Some(RemoteSignal::Unusable(why)));
+        }
+        return Ok(Some(RemoteSignal::Candidate((!init.candidate.is_empty()).then_some(init))));
+    }
+    Ok(None)
+}
+
+/// Refuses what webrtc-rs would mishandle in a candidate line (`candidate:FOUNDATION COMPONENT
+/// ...`): a component outside RFC 8445's 1 to 256 makes its priority computation overflow (a
+/// panic in a build with overflow checks, a nonsense priority otherwise). Anything else it
+/// parses and judges itself.
+fn usable_candidate(candidate: &str) -> Result<(), &'static str> {
+    let body = candidate.strip_prefix("candidate:").unwrap_or(candidate);
+    match body.split_whitespace().nth(1).map(str::parse::<u64>) {
+        Some(Ok(component)) if !(1..=256).contains(&component) => Err("component out of range"),
+        _ => Ok(()),
+    }
+}
+
 /// The first video codec of a description's video section that is one of `ours`, in the
 /// description's order.
-fn first_video_codec(sdp: &str, ours: &[VideoCodec]) -> Option<VideoCodec> {
+pub(crate) fn first_video_codec(sdp: &str, ours: &[VideoCodec]) -> Option<VideoCodec> {
     let mut formats: Vec<&str> = Vec::new();
     let mut names: Vec<(&str, &str)> = Vec::new();
     let mut in_video = false;
@@ -726,7 +774,7 @@ fn first_video_codec(sdp: &str, ours: &[VideoCodec]) -> Option<VideoCodec> {
 
 /// The session id of an SDP's origin line (`o=<user> <session id> <version> ...`): the same in
 /// every offer and answer of one peer connection, new with every new connection.
-fn sdp_session_id(sdp: &str) -> Option<&str> {
+pub(crate) fn sdp_session_id(sdp: &str) -> Option<&str> {
     let origin = sdp.lines().find_map(|line| line.strip_prefix("o="))?;
     origin.split_whitespace().nth(1)
 }

@@ -51,10 +51,26 @@ impl Camera {
     /// Starts capturing from the camera named `choice` (or the first one) into `slot`.
     /// Problems are told through `report` in plain words; the thread then ends.
     pub fn start(choice: Option<String>, slot: Arc<FrameSlot>, report: Report) -> Camera {
+        Self::spawn(slot, report, move || pick(choice))
+    }
+
+    /// Starts capturing from the camera the platform numbers `index`, whether or not it
+    /// exists (to see what happens when one cannot be opened).
+    #[cfg(test)]
+    pub fn start_index(index: u32, slot: Arc<FrameSlot>, report: Report) -> Camera {
+        Self::spawn(slot, report, move || Ok((CameraIndex::Index(index), format!("number {index}"))))
+    }
+
+    fn spawn(
+        slot: Arc<FrameSlot>,
+        report: Report,
+        pick: impl FnOnce() -> Result<(CameraIndex, String), String> + Send + 'static,
+    ) -> Camera {
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
         let spawned = std::thread::Builder::new().name("camera".into()).spawn(move || {
-            if let Err(problem) = capture(choice, &slot, &thread_stop, &report) {
+            let captured = pick().and_then(|(index, name)| capture(index, &name, &slot, &thread_stop, &report));
+            if let Err(problem) = captured {
                 report("camera", Some(problem));
             }
         });
@@ -65,7 +81,9 @@ impl Camera {
     }
 }
 
-fn capture(choice: Option<String>, slot: &FrameSlot, stop: &AtomicBool, report: &Report) -> Result<(), String> {
+/// The camera named `choice` (or the first one, also when no camera has that name): its index
+/// and name.
+fn pick(choice: Option<String>) -> Result<(CameraIndex, String), String> {
     let cameras = nokhwa::query(ApiBackend::Auto).unwrap_or_default();
     let info = match &choice {
         Some(name) => cameras.iter().find(|c| &c.human_name() == name).or(cameras.first()),
@@ -74,10 +92,12 @@ fn capture(choice: Option<String>, slot: &FrameSlot, stop: &AtomicBool, report: 
     let Some(info) = info else {
         return Err("No camera found. The stranger sees a test pattern instead.".into());
     };
-    let name = info.human_name();
+    Ok((info.index().clone(), info.human_name()))
+}
+
+fn capture(index: CameraIndex, name: &str, slot: &FrameSlot, stop: &AtomicBool, report: &Report) -> Result<(), String> {
     let wanted = CameraFormat::new_from(WIDTH as u32, HEIGHT as u32, FrameFormat::MJPEG, FPS);
     let format = RequestedFormat::new::<RgbFormat>(RequestedFormatType::Closest(wanted));
-    let index: CameraIndex = info.index().clone();
     let mut camera = nokhwa::Camera::new(index, format).map_err(|e| {
         format!("Cannot open the camera \"{name}\" ({}). The stranger sees a test pattern instead.", plain(&e))
     })?;

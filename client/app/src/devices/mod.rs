@@ -1,6 +1,6 @@
 //! Real devices behind the engine's source and sink traits: the camera ([`camera`]), the
-//! microphone and speaker ([`audio`]) with resampling ([`resample`]) and echo cancellation
-//! ([`echo`]). Every device runs on a thread of its own and is opened there, so the window
+//! microphone and speaker ([`audio`]) with resampling (the engine's `media::resample`) and echo
+//! cancellation ([`echo`]). Every device runs on a thread of its own and is opened there, so the window
 //! never waits for one; a missing or failing device is reported in plain words and replaced by
 //! the synthetic pattern or silence.
 
@@ -8,7 +8,6 @@ pub mod audio;
 pub mod camera;
 pub mod check;
 pub mod echo;
-pub mod resample;
 
 use std::sync::Arc;
 

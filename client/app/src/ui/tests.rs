@@ -143,18 +143,28 @@ fn a_device_problem_shows_in_the_window() {
 
 #[test]
 fn a_real_missing_camera_is_reported_and_the_pattern_is_sent() {
+    use strangers_engine::media::stripe;
+    use strangers_engine::sources::VideoSource;
+
     let mut rig = Rig::new();
     let report = rig.harness.state().device_reporter(None);
     let slot = Arc::new(FrameSlot::default());
-    let _camera = crate::devices::camera::Camera::start(None, slot, report);
-    if !crate::devices::camera::list().is_empty() {
-        return; // This machine has a camera: nothing to report.
-    }
+    // No machine has a camera numbered 4242, so opening it really fails, camera or not.
+    let _camera = crate::devices::camera::Camera::start_index(4242, slot.clone(), report);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while rig.harness.query_by_label_contains("No camera found").is_none() {
+    while rig.harness.query_by_label_contains("The stranger sees a test pattern instead.").is_none() {
         assert!(std::time::Instant::now() < deadline, "no camera message within 10 s");
         std::thread::sleep(std::time::Duration::from_millis(20));
         rig.harness.run();
+    }
+    rig.harness.get_by_label_contains("Cannot open the camera \"number 4242\"");
+    // What a call sends from that camera is the pattern: frames whose stripe reads back, in order.
+    assert!(slot.take_newer(&mut 0).is_none(), "the failed camera put no picture in the slot");
+    let mut source = crate::devices::camera::CameraSource::new(slot).expect("pattern");
+    for expected in 0..3 {
+        let frame = source.next_frame().expect("frame");
+        let read = stripe::read(&frame).expect("the pattern carries a stripe");
+        assert_eq!(read.number, expected);
     }
 }
 

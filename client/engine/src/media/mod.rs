@@ -1,5 +1,5 @@
 //! Media: raw frames, synthetic and file sources, codecs (VP8, and H.264 with the `h264` feature),
-//! RTP reassembly, audio and video jitter buffering and the
+//! RTP reassembly, audio and video jitter buffering, resampling and the
 //! machine-readable stripe that lets tests verify every frame. Pure media code: no WebRTC, no
 //! tokio, no sockets and no clock reads except where a frame is stamped with its capture time.
 
@@ -12,6 +12,7 @@ pub mod opus;
 pub mod pattern;
 pub mod pitch;
 pub mod png;
+pub mod resample;
 pub mod rtp_frames;
 pub mod scale;
 pub mod stripe;

@@ -2,21 +2,17 @@
 //! 24 or 32-bit integer, 32-bit float), downmixed to mono, resampled to 48 kHz and looped.
 //!
 //! The whole file is converted once when opened (clips are capped at five minutes), so playing it
-//! costs nothing and cannot fail. Resampling uses a Hann-windowed sinc kernel of 12 zero crossings
-//! a side with its cutoff at the lower of the two Nyquist frequencies: unlike linear
-//! interpolation it neither aliases when rates go down (96 kHz to 48 kHz) nor leaves images
-//! when they go up (8 kHz to 48 kHz), and since it runs once per file its cost does not matter.
+//! costs nothing and cannot fail. Resampling is the devices' band-limited resampler
+//! ([`super::resample`]), which neither aliases when rates go down (96 kHz to 48 kHz) nor leaves
+//! images when they go up (8 kHz to 48 kHz).
 
 use std::path::{Path, PathBuf};
 
 use super::frame::{AudioFrame, SAMPLE_RATE};
+use super::resample::resample;
 
 /// Longest clip accepted, in seconds.
 pub const MAX_SECONDS: u32 = 300;
-/// Zero crossings of the resampling kernel on each side.
-const HALF_ZEROS: usize = 12;
-/// Kernel table entries per zero crossing (linearly interpolated between).
-const TABLE_STEPS: usize = 256;
 
 /// Why a WAV file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -142,53 +138,6 @@ impl WavSource {
     }
 }
 
-/// Resamples `input` from `from` Hz to `to` Hz with a windowed-sinc kernel (see the module
-/// documentation). Samples beyond the ends count as silence.
-pub fn resample(input: &[f32], from: u32, to: u32) -> Vec<f32> {
-    if from == to || input.is_empty() || from == 0 || to == 0 {
-        return input.to_vec();
-    }
-    // The kernel's cutoff relative to the input's Nyquist frequency.
-    let cutoff = (f64::from(to) / f64::from(from)).min(1.0);
-    let table = kernel_table();
-    let reach = HALF_ZEROS as f64 / cutoff;
-    let out_len = (input.len() as u64 * u64::from(to)).div_ceil(u64::from(from)) as usize;
-    let step = f64::from(from) / f64::from(to);
-    (0..out_len)
-        .map(|n| {
-            let t = n as f64 * step;
-            let first = (t - reach).ceil().max(0.0) as usize;
-            let last = ((t + reach).floor() as usize).min(input.len() - 1);
-            let mut acc = 0.0f64;
-            for (k, &x) in input.iter().enumerate().take(last + 1).skip(first) {
-                let position = (t - k as f64).abs() * cutoff * TABLE_STEPS as f64;
-                let index = position as usize;
-                if index + 1 >= table.len() {
-                    continue;
-                }
-                let frac = position - index as f64;
-                acc += f64::from(x) * (table[index] * (1.0 - frac) + table[index + 1] * frac);
-            }
-            (acc * cutoff) as f32
-        })
-        .collect()
-}
-
-/// `sinc(u) * hann(u)` for `u` from 0 to `HALF_ZEROS` zero crossings in `1 / TABLE_STEPS` steps.
-fn kernel_table() -> Vec<f64> {
-    (0..=HALF_ZEROS * TABLE_STEPS + 1)
-        .map(|i| {
-            let u = i as f64 / TABLE_STEPS as f64;
-            if u >= HALF_ZEROS as f64 {
-                return 0.0;
-            }
-            let sinc = if i == 0 { 1.0 } else { (std::f64::consts::PI * u).sin() / (std::f64::consts::PI * u) };
-            let hann = 0.5 + 0.5 * (std::f64::consts::PI * u / HALF_ZEROS as f64).cos();
-            sinc * hann
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,18 +206,6 @@ mod tests {
             let level = pitch::rms(steady);
             assert!((level - 0.5 / 2f32.sqrt()).abs() < 0.01, "{spec:?}: rms {level}");
         }
-    }
-
-    #[test]
-    fn downsampling_removes_content_above_the_new_nyquist() {
-        // 30 kHz cannot exist at 48 kHz: it must vanish rather than alias to 18 kHz.
-        let rate = 96_000;
-        let input: Vec<f32> = (0..9600)
-            .map(|i| 0.5 * (std::f64::consts::TAU * 30_000.0 * f64::from(i) / f64::from(rate)).sin() as f32)
-            .collect();
-        let out = resample(&input, rate, 48_000);
-        let middle: Vec<i16> = out[1000..3800].iter().map(|&v| (v * 32768.0) as i16).collect();
-        assert!(pitch::rms(&middle) < 0.005, "aliased energy {}", pitch::rms(&middle));
     }
 
     #[test]
