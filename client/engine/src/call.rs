@@ -70,6 +70,8 @@ pub enum CallEvent {
     /// The call cannot go on (a bad signal, a codec we lack).
     Broken(String),
     Stats(Box<CallStats>),
+    /// The selected candidate pair changed: from, to.
+    PathChanged(PathInfo, PathInfo),
     Chat(String),
     Typing(bool),
     /// A media source or codec failed; the call goes on without it.

@@ -190,10 +190,16 @@ impl Drop for Bridges {
     }
 }
 
-/// The ICE servers as webrtc-rs can use them (stream URLs replaced by their bridges'), the
-/// bridges, and a sentence for each URL that cannot be used. Problems met later (a server that
-/// cannot be reached, a certificate that does not verify) go to `problems` as they happen.
-pub async fn prepare(servers: &[IceServer], tls: &TurnTls, problems: Report) -> (Vec<IceServer>, Bridges, Vec<String>) {
+/// The ICE servers as webrtc-rs can use them (stream URLs replaced by their bridges', which
+/// listen on `loopback`: the loopback of the family our sockets use), the bridges, and a
+/// sentence for each URL that cannot be used. Problems met later (a server that cannot be
+/// reached, a certificate that does not verify) go to `problems` as they happen.
+pub async fn prepare(
+    servers: &[IceServer],
+    tls: &TurnTls,
+    loopback: IpAddr,
+    problems: Report,
+) -> (Vec<IceServer>, Bridges, Vec<String>) {
     let mut usable = Vec::new();
     let mut bridges = Bridges::default();
     let mut unusable = Vec::new();
@@ -226,7 +232,7 @@ pub async fn prepare(servers: &[IceServer], tls: &TurnTls, problems: Report) -> 
             } else {
                 None
             };
-            let socket = match UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await {
+            let socket = match UdpSocket::bind((loopback, 0)).await {
                 Ok(socket) => socket,
                 Err(e) => {
                     unusable.push(format!("ICE server {url} is unusable: no local socket for its bridge: {e}"));
@@ -244,6 +250,7 @@ pub async fn prepare(servers: &[IceServer], tls: &TurnTls, problems: Report) -> 
                 problems.clone(),
             )));
             usable.push(IceServer {
+                // `local` is written `[::1]:PORT` for IPv6, as a URL wants it.
                 urls: vec![format!("turn:{local}?transport=udp")],
                 username: server.username.clone(),
                 credential: server.credential.clone(),
