@@ -4,13 +4,19 @@
 //! `assets/turnserver.conf`. Each home network is a router namespace (nftables NAT of one of
 //! four kinds) with one client namespace behind it on an RFC 1918 network.
 //!
+//!
+//! A dual-stack lab ([`Lab::build_dual_stack`]) adds IPv6: the public network gets the prefix
+//! `2a00:20::/64` (the server, STUN and TURN listen on both families) and each home of a
+//! [`Stack`] with IPv6 a routed /64 of its own (`2a00:20:N::/64`, no NAT, behind the router's
+//! stateful firewall as real homes have) plus a unique-local address that must stay private.
+//!
 //! Namespaces are named `strangers-lab-<pid>-<tag>-<host>`, so labs of parallel tests never
 //! meet, and a lab left by a crashed run (its pid gone) is removed when the next one starts.
 //! Dropping a [`Lab`] kills every process left in its namespaces and deletes them, even when a
 //! test panics. This module only builds topology; tests live in `tests/tests/nat_lab.rs`.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,6 +30,8 @@ const PREFIX: &str = "strangers-lab-";
 pub const PUBLIC_IP: Ipv4Addr = Ipv4Addr::new(20, 0, 0, 1);
 /// A private address of the server's machine (on its loopback), which TURN must never reach.
 pub const SERVER_PRIVATE_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
+/// The public side's IPv6 address, in a dual-stack lab (its /64 is the public network).
+pub const PUBLIC_IP6: Ipv6Addr = Ipv6Addr::new(0x2a00, 0x20, 0, 0, 0, 0, 0, 1);
 pub const STUN_PORT: u16 = 3479;
 pub const TURN_PORT: u16 = 3478;
 /// With [`Lab::build_for_firewalls`]: coturn's address (one of its own, so that it and the
@@ -120,6 +128,35 @@ pub enum Egress {
     Tcp443Only,
 }
 
+/// Which address families a home's host has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stack {
+    /// IPv4 behind the router's NAT only (the lab's homes before IPv6).
+    V4,
+    /// IPv4 behind the NAT and a public IPv6 address, as most homes have now.
+    Dual,
+    /// IPv6 only (the router still has its IPv4 side; the host has no IPv4 address at all).
+    V6Only,
+}
+
+impl Stack {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stack::V4 => "IPv4",
+            Stack::Dual => "dual-stack",
+            Stack::V6Only => "IPv6-only",
+        }
+    }
+
+    fn has_v4(self) -> bool {
+        self != Stack::V6Only
+    }
+
+    fn has_v6(self) -> bool {
+        self != Stack::V4
+    }
+}
+
 /// One home network: a NAT router and the client's host behind it, on a LAN that is a bridge
 /// in the router (so more hosts can be plugged in).
 pub struct Home {
@@ -129,7 +166,13 @@ pub struct Home {
     pub router: Netns,
     /// The router's public address: what strangers see of this home.
     pub public_ip: Ipv4Addr,
+    /// The host's LAN address (unassigned on an IPv6-only host).
     pub private_ip: Ipv4Addr,
+    pub stack: Stack,
+    /// With IPv6: the host's public address, and its unique-local one (private, never to be
+    /// shown to a stranger).
+    pub ipv6: Option<Ipv6Addr>,
+    pub ula: Option<Ipv6Addr>,
 }
 
 impl Home {
@@ -240,7 +283,15 @@ impl Lab {
     /// and one home per entry of `homes`. `tag` tells this lab's namespaces apart from other
     /// labs of the same run.
     pub fn build(tag: &str, homes: &[NatKind], server_args: &[&str]) -> anyhow::Result<Lab> {
-        Lab::build_with(tag, homes, server_args, false)
+        let homes: Vec<(NatKind, Stack)> = homes.iter().map(|&kind| (kind, Stack::V4)).collect();
+        Lab::build_with(tag, &homes, server_args, Options::default())
+    }
+
+    /// A dual-stack lab: the public network has IPv6 too, the signal server listens on `[::]`
+    /// (both families on one socket), STUN and coturn listen on both families and the server
+    /// hands out a STUN and a TURN URL for each. Each home has the NAT kind and families given.
+    pub fn build_dual_stack(tag: &str, homes: &[(NatKind, Stack)], server_args: &[&str]) -> anyhow::Result<Lab> {
+        Lab::build_with(tag, homes, server_args, Options { firewalls: false, ipv6: true })
     }
 
     /// A lab for networks behind firewalls: coturn also listens for TCP on its usual port and
@@ -248,10 +299,17 @@ impl Lab {
     /// ([`LabTurn::ca_file`]), the signal server listens on port 443 and hands out the TCP and
     /// TLS URLs beside the UDP one.
     pub fn build_for_firewalls(tag: &str, homes: &[NatKind], server_args: &[&str]) -> anyhow::Result<Lab> {
-        Lab::build_with(tag, homes, server_args, true)
+        let homes: Vec<(NatKind, Stack)> = homes.iter().map(|&kind| (kind, Stack::V4)).collect();
+        Lab::build_with(tag, &homes, server_args, Options { firewalls: true, ipv6: false })
     }
 
-    fn build_with(tag: &str, homes: &[NatKind], server_args: &[&str], firewalls: bool) -> anyhow::Result<Lab> {
+    fn build_with(
+        tag: &str,
+        homes: &[(NatKind, Stack)],
+        server_args: &[&str],
+        options: Options,
+    ) -> anyhow::Result<Lab> {
+        let Options { firewalls, ipv6 } = options;
         Netns::remove_stale(PREFIX);
         let prefix = format!("{PREFIX}{}-{tag}", std::process::id());
         let public = Netns::create(&format!("{prefix}-pub"))?;
@@ -259,20 +317,31 @@ impl Lab {
         public.exec(&["ip", "addr", "add", &format!("{PUBLIC_IP}/24"), "dev", "br0"])?;
         public.exec(&["ip", "link", "set", "br0", "up"])?;
         public.exec(&["ip", "addr", "add", &format!("{SERVER_PRIVATE_IP}/32"), "dev", "lo"])?;
+        if ipv6 {
+            // The public namespace is also the IPv6 internet's router between the homes.
+            public.exec(&["ip", "-6", "addr", "add", &format!("{PUBLIC_IP6}/64"), "dev", "br0", "nodad"])?;
+            public.exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])?;
+        }
 
         let mut built = Vec::new();
-        for (i, &kind) in homes.iter().enumerate() {
-            built.push(build_home(&prefix, &public, i, kind)?);
+        for (i, &(kind, stack)) in homes.iter().enumerate() {
+            anyhow::ensure!(ipv6 || stack == Stack::V4, "a home with IPv6 needs a dual-stack lab");
+            built.push(build_home(&prefix, &public, i, kind, stack)?);
         }
 
         if firewalls {
             public.exec(&["ip", "addr", "add", &format!("{TURN_TLS_IP}/24"), "dev", "br0"])?;
         }
-        let turn = start_turn(&public, &prefix, firewalls)?;
-        let stun_listen = format!("{PUBLIC_IP}:{STUN_PORT}");
-        let stun_url = format!("stun:{PUBLIC_IP}:{STUN_PORT}");
+        let turn = start_turn(&public, &prefix, firewalls, ipv6)?;
+        let (mut stun_listen, mut stun_url) =
+            (format!("{PUBLIC_IP}:{STUN_PORT}"), format!("stun:{PUBLIC_IP}:{STUN_PORT}"));
         let turn_ip = if firewalls { TURN_TLS_IP } else { PUBLIC_IP };
         let mut turn_urls = format!("turn:{turn_ip}:{TURN_PORT}?transport=udp");
+        if ipv6 {
+            stun_listen = format!("[::]:{STUN_PORT}");
+            stun_url.push_str(&format!(",stun:[{PUBLIC_IP6}]:{STUN_PORT}"));
+            turn_urls.push_str(&format!(",turn:[{PUBLIC_IP6}]:{TURN_PORT}?transport=udp"));
+        }
         if firewalls {
             turn_urls.push_str(&format!(
                 ",turn:{turn_ip}:{TURN_PORT}?transport=tcp,turns:{turn_ip}:{HTTPS_PORT}?transport=tcp"
@@ -289,7 +358,11 @@ impl Lab {
             &turn.secret,
         ];
         args.extend_from_slice(server_args);
-        let listen = if firewalls { format!("{PUBLIC_IP}:{HTTPS_PORT}") } else { "0.0.0.0:0".to_owned() };
+        let listen = match (firewalls, ipv6) {
+            (true, _) => format!("{PUBLIC_IP}:{HTTPS_PORT}"),
+            (false, true) => "[::]:0".to_owned(),
+            (false, false) => "0.0.0.0:0".to_owned(),
+        };
         let server = Server::start_listening_in(Some(public.name.as_str()), &listen, &args)?;
         Ok(Lab { server, turn, homes: built, public })
     }
@@ -324,9 +397,18 @@ impl Lab {
         self.server.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("the server prints ADDR:PORT")
     }
 
-    /// The signal server's WebSocket URL as the homes reach it.
+    /// The signal server's WebSocket URL as the homes reach it (over IPv4).
     pub fn ws_url(&self) -> String {
         format!("ws://{PUBLIC_IP}:{}/ws", self.server_port())
+    }
+
+    /// The signal server's WebSocket URL as `home` reaches it: over IPv6 from an IPv6-only
+    /// host, else over IPv4.
+    pub fn ws_url_for(&self, home: &Home) -> String {
+        match home.stack {
+            Stack::V6Only => format!("ws://[{PUBLIC_IP6}]:{}/ws", self.server_port()),
+            Stack::V4 | Stack::Dual => self.ws_url(),
+        }
     }
 
     /// The value of counter `strangers_<name>` on the signal server's /metrics.
@@ -336,7 +418,16 @@ impl Lab {
     }
 }
 
-fn build_home(prefix: &str, public: &Netns, i: usize, kind: NatKind) -> anyhow::Result<Home> {
+/// What a lab has beside its homes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Options {
+    /// coturn on its own address with TCP and TLS on 443 (see [`Lab::build_for_firewalls`]).
+    firewalls: bool,
+    /// IPv6 on the public network (see [`Lab::build_dual_stack`]).
+    ipv6: bool,
+}
+
+fn build_home(prefix: &str, public: &Netns, i: usize, kind: NatKind, stack: Stack) -> anyhow::Result<Home> {
     let n = u8::try_from(i + 1).context("at most 200 homes")?;
     let public_ip = Ipv4Addr::new(20, 0, 0, 10 + n);
     let private_ip = Ipv4Addr::new(192, 168, n, 2);
@@ -358,8 +449,47 @@ fn build_home(prefix: &str, public: &Netns, i: usize, kind: NatKind) -> anyhow::
     router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
     let rules = kind.ruleset(private_ip);
     nft(&router, &rules).with_context(|| format!("{} router rules", kind.name()))?;
-    attach_to_lan(&router, &host, "lan0", private_ip)?;
-    Ok(Home { kind, host, router, public_ip, private_ip })
+    attach_to_lan(&router, &host, "lan0", stack.has_v4().then_some(private_ip))?;
+    let (ipv6, ula) = if stack.has_v6() { route_ipv6(public, &router, &host, n)? } else { (None, None) };
+    Ok(Home { kind, host, router, public_ip, private_ip, stack, ipv6, ula })
+}
+
+/// Gives home `n` IPv6: the router's WAN address on the public /64, the home's own /64 routed
+/// to it (no NAT), a stateful firewall that lets in only answers to what went out (so a direct
+/// call needs both sides to send, as with real home routers), and the host's public address
+/// and a unique-local one. Returns the host's two addresses.
+fn route_ipv6(
+    public: &Netns,
+    router: &Netns,
+    host: &Netns,
+    n: u8,
+) -> anyhow::Result<(Option<Ipv6Addr>, Option<Ipv6Addr>)> {
+    let wan = Ipv6Addr::new(0x2a00, 0x20, 0, 0, 0, 0, 0, 0x10 + u16::from(n));
+    let lan_gateway = Ipv6Addr::new(0x2a00, 0x20, u16::from(n), 0, 0, 0, 0, 1);
+    let address = Ipv6Addr::new(0x2a00, 0x20, u16::from(n), 0, 0, 0, 0, 2);
+    let ula_gateway = Ipv6Addr::new(0xfd00, 0x20, u16::from(n), 0, 0, 0, 0, 1);
+    let ula = Ipv6Addr::new(0xfd00, 0x20, u16::from(n), 0, 0, 0, 0, 2);
+    router.exec(&["ip", "-6", "addr", "add", &format!("{wan}/64"), "dev", "wan", "nodad"])?;
+    router.exec(&["ip", "-6", "addr", "add", &format!("{lan_gateway}/64"), "dev", "lan", "nodad"])?;
+    router.exec(&["ip", "-6", "addr", "add", &format!("{ula_gateway}/64"), "dev", "lan", "nodad"])?;
+    router.exec(&["ip", "-6", "route", "add", "default", "via", &PUBLIC_IP6.to_string()])?;
+    router.exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])?;
+    nft(
+        router,
+        "table ip6 home {
+  chain forward { type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    iifname \"lan\" oifname \"wan\" accept
+    meta l4proto ipv6-icmp accept
+  }
+}
+",
+    )?;
+    public.exec(&["ip", "-6", "route", "add", &format!("2a00:20:{n:x}::/64"), "via", &wan.to_string()])?;
+    host.exec(&["ip", "-6", "addr", "add", &format!("{address}/64"), "dev", "eth0", "nodad"])?;
+    host.exec(&["ip", "-6", "addr", "add", &format!("{ula}/64"), "dev", "eth0", "nodad"])?;
+    host.exec(&["ip", "-6", "route", "add", "default", "via", &lan_gateway.to_string()])?;
+    Ok((Some(address), Some(ula)))
 }
 
 /// The router's address on the LAN of a host at `ip` (`.1` of its /24).
@@ -369,16 +499,19 @@ fn lan_gateway(ip: Ipv4Addr) -> Ipv4Addr {
 }
 
 /// Plugs `host` into the router's LAN bridge through a veth (`port` on the router's side,
-/// `eth0` on the host's), at `ip`, with the router as its default route.
-fn attach_to_lan(router: &Netns, host: &Netns, port: &str, ip: Ipv4Addr) -> anyhow::Result<()> {
+/// `eth0` on the host's), at `ip` with the router as its default route (with no IPv4 address
+/// when `ip` is `None`).
+fn attach_to_lan(router: &Netns, host: &Netns, port: &str, ip: Option<Ipv4Addr>) -> anyhow::Result<()> {
     run(
         "ip",
         &["link", "add", port, "netns", &router.name, "type", "veth", "peer", "name", "eth0", "netns", &host.name],
     )?;
     router.exec(&["ip", "link", "set", port, "master", "lan", "up"])?;
-    host.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
     host.exec(&["ip", "link", "set", "eth0", "up"])?;
-    host.exec(&["ip", "route", "add", "default", "via", &lan_gateway(ip).to_string()])?;
+    if let Some(ip) = ip {
+        host.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+        host.exec(&["ip", "route", "add", "default", "via", &lan_gateway(ip).to_string()])?;
+    }
     Ok(())
 }
 
@@ -386,7 +519,7 @@ fn attach_to_lan(router: &Netns, host: &Netns, port: &str, ip: Ipv4Addr) -> anyh
 /// listens and relays, its secret, and where it logs (TLS is off: the lab has no certificate).
 /// coturn lets its configuration file win over command-line flags, so the lab writes a copy of
 /// the file with those lines replaced.
-fn start_turn(public: &Netns, prefix: &str, tls: bool) -> anyhow::Result<LabTurn> {
+fn start_turn(public: &Netns, prefix: &str, tls: bool, ipv6: bool) -> anyhow::Result<LabTurn> {
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/turnserver.conf");
     let text = std::fs::read_to_string(shipped).with_context(|| format!("reading {shipped}"))?;
     let replaced = ["listening-port", "tls-listening-port", "static-auth-secret", "cert", "pkey", "log-file"];
@@ -404,6 +537,11 @@ fn start_turn(public: &Netns, prefix: &str, tls: bool) -> anyhow::Result<LabTurn
         "\n# Lab overrides.\nlistening-ip={ip}\nrelay-ip={ip}\nlistening-port={TURN_PORT}\n\
          static-auth-secret={secret}\nno-dtls\nlog-file=stdout\npidfile=/dev/null\n"
     ));
+    if ipv6 {
+        // Clients reach it over either family; allocations stay IPv4 unless a client asks
+        // (coturn's default, RFC 6156), which is how an IPv6-only client meets an IPv4 one.
+        conf.push_str(&format!("listening-ip={PUBLIC_IP6}\nrelay-ip={PUBLIC_IP6}\n"));
+    }
     let tls_dir = if tls {
         let dir = std::env::temp_dir().join(format!("{prefix}-tls"));
         make_test_certificates(&dir, TURN_TLS_IP)?;

@@ -35,8 +35,9 @@ pub enum Command {
 pub struct PathInfo {
     pub local: String,
     pub remote: String,
-    /// The address family of the pair (`ipv4` or `ipv6`): the family of our candidate's address,
-    /// which for a relayed candidate is the relay's, however we reach the TURN server.
+    /// The address family of the pair (`ipv4` or `ipv6`, `unknown` when neither address can be
+    /// read): the family of the pair's addresses, which for a relayed candidate is the relay's,
+    /// however we reach the TURN server.
     pub family: String,
     /// When our side is relayed: how we reach the TURN server (`udp`, `tcp` or `tls`).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -16,7 +16,7 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{RTCIceConnectionState, RTCPeerConnectionState};
 
-use crate::api::CallStats;
+use crate::api::{CallStats, PathInfo};
 use crate::call_tasks::CallTasks;
 use crate::chat::ChatMessage;
 use crate::counters::Counters;

@@ -430,10 +430,14 @@ async fn transport_stats(pc: &dyn PeerConnection, relayed_via: &RelayedVia, stat
                     address.map_or(TurnTransport::Udp, |ip| relayed_via.transport_of(SocketAddr::new(ip, c.port)));
                 transport.name().to_owned()
             });
-            let address = local.and_then(|c| c.address.as_deref()).and_then(|a| a.parse::<IpAddr>().ok());
+            let remote = candidate(&pair.remote_candidate_id);
+            // Our host candidate may be known by its mDNS name only; the partner's address is
+            // then of the same family.
+            let ip_of = |c: Option<&RTCIceCandidateStats>| c?.address.as_deref()?.parse::<IpAddr>().ok();
+            let address = ip_of(local).or_else(|| ip_of(remote));
             stats.path = Some(PathInfo {
                 local: kind(local).unwrap_or_else(|| "unknown".into()),
-                remote: kind(candidate(&pair.remote_candidate_id)).unwrap_or_else(|| "prflx".into()),
+                remote: kind(remote).unwrap_or_else(|| "prflx".into()),
                 family: match address {
                     Some(IpAddr::V4(_)) => "ipv4",
                     Some(IpAddr::V6(_)) => "ipv6",
