@@ -318,6 +318,7 @@ impl Lab {
         public.exec(&["ip", "link", "set", "br0", "up"])?;
         public.exec(&["ip", "addr", "add", &format!("{SERVER_PRIVATE_IP}/32"), "dev", "lo"])?;
         if ipv6 {
+            without_dad(&public)?;
             // The public namespace is also the IPv6 internet's router between the homes.
             public.exec(&["ip", "-6", "addr", "add", &format!("{PUBLIC_IP6}/64"), "dev", "br0", "nodad"])?;
             public.exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])?;
@@ -433,6 +434,10 @@ fn build_home(prefix: &str, public: &Netns, i: usize, kind: NatKind, stack: Stac
     let private_ip = Ipv4Addr::new(192, 168, n, 2);
     let router = Netns::create(&format!("{prefix}-r{n}"))?;
     let host = Netns::create(&format!("{prefix}-h{n}"))?;
+    if stack.has_v6() {
+        without_dad(&router)?;
+        without_dad(&host)?;
+    }
     let uplink = format!("up{n}");
     // The router's wan end is created in the router, its other end on the public bridge.
     run(
@@ -452,6 +457,14 @@ fn build_home(prefix: &str, public: &Netns, i: usize, kind: NatKind, stack: Stac
     attach_to_lan(&router, &host, "lan0", stack.has_v4().then_some(private_ip))?;
     let (ipv6, ula) = if stack.has_v6() { route_ipv6(public, &router, &host, n)? } else { (None, None) };
     Ok(Home { kind, host, router, public_ip, private_ip, stack, ipv6, ula })
+}
+
+/// Makes IPv6 addresses of the interfaces created from now on in `netns` usable at once.
+/// Duplicate address detection would hold every link-local address back for a second or two,
+/// and neighbour discovery meanwhile lost a call's first packets for good (no direct path
+/// between two fresh homes).
+fn without_dad(netns: &Netns) -> anyhow::Result<()> {
+    netns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"])
 }
 
 /// Gives home `n` IPv6: the router's WAN address on the public /64, the home's own /64 routed
