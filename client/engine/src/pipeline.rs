@@ -431,10 +431,14 @@ async fn transport_stats(pc: &dyn PeerConnection, relayed_via: &RelayedVia, stat
                 transport.name().to_owned()
             });
             let remote = candidate(&pair.remote_candidate_id);
-            // Our host candidate may be known by its mDNS name only; the partner's address is
-            // then of the same family.
+            // Our host candidate may be known by its mDNS name only: we give one to our IPv4 LAN
+            // address alone (`peer::multicast_dns`). Else the partner's address tells (a
+            // peer-reflexive one has no entry).
             let ip_of = |c: Option<&RTCIceCandidateStats>| c?.address.as_deref()?.parse::<IpAddr>().ok();
-            let address = ip_of(local).or_else(|| ip_of(remote));
+            let named = local.and_then(|c| c.address.as_deref()).is_some_and(|a| a.ends_with(".local"));
+            let address = ip_of(local)
+                .or_else(|| named.then_some(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)))
+                .or_else(|| ip_of(remote));
             stats.path = Some(PathInfo {
                 local: kind(local).unwrap_or_else(|| "unknown".into()),
                 remote: kind(remote).unwrap_or_else(|| "prflx".into()),
