@@ -101,9 +101,12 @@ fn meet(
     meet_in(((a.ns(), lab.ws_url_for(a)), (b.ns(), lab.ws_url_for(b))), tag, media, a_flags)
 }
 
+/// Where a client runs (a namespace, or the test's own) and the signal server URL it uses.
+type Place<'a> = (Option<&'a str>, String);
+
 /// [`meet`] between any two namespaces, each reaching the signal server at its URL.
 fn meet_in(
-    ((a, a_url), (b, b_url)): ((Option<&str>, String), (Option<&str>, String)),
+    ((a, a_url), (b, b_url)): (Place<'_>, Place<'_>),
     tag: &str,
     media: &[&str],
     a_flags: &[&str],

@@ -141,10 +141,7 @@ impl TestServer {
         // Bound as the server binary binds (`[::]` is dual-stack).
         let listener = signal_server::listen::tcp(config.listen).expect("binding the listen address");
         let addr = listener.local_addr().expect("a bound listener has an address");
-        let stun = match config.stun_listen {
-            None => None,
-            Some(at) => Some(signal_server::listen::udp(at).expect("binding the STUN address")),
-        };
+        let stun = config.stun_listen.map(|at| signal_server::listen::udp(at).expect("binding the STUN address"));
         let stun_addr = stun.as_ref().map(|socket| socket.local_addr().expect("a bound socket has an address"));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(signal_server::run(listener, stun, config, acceptor, async {
