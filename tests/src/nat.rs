@@ -180,7 +180,8 @@ impl Home {
         Some(self.host.name.as_str())
     }
 
-    /// Lets out only what `egress` allows (dropped on the router, as a firewall does).
+    /// Lets out only what `egress` allows (dropped on the router, as a firewall does), over
+    /// IPv4 and IPv6 alike.
     pub fn restrict_egress(&self, egress: Egress) -> anyhow::Result<()> {
         let rules = match egress {
             Egress::Open => return Ok(()),
@@ -190,7 +191,7 @@ impl Home {
         nft(
             &self.router,
             &format!(
-                "table ip egress {{
+                "table inet egress {{
   chain out {{ type filter hook forward priority filter - 5; policy accept;
     {rules}
   }}
@@ -341,7 +342,10 @@ impl Lab {
         if ipv6 {
             stun_listen = format!("[::]:{STUN_PORT}");
             stun_url.push_str(&format!(",stun:[{PUBLIC_IP6}]:{STUN_PORT}"));
-            turn_urls.push_str(&format!(",turn:[{PUBLIC_IP6}]:{TURN_PORT}?transport=udp"));
+            // TCP too, for IPv6 networks that block UDP (coturn listens for TCP on its port).
+            turn_urls.push_str(&format!(
+                ",turn:[{PUBLIC_IP6}]:{TURN_PORT}?transport=udp,turn:[{PUBLIC_IP6}]:{TURN_PORT}?transport=tcp"
+            ));
         }
         if firewalls {
             turn_urls.push_str(&format!(

@@ -667,9 +667,9 @@ fn strangers_never_see_a_private_address() {
 }
 
 /// The dual-stack internet: two dual-stack homes (IPv4 behind symmetric NATs, which could only
-/// meet through the relay over IPv4), an IPv6-only host and an IPv4-only home behind a
-/// port-restricted NAT. The signal server listens on `[::]` and the IPv6-only host reaches it
-/// over IPv6, everyone else over IPv4.
+/// meet through the relay over IPv4), IPv6-only hosts (one behind a firewall that drops all UDP)
+/// and an IPv4-only home behind a port-restricted NAT. The signal server listens on `[::]` and
+/// the IPv6-only hosts reach it over IPv6, everyone else over IPv4.
 #[test]
 fn dual_stack_homes_call_over_ipv6_and_ipv6_only_meets_ipv4_only_through_the_relay() {
     let test = "dual_stack_homes_call_over_ipv6_and_ipv6_only_meets_ipv4_only_through_the_relay";
@@ -682,31 +682,46 @@ fn dual_stack_homes_call_over_ipv6_and_ipv6_only_meets_ipv4_only_through_the_rel
         (NatKind::Symmetric, Stack::Dual),
         (NatKind::PortRestricted, Stack::V6Only),
         (NatKind::PortRestricted, Stack::V4),
+        (NatKind::PortRestricted, Stack::V6Only),
     ];
     let lab = Lab::build_dual_stack("6", &homes, &["--interest-wait", "300"]).expect("the lab builds");
-    // (a, b, whether the call must be direct over IPv6; else relayed over IPv4)
-    let rounds: [[(usize, usize, bool); 2]; 2] = [[(0, 1, true), (2, 3, false)], [(2, 0, true), (1, 3, false)]];
+    // Home 4 drops all UDP: TURN over TCP on IPv6 is its only way out (through the engine's
+    // bridge, on the IPv6 loopback).
+    lab.homes[4].restrict_egress(Egress::NoUdp).expect("firewall");
+    // (a, b, how a's side must go: direct over IPv6, or relayed over TURN reached over `udp` or
+    // `tcp`)
+    let rounds: [&[(usize, usize, Option<&str>)]; 3] =
+        [&[(0, 1, None), (2, 3, Some("udp"))], &[(2, 0, None), (1, 3, Some("udp"))], &[(4, 3, Some("tcp"))]];
     let no_check = |_: &Home, _: &Home, _: &mut Client, _: &mut Client| Ok(());
     let mut failures = Vec::new();
     eprintln!(
-        "\n| a / b | pair (a local / a remote) | family | connected ms | first frame ms |\n|---|---|---|---|---|"
+        "\n| a / b | pair (a local / a remote) | family | relay | connected ms | first frame ms |\n|---|---|---|---|---|---|"
     );
     for round in rounds {
         let cells: Vec<(usize, usize)> = round.iter().map(|&(a, b, _)| (a, b)).collect();
         let outcomes = run_cells(&lab, &cells, "6", &MEDIA, &[], &no_check);
-        for (&(a, b, direct_v6), outcome) in round.iter().zip(outcomes) {
-            let name = |i: usize| format!("{} {}", lab.homes[i].stack.name(), lab.homes[i].kind.name());
+        for (&(a, b, relay), outcome) in round.iter().zip(outcomes) {
+            let name = |i: usize| {
+                let home = &lab.homes[i];
+                let firewall = if i == 4 { ", no UDP" } else { "" };
+                format!("{} {}{firewall}", home.stack.name(), home.kind.name())
+            };
             let cell = format!("{} / {}", name(a), name(b));
             match outcome {
                 Ok(r) => {
+                    let via = r.relay.as_deref().unwrap_or("-");
                     eprintln!(
-                        "| {cell} | {} / {} | {} | {} | {} |",
+                        "| {cell} | {} / {} | {} | {via} | {} | {} |",
                         r.path.0, r.path.1, r.family, r.connected_ms, r.first_frame_ms
                     );
                     let relayed = r.path.0 == "relay" || r.path.1 == "relay";
-                    let as_expected = if direct_v6 { !relayed && r.family == "ipv6" } else { relayed };
+                    let as_expected = match relay {
+                        None => !relayed && r.family == "ipv6",
+                        Some("udp") => relayed,
+                        Some(transport) => r.path.0 == "relay" && via == transport,
+                    };
                     if !as_expected {
-                        failures.push(format!("{cell}: {:?} over {}", r.path, r.family));
+                        failures.push(format!("{cell}: {:?} over {}, TURN via {via}", r.path, r.family));
                     }
                 }
                 Err(e) => failures.push(format!("{cell}: {e:#}")),

@@ -433,9 +433,8 @@ impl Peer {
             let _ = report_events.send(PeerEvent::IceServerProblem(problem));
         });
         let binds = host_addresses::udp_binds(settings.bind_ip, &host_addresses::interface_ips());
-        let loopback = host_addresses::loopback_for(&binds);
         let (ice_servers, bridges, unusable) =
-            turn_bridge::prepare(ice_servers, &settings.turn_tls, loopback, report).await;
+            turn_bridge::prepare(ice_servers, &settings.turn_tls, &binds, report).await;
         for problem in unusable {
             let _ = events.send(PeerEvent::IceServerProblem(problem));
         }
