@@ -666,6 +666,16 @@ fn strangers_never_see_a_private_address() {
     }
 }
 
+/// How a call of the dual-stack test must go.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    DirectOverIpv6,
+    /// Through TURN (on either side, reached over any transport).
+    Relayed,
+    /// a's side through TURN reached over TCP.
+    RelayedOverTcp,
+}
+
 /// The dual-stack internet: two dual-stack homes (IPv4 behind symmetric NATs, which could only
 /// meet through the relay over IPv4), IPv6-only hosts (one behind a firewall that drops all UDP)
 /// and an IPv4-only home behind a port-restricted NAT. The signal server listens on `[::]` and
@@ -688,10 +698,12 @@ fn dual_stack_homes_call_over_ipv6_and_ipv6_only_meets_ipv4_only_through_the_rel
     // Home 4 drops all UDP: TURN over TCP on IPv6 is its only way out (through the engine's
     // bridge, on the IPv6 loopback).
     lab.homes[4].restrict_egress(Egress::NoUdp).expect("firewall");
-    // (a, b, how a's side must go: direct over IPv6, or relayed over TURN reached over `udp` or
-    // `tcp`)
-    let rounds: [&[(usize, usize, Option<&str>)]; 3] =
-        [&[(0, 1, None), (2, 3, Some("udp"))], &[(2, 0, None), (1, 3, Some("udp"))], &[(4, 3, Some("tcp"))]];
+    // (a, b, how the call must go)
+    let rounds: [&[(usize, usize, Path)]; 3] = [
+        &[(0, 1, Path::DirectOverIpv6), (2, 3, Path::Relayed)],
+        &[(2, 0, Path::DirectOverIpv6), (1, 3, Path::Relayed)],
+        &[(4, 3, Path::RelayedOverTcp)],
+    ];
     let no_check = |_: &Home, _: &Home, _: &mut Client, _: &mut Client| Ok(());
     let mut failures = Vec::new();
     eprintln!(
@@ -700,7 +712,7 @@ fn dual_stack_homes_call_over_ipv6_and_ipv6_only_meets_ipv4_only_through_the_rel
     for round in rounds {
         let cells: Vec<(usize, usize)> = round.iter().map(|&(a, b, _)| (a, b)).collect();
         let outcomes = run_cells(&lab, &cells, "6", &MEDIA, &[], &no_check);
-        for (&(a, b, relay), outcome) in round.iter().zip(outcomes) {
+        for (&(a, b, expected), outcome) in round.iter().zip(outcomes) {
             let name = |i: usize| {
                 let home = &lab.homes[i];
                 let firewall = if i == 4 { ", no UDP" } else { "" };
@@ -715,10 +727,10 @@ fn dual_stack_homes_call_over_ipv6_and_ipv6_only_meets_ipv4_only_through_the_rel
                         r.path.0, r.path.1, r.family, r.connected_ms, r.first_frame_ms
                     );
                     let relayed = r.path.0 == "relay" || r.path.1 == "relay";
-                    let as_expected = match relay {
-                        None => !relayed && r.family == "ipv6",
-                        Some("udp") => relayed,
-                        Some(transport) => r.path.0 == "relay" && via == transport,
+                    let as_expected = match expected {
+                        Path::DirectOverIpv6 => !relayed && r.family == "ipv6",
+                        Path::Relayed => relayed,
+                        Path::RelayedOverTcp => r.path.0 == "relay" && via == "tcp",
                     };
                     if !as_expected {
                         failures.push(format!("{cell}: {:?} over {}, TURN via {via}", r.path, r.family));
