@@ -28,7 +28,7 @@ use crate::media::frame::{now_us, SAMPLES_PER_FRAME, SAMPLE_RATE};
 use crate::media::video_codec::{VideoCodec, VideoDecoder};
 use crate::media::video_jitter::{JitterConfig, VideoJitter};
 use crate::media::{jitter, opus, pitch, stripe};
-use crate::path_watch::PathWatch;
+use crate::path_watch::{pair_family, PathWatch};
 use crate::slot::FrameSlot;
 use crate::sources::{AudioOut, AudioSource};
 use crate::turn_bridge::{RelayedVia, TurnTransport};
@@ -397,6 +397,10 @@ pub(crate) async fn report_stats(
     }
 }
 
+fn address_of(candidate: Option<&RTCIceCandidateStats>) -> Option<&str> {
+    candidate?.address.as_deref()
+}
+
 /// Fills in RTT, loss and the selected candidate pair from the connection's own statistics,
 /// and returns that pair's id.
 async fn transport_stats(pc: &dyn PeerConnection, relayed_via: &RelayedVia, stats: &mut CallStats) -> Option<String> {
@@ -431,23 +435,10 @@ async fn transport_stats(pc: &dyn PeerConnection, relayed_via: &RelayedVia, stat
                 transport.name().to_owned()
             });
             let remote = candidate(&pair.remote_candidate_id);
-            // Our host candidate may be known by its mDNS name only: we give one to our IPv4 LAN
-            // address alone (`peer::multicast_dns`). Else the partner's address tells (a
-            // peer-reflexive one has no entry).
-            let ip_of = |c: Option<&RTCIceCandidateStats>| c?.address.as_deref()?.parse::<IpAddr>().ok();
-            let named = local.and_then(|c| c.address.as_deref()).is_some_and(|a| a.ends_with(".local"));
-            let address = ip_of(local)
-                .or_else(|| named.then_some(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)))
-                .or_else(|| ip_of(remote));
             stats.path = Some(PathInfo {
                 local: kind(local).unwrap_or_else(|| "unknown".into()),
                 remote: kind(remote).unwrap_or_else(|| "prflx".into()),
-                family: match address {
-                    Some(IpAddr::V4(_)) => "ipv4",
-                    Some(IpAddr::V6(_)) => "ipv6",
-                    None => "unknown",
-                }
-                .to_owned(),
+                family: pair_family(address_of(local), address_of(remote)).to_owned(),
                 relay,
             });
             selected = Some(transport.selected_candidate_pair_id.clone());
