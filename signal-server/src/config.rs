@@ -11,7 +11,8 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "signal-server", version, about)]
 pub struct Config {
-    /// Address to listen on (WebSocket at /ws, plus /healthz and /metrics).
+    /// Address to listen on (WebSocket at /ws, plus /healthz and /metrics). `[::]:PORT` serves
+    /// IPv4 and IPv6 alike.
     #[arg(long, env = "STRANGERS_LISTEN", default_value = "127.0.0.1:8686")]
     pub listen: SocketAddr,
 
@@ -27,8 +28,9 @@ pub struct Config {
     #[arg(long = "stun-url", env = "STRANGERS_STUN_URLS", value_delimiter = ',', value_name = "URL")]
     pub stun_urls: Vec<String>,
 
-    /// UDP address on which to answer STUN Binding requests (off by default). The server cannot
-    /// know its public name: pair it with --stun-url stun:PUBLIC_HOST:PORT so clients use it.
+    /// UDP address on which to answer STUN Binding requests (off by default; `[::]:PORT` for
+    /// both families). The server cannot know its public name: pair it with --stun-url
+    /// stun:PUBLIC_HOST:PORT so clients use it (one URL per family, `stun:[V6]:PORT`).
     #[arg(long, env = "STRANGERS_STUN_LISTEN", value_name = "ADDR")]
     pub stun_listen: Option<SocketAddr>,
 

@@ -9,6 +9,7 @@ mod conn;
 mod fuzz;
 mod http;
 mod hub;
+pub mod listen;
 mod memory;
 mod metrics;
 mod outbox;

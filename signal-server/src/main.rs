@@ -2,8 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use signal_server::{run, tls, Config};
-use tokio::net::{TcpListener, UdpSocket};
+use signal_server::{listen, run, tls, Config};
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -34,12 +33,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
     };
-    let listener =
-        TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = listen::tcp(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let stun = match config.stun_listen {
         None => None,
         Some(at) => {
-            let socket = UdpSocket::bind(at).await.with_context(|| format!("cannot listen for STUN on udp {at}"))?;
+            let socket = listen::udp(at).with_context(|| format!("cannot listen for STUN on udp {at}"))?;
             info!(addr = %socket.local_addr()?, "answering STUN Binding requests");
             if config.stun_urls.is_empty() {
                 warn!("--stun-listen without --stun-url: clients are not told about it (pass stun:PUBLIC_HOST:PORT)");

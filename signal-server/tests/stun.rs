@@ -118,3 +118,19 @@ async fn off_by_default_and_stops_on_shutdown() {
     // The port is free again once `run` has returned.
     UdpSocket::bind(stun).await.expect("the STUN socket is closed after shutdown");
 }
+
+/// `--stun-listen [::]:PORT` answers IPv4 and IPv6 alike, each with its own family's address
+/// (an IPv4 sender is told its IPv4 address, not the IPv4-mapped form the socket sees).
+#[tokio::test]
+async fn a_responder_on_every_ipv6_address_answers_both_families() {
+    let Ok(v6) = UdpSocket::bind("[::1]:0").await else {
+        eprintln!("no IPv6 loopback here; skipping");
+        return;
+    };
+    let server = TestServer::start(config(&["--stun-listen", "[::]:0"])).await;
+    let port = server.stun_addr.expect("the STUN responder is listening").port();
+    let v4 = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(bind(&v4, SocketAddr::from(([127, 0, 0, 1], port))).await, v4.local_addr().unwrap());
+    let to_v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    assert_eq!(bind(&v6, to_v6).await, v6.local_addr().unwrap());
+}

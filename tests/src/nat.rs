@@ -4,19 +4,29 @@
 //! `assets/turnserver.conf`. Each home network is a router namespace (nftables NAT of one of
 //! four kinds) with one client namespace behind it on an RFC 1918 network.
 //!
+//!
+//! A dual-stack lab ([`Lab::build_dual_stack`]) adds IPv6: the public network gets the prefix
+//! `2a00:20::/64` (the server, STUN and TURN listen on both families) and each home of a
+//! [`Stack`] with IPv6 a routed /64 of its own (`2a00:20:N::/64`, no NAT, behind the router's
+//! stateful firewall as real homes have) plus a unique-local address that must stay private.
+//!
 //! Namespaces are named `strangers-lab-<pid>-<tag>-<host>`, so labs of parallel tests never
 //! meet, and a lab left by a crashed run (its pid gone) is removed when the next one starts.
 //! Dropping a [`Lab`] kills every process left in its namespaces and deletes them, even when a
 //! test panics. This module only builds topology; tests live in `tests/tests/nat_lab.rs`.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
 use crate::{run, Netns, Server};
+
+mod ipv6;
+use ipv6::{route_ipv6, without_dad};
+pub use ipv6::{Stack, PUBLIC_IP6};
 
 /// Every lab namespace starts with this.
 const PREFIX: &str = "strangers-lab-";
@@ -129,7 +139,13 @@ pub struct Home {
     pub router: Netns,
     /// The router's public address: what strangers see of this home.
     pub public_ip: Ipv4Addr,
+    /// The host's LAN address (unassigned on an IPv6-only host).
     pub private_ip: Ipv4Addr,
+    pub stack: Stack,
+    /// With IPv6: the host's public address, and its unique-local one (private, never to be
+    /// shown to a stranger).
+    pub ipv6: Option<Ipv6Addr>,
+    pub ula: Option<Ipv6Addr>,
 }
 
 impl Home {
@@ -137,7 +153,8 @@ impl Home {
         Some(self.host.name.as_str())
     }
 
-    /// Lets out only what `egress` allows (dropped on the router, as a firewall does).
+    /// Lets out only what `egress` allows (dropped on the router, as a firewall does), over
+    /// IPv4 and IPv6 alike.
     pub fn restrict_egress(&self, egress: Egress) -> anyhow::Result<()> {
         let rules = match egress {
             Egress::Open => return Ok(()),
@@ -147,7 +164,7 @@ impl Home {
         nft(
             &self.router,
             &format!(
-                "table ip egress {{
+                "table inet egress {{
   chain out {{ type filter hook forward priority filter - 5; policy accept;
     {rules}
   }}
@@ -240,7 +257,15 @@ impl Lab {
     /// and one home per entry of `homes`. `tag` tells this lab's namespaces apart from other
     /// labs of the same run.
     pub fn build(tag: &str, homes: &[NatKind], server_args: &[&str]) -> anyhow::Result<Lab> {
-        Lab::build_with(tag, homes, server_args, false)
+        let homes: Vec<(NatKind, Stack)> = homes.iter().map(|&kind| (kind, Stack::V4)).collect();
+        Lab::build_with(tag, &homes, server_args, Options::default())
+    }
+
+    /// A dual-stack lab: the public network has IPv6 too, the signal server listens on `[::]`
+    /// (both families on one socket), STUN and coturn listen on both families and the server
+    /// hands out a STUN and a TURN URL for each. Each home has the NAT kind and families given.
+    pub fn build_dual_stack(tag: &str, homes: &[(NatKind, Stack)], server_args: &[&str]) -> anyhow::Result<Lab> {
+        Lab::build_with(tag, homes, server_args, Options { firewalls: false, ipv6: true })
     }
 
     /// A lab for networks behind firewalls: coturn also listens for TCP on its usual port and
@@ -248,10 +273,17 @@ impl Lab {
     /// ([`LabTurn::ca_file`]), the signal server listens on port 443 and hands out the TCP and
     /// TLS URLs beside the UDP one.
     pub fn build_for_firewalls(tag: &str, homes: &[NatKind], server_args: &[&str]) -> anyhow::Result<Lab> {
-        Lab::build_with(tag, homes, server_args, true)
+        let homes: Vec<(NatKind, Stack)> = homes.iter().map(|&kind| (kind, Stack::V4)).collect();
+        Lab::build_with(tag, &homes, server_args, Options { firewalls: true, ipv6: false })
     }
 
-    fn build_with(tag: &str, homes: &[NatKind], server_args: &[&str], firewalls: bool) -> anyhow::Result<Lab> {
+    fn build_with(
+        tag: &str,
+        homes: &[(NatKind, Stack)],
+        server_args: &[&str],
+        options: Options,
+    ) -> anyhow::Result<Lab> {
+        let Options { firewalls, ipv6 } = options;
         Netns::remove_stale(PREFIX);
         let prefix = format!("{PREFIX}{}-{tag}", std::process::id());
         let public = Netns::create(&format!("{prefix}-pub"))?;
@@ -259,20 +291,35 @@ impl Lab {
         public.exec(&["ip", "addr", "add", &format!("{PUBLIC_IP}/24"), "dev", "br0"])?;
         public.exec(&["ip", "link", "set", "br0", "up"])?;
         public.exec(&["ip", "addr", "add", &format!("{SERVER_PRIVATE_IP}/32"), "dev", "lo"])?;
+        if ipv6 {
+            without_dad(&public)?;
+            // The public namespace is also the IPv6 internet's router between the homes.
+            public.exec(&["ip", "-6", "addr", "add", &format!("{PUBLIC_IP6}/64"), "dev", "br0", "nodad"])?;
+            public.exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])?;
+        }
 
         let mut built = Vec::new();
-        for (i, &kind) in homes.iter().enumerate() {
-            built.push(build_home(&prefix, &public, i, kind)?);
+        for (i, &(kind, stack)) in homes.iter().enumerate() {
+            anyhow::ensure!(ipv6 || stack == Stack::V4, "a home with IPv6 needs a dual-stack lab");
+            built.push(build_home(&prefix, &public, i, kind, stack)?);
         }
 
         if firewalls {
             public.exec(&["ip", "addr", "add", &format!("{TURN_TLS_IP}/24"), "dev", "br0"])?;
         }
-        let turn = start_turn(&public, &prefix, firewalls)?;
-        let stun_listen = format!("{PUBLIC_IP}:{STUN_PORT}");
-        let stun_url = format!("stun:{PUBLIC_IP}:{STUN_PORT}");
+        let turn = start_turn(&public, &prefix, firewalls, ipv6)?;
+        let (mut stun_listen, mut stun_url) =
+            (format!("{PUBLIC_IP}:{STUN_PORT}"), format!("stun:{PUBLIC_IP}:{STUN_PORT}"));
         let turn_ip = if firewalls { TURN_TLS_IP } else { PUBLIC_IP };
         let mut turn_urls = format!("turn:{turn_ip}:{TURN_PORT}?transport=udp");
+        if ipv6 {
+            stun_listen = format!("[::]:{STUN_PORT}");
+            stun_url.push_str(&format!(",stun:[{PUBLIC_IP6}]:{STUN_PORT}"));
+            // TCP too, for IPv6 networks that block UDP (coturn listens for TCP on its port).
+            turn_urls.push_str(&format!(
+                ",turn:[{PUBLIC_IP6}]:{TURN_PORT}?transport=udp,turn:[{PUBLIC_IP6}]:{TURN_PORT}?transport=tcp"
+            ));
+        }
         if firewalls {
             turn_urls.push_str(&format!(
                 ",turn:{turn_ip}:{TURN_PORT}?transport=tcp,turns:{turn_ip}:{HTTPS_PORT}?transport=tcp"
@@ -289,7 +336,11 @@ impl Lab {
             &turn.secret,
         ];
         args.extend_from_slice(server_args);
-        let listen = if firewalls { format!("{PUBLIC_IP}:{HTTPS_PORT}") } else { "0.0.0.0:0".to_owned() };
+        let listen = match (firewalls, ipv6) {
+            (true, _) => format!("{PUBLIC_IP}:{HTTPS_PORT}"),
+            (false, true) => "[::]:0".to_owned(),
+            (false, false) => "0.0.0.0:0".to_owned(),
+        };
         let server = Server::start_listening_in(Some(public.name.as_str()), &listen, &args)?;
         Ok(Lab { server, turn, homes: built, public })
     }
@@ -324,9 +375,18 @@ impl Lab {
         self.server.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("the server prints ADDR:PORT")
     }
 
-    /// The signal server's WebSocket URL as the homes reach it.
+    /// The signal server's WebSocket URL as the homes reach it (over IPv4).
     pub fn ws_url(&self) -> String {
         format!("ws://{PUBLIC_IP}:{}/ws", self.server_port())
+    }
+
+    /// The signal server's WebSocket URL as `home` reaches it: over IPv6 from an IPv6-only
+    /// host, else over IPv4.
+    pub fn ws_url_for(&self, home: &Home) -> String {
+        match home.stack {
+            Stack::V6Only => format!("ws://[{PUBLIC_IP6}]:{}/ws", self.server_port()),
+            Stack::V4 | Stack::Dual => self.ws_url(),
+        }
     }
 
     /// The value of counter `strangers_<name>` on the signal server's /metrics.
@@ -336,12 +396,25 @@ impl Lab {
     }
 }
 
-fn build_home(prefix: &str, public: &Netns, i: usize, kind: NatKind) -> anyhow::Result<Home> {
+/// What a lab has beside its homes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Options {
+    /// coturn on its own address with TCP and TLS on 443 (see [`Lab::build_for_firewalls`]).
+    firewalls: bool,
+    /// IPv6 on the public network (see [`Lab::build_dual_stack`]).
+    ipv6: bool,
+}
+
+fn build_home(prefix: &str, public: &Netns, i: usize, kind: NatKind, stack: Stack) -> anyhow::Result<Home> {
     let n = u8::try_from(i + 1).context("at most 200 homes")?;
     let public_ip = Ipv4Addr::new(20, 0, 0, 10 + n);
     let private_ip = Ipv4Addr::new(192, 168, n, 2);
     let router = Netns::create(&format!("{prefix}-r{n}"))?;
     let host = Netns::create(&format!("{prefix}-h{n}"))?;
+    if stack.has_v6() {
+        without_dad(&router)?;
+        without_dad(&host)?;
+    }
     let uplink = format!("up{n}");
     // The router's wan end is created in the router, its other end on the public bridge.
     run(
@@ -358,8 +431,9 @@ fn build_home(prefix: &str, public: &Netns, i: usize, kind: NatKind) -> anyhow::
     router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
     let rules = kind.ruleset(private_ip);
     nft(&router, &rules).with_context(|| format!("{} router rules", kind.name()))?;
-    attach_to_lan(&router, &host, "lan0", private_ip)?;
-    Ok(Home { kind, host, router, public_ip, private_ip })
+    attach_to_lan(&router, &host, "lan0", stack.has_v4().then_some(private_ip))?;
+    let (ipv6, ula) = if stack.has_v6() { route_ipv6(public, &router, &host, n)? } else { (None, None) };
+    Ok(Home { kind, host, router, public_ip, private_ip, stack, ipv6, ula })
 }
 
 /// The router's address on the LAN of a host at `ip` (`.1` of its /24).
@@ -369,16 +443,19 @@ fn lan_gateway(ip: Ipv4Addr) -> Ipv4Addr {
 }
 
 /// Plugs `host` into the router's LAN bridge through a veth (`port` on the router's side,
-/// `eth0` on the host's), at `ip`, with the router as its default route.
-fn attach_to_lan(router: &Netns, host: &Netns, port: &str, ip: Ipv4Addr) -> anyhow::Result<()> {
+/// `eth0` on the host's), at `ip` with the router as its default route (with no IPv4 address
+/// when `ip` is `None`).
+fn attach_to_lan(router: &Netns, host: &Netns, port: &str, ip: Option<Ipv4Addr>) -> anyhow::Result<()> {
     run(
         "ip",
         &["link", "add", port, "netns", &router.name, "type", "veth", "peer", "name", "eth0", "netns", &host.name],
     )?;
     router.exec(&["ip", "link", "set", port, "master", "lan", "up"])?;
-    host.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
     host.exec(&["ip", "link", "set", "eth0", "up"])?;
-    host.exec(&["ip", "route", "add", "default", "via", &lan_gateway(ip).to_string()])?;
+    if let Some(ip) = ip {
+        host.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+        host.exec(&["ip", "route", "add", "default", "via", &lan_gateway(ip).to_string()])?;
+    }
     Ok(())
 }
 
@@ -386,7 +463,7 @@ fn attach_to_lan(router: &Netns, host: &Netns, port: &str, ip: Ipv4Addr) -> anyh
 /// listens and relays, its secret, and where it logs (TLS is off: the lab has no certificate).
 /// coturn lets its configuration file win over command-line flags, so the lab writes a copy of
 /// the file with those lines replaced.
-fn start_turn(public: &Netns, prefix: &str, tls: bool) -> anyhow::Result<LabTurn> {
+fn start_turn(public: &Netns, prefix: &str, tls: bool, ipv6: bool) -> anyhow::Result<LabTurn> {
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/turnserver.conf");
     let text = std::fs::read_to_string(shipped).with_context(|| format!("reading {shipped}"))?;
     let replaced = ["listening-port", "tls-listening-port", "static-auth-secret", "cert", "pkey", "log-file"];
@@ -404,6 +481,11 @@ fn start_turn(public: &Netns, prefix: &str, tls: bool) -> anyhow::Result<LabTurn
         "\n# Lab overrides.\nlistening-ip={ip}\nrelay-ip={ip}\nlistening-port={TURN_PORT}\n\
          static-auth-secret={secret}\nno-dtls\nlog-file=stdout\npidfile=/dev/null\n"
     ));
+    if ipv6 {
+        // Clients reach it over either family; allocations stay IPv4 unless a client asks
+        // (coturn's default, RFC 6156), which is how an IPv6-only client meets an IPv4 one.
+        conf.push_str(&format!("listening-ip={PUBLIC_IP6}\nrelay-ip={PUBLIC_IP6}\n"));
+    }
     let tls_dir = if tls {
         let dir = std::env::temp_dir().join(format!("{prefix}-tls"));
         make_test_certificates(&dir, TURN_TLS_IP)?;

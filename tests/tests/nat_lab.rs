@@ -13,6 +13,9 @@
 //! - A relayed call across routers dropping 5 % of inbound UDP holds and recovers.
 //! - coturn refuses to relay into private and loopback addresses, and refuses expired and
 //!   forged credentials.
+//! - On a dual-stack internet, dual-stack homes call each other and IPv6-only hosts directly
+//!   over IPv6, and an IPv6-only host meets an IPv4-only one through the relay.
+//! - A call whose selected pair changes (an ICE restart) says so in a `path_changed` event.
 //!
 //! Needs root (namespaces, nftables); each test says it is skipped without it. The heavy tests
 //! take turns (the machine may have two cores); `--nocapture` prints the figures that
@@ -25,7 +28,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use strangers_system_tests::lossy::measure;
 use strangers_system_tests::nat::{
-    Capture, Egress, Flush, Home, Lab, NatKind, BEHAVIOUR_IPS, BEHAVIOUR_PORT, PUBLIC_IP, SERVER_PRIVATE_IP, TURN_PORT,
+    Capture, Egress, Flush, Home, Lab, NatKind, Stack, BEHAVIOUR_IPS, BEHAVIOUR_PORT, PUBLIC_IP, SERVER_PRIVATE_IP,
+    TURN_PORT,
 };
 use strangers_system_tests::turn_probe::{Answer, TurnProbe};
 use strangers_system_tests::{root_or_skip, Client, RawPeer};
@@ -63,6 +67,8 @@ struct CallResult {
     path: (String, String),
     /// How `a` reaches TURN when its side is relayed (`udp`, `tcp`, `tls`).
     relay: Option<String>,
+    /// The pair's address family, seen from `a` (`ipv4`, `ipv6`).
+    family: String,
     /// From the second client's find to ICE and DTLS up, and to its first decoded frame.
     connected_ms: u64,
     first_frame_ms: u64,
@@ -92,26 +98,27 @@ fn meet(
     media: &[&str],
     a_flags: &[&str],
 ) -> anyhow::Result<(Client, Client, CallResult)> {
-    meet_in(lab, (a.ns(), b.ns()), tag, media, a_flags)
+    meet_in(((a.ns(), lab.ws_url_for(a)), (b.ns(), lab.ws_url_for(b))), tag, media, a_flags)
 }
 
-/// [`meet`] between any two namespaces.
+/// Where a client runs (a namespace, or the test's own) and the signal server URL it uses.
+type Place<'a> = (Option<&'a str>, String);
+
+/// [`meet`] between any two namespaces, each reaching the signal server at its URL.
 fn meet_in(
-    lab: &Lab,
-    (a, b): (Option<&str>, Option<&str>),
+    ((a, a_url), (b, b_url)): (Place<'_>, Place<'_>),
     tag: &str,
     media: &[&str],
     a_flags: &[&str],
 ) -> anyhow::Result<(Client, Client, CallResult)> {
-    let url = lab.ws_url();
     let interest = format!("cell-{tag}");
     let mut args: Vec<&str> = vec!["--interests", &interest, "--exit-after", "120"];
     args.extend_from_slice(media);
     let mut a_args = args.clone();
     a_args.extend_from_slice(a_flags);
-    let mut ca = Client::start_in(a, &format!("{tag}/a"), &url, &a_args)?;
+    let mut ca = Client::start_in(a, &format!("{tag}/a"), &a_url, &a_args)?;
     ca.wait_event(T, "queued")?;
-    let mut cb = Client::start_in(b, &format!("{tag}/b"), &url, &args)?;
+    let mut cb = Client::start_in(b, &format!("{tag}/b"), &b_url, &args)?;
     let connected = cb.wait_event(T, "connected")?;
     let first = cb.wait_event(T, "first_frame")?;
     ca.wait_event(T, "first_frame")?;
@@ -120,6 +127,7 @@ fn meet_in(
     let result = CallResult {
         path: path_of(&stats),
         relay: stats["path"]["relay"].as_str().map(str::to_owned),
+        family: stats["path"]["family"].as_str().unwrap_or("?").to_owned(),
         connected_ms: connected["ms_since_find"].as_u64().unwrap_or_default(),
         first_frame_ms: first["ms_since_find"].as_u64().unwrap_or_default(),
     };
@@ -350,6 +358,14 @@ fn recovers_from_a_flush(test: &str, tag: &str, flush: Flush) {
     for c in [&a, &b] {
         assert!(c.seen_named("partner_left").is_empty(), "{}: the call ended", c.name);
         assert_eq!(c.seen_named("matched").len(), 1, "{}: a new call replaced this one", c.name);
+        // The restart moved the call to a new pair (new sockets, a new mapping), and each side
+        // said so, with the path before and after.
+        let switches = c.seen_named("path_changed");
+        assert!(!switches.is_empty(), "{}: no path_changed after the restart: {:?}", c.name, tail(c));
+        for e in &switches {
+            assert!(e["from"]["local"].is_string() && e["to"]["local"].is_string(), "{}: {e}", c.name);
+        }
+        eprintln!("{}: {}", c.name, switches.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(" "));
     }
 }
 
@@ -573,8 +589,8 @@ fn a_host_with_no_default_route_and_no_multicast_route_still_calls() {
         .output()
         .expect("ip route");
     assert!(routes.stdout.is_empty(), "the public namespace has a default route");
-    let public = Some(lab.public.name.as_str());
-    let (ca, cb, result) = meet_in(&lab, (public, public), "noroute", &MEDIA, &[]).expect("the call works");
+    let public = (Some(lab.public.name.as_str()), lab.ws_url());
+    let (ca, cb, result) = meet_in((public.clone(), public), "noroute", &MEDIA, &[]).expect("the call works");
     for c in [&ca, &cb] {
         let errors = c.seen_named("error");
         assert!(errors.is_empty(), "{}: {errors:?}", c.name);
@@ -585,7 +601,15 @@ fn a_host_with_no_default_route_and_no_multicast_route_still_calls() {
 #[test]
 fn strangers_never_see_a_private_address() {
     let test = "strangers_never_see_a_private_address";
-    let Some((_turn, lab)) = lab_for_calls(test, "p", &NatKind::ALL, &["--interest-wait", "300"]) else { return };
+    if !root_or_skip(test, "network namespaces and nftables") {
+        return;
+    }
+    let _turn = CALLS.lock().unwrap_or_else(|e| e.into_inner());
+    // A home of every NAT kind, and a dual-stack one with a public and a unique-local IPv6
+    // address beside its private IPv4 one.
+    let mut homes: Vec<(NatKind, Stack)> = NatKind::ALL.iter().map(|&kind| (kind, Stack::V4)).collect();
+    homes.push((NatKind::PortRestricted, Stack::Dual));
+    let lab = Lab::build_dual_stack("p", &homes, &["--interest-wait", "300"]).expect("the lab builds");
     // A bare protocol peer on the public network plays the stranger: it records every signal
     // a client behind each kind of NAT sends it.
     for (i, home) in lab.homes.iter().enumerate() {
@@ -630,5 +654,91 @@ fn strangers_never_see_a_private_address() {
         let private = home.private_ip.to_string();
         assert!(!text.contains(&private), "{}: the stranger learned {private}: {text}", home.kind.name());
         assert!(!text.contains("192.168."), "{}: a private address reached the stranger: {text}", home.kind.name());
+        if let (Some(public), Some(ula)) = (home.ipv6, home.ula) {
+            // A public IPv6 address is what the stranger would see of any packet anyway.
+            assert!(
+                text.contains(&public.to_string()),
+                "dual-stack: the public IPv6 host candidate was not sent: {text}"
+            );
+            assert!(!text.contains(&ula.to_string()), "dual-stack: the stranger learned {ula}: {text}");
+        }
+        assert!(!text.contains("fd00:"), "{}: a unique-local address reached the stranger: {text}", home.kind.name());
     }
+}
+
+/// How a call of the dual-stack test must go.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    DirectOverIpv6,
+    /// Through TURN (on either side, reached over any transport).
+    Relayed,
+    /// a's side through TURN reached over TCP.
+    RelayedOverTcp,
+}
+
+/// The dual-stack internet: two dual-stack homes (IPv4 behind symmetric NATs, which could only
+/// meet through the relay over IPv4), IPv6-only hosts (one behind a firewall that drops all UDP)
+/// and an IPv4-only home behind a port-restricted NAT. The signal server listens on `[::]` and
+/// the IPv6-only hosts reach it over IPv6, everyone else over IPv4.
+#[test]
+fn dual_stack_homes_call_over_ipv6_and_ipv6_only_meets_ipv4_only_through_the_relay() {
+    let test = "dual_stack_homes_call_over_ipv6_and_ipv6_only_meets_ipv4_only_through_the_relay";
+    if !root_or_skip(test, "network namespaces and nftables") {
+        return;
+    }
+    let _turn = CALLS.lock().unwrap_or_else(|e| e.into_inner());
+    let homes = [
+        (NatKind::Symmetric, Stack::Dual),
+        (NatKind::Symmetric, Stack::Dual),
+        (NatKind::PortRestricted, Stack::V6Only),
+        (NatKind::PortRestricted, Stack::V4),
+        (NatKind::PortRestricted, Stack::V6Only),
+    ];
+    let lab = Lab::build_dual_stack("6", &homes, &["--interest-wait", "300"]).expect("the lab builds");
+    // Home 4 drops all UDP: TURN over TCP on IPv6 is its only way out (through the engine's
+    // bridge, on the IPv6 loopback).
+    lab.homes[4].restrict_egress(Egress::NoUdp).expect("firewall");
+    // (a, b, how the call must go)
+    let rounds: [&[(usize, usize, Path)]; 3] = [
+        &[(0, 1, Path::DirectOverIpv6), (2, 3, Path::Relayed)],
+        &[(2, 0, Path::DirectOverIpv6), (1, 3, Path::Relayed)],
+        &[(4, 3, Path::RelayedOverTcp)],
+    ];
+    let no_check = |_: &Home, _: &Home, _: &mut Client, _: &mut Client| Ok(());
+    let mut failures = Vec::new();
+    eprintln!(
+        "\n| a / b | pair (a local / a remote) | family | relay | connected ms | first frame ms |\n|---|---|---|---|---|---|"
+    );
+    for round in rounds {
+        let cells: Vec<(usize, usize)> = round.iter().map(|&(a, b, _)| (a, b)).collect();
+        let outcomes = run_cells(&lab, &cells, "6", &MEDIA, &[], &no_check);
+        for (&(a, b, expected), outcome) in round.iter().zip(outcomes) {
+            let name = |i: usize| {
+                let home = &lab.homes[i];
+                let firewall = if i == 4 { ", no UDP" } else { "" };
+                format!("{} {}{firewall}", home.stack.name(), home.kind.name())
+            };
+            let cell = format!("{} / {}", name(a), name(b));
+            match outcome {
+                Ok(r) => {
+                    let via = r.relay.as_deref().unwrap_or("-");
+                    eprintln!(
+                        "| {cell} | {} / {} | {} | {via} | {} | {} |",
+                        r.path.0, r.path.1, r.family, r.connected_ms, r.first_frame_ms
+                    );
+                    let relayed = r.path.0 == "relay" || r.path.1 == "relay";
+                    let as_expected = match expected {
+                        Path::DirectOverIpv6 => !relayed && r.family == "ipv6",
+                        Path::Relayed => relayed,
+                        Path::RelayedOverTcp => r.path.0 == "relay" && via == "tcp",
+                    };
+                    if !as_expected {
+                        failures.push(format!("{cell}: {:?} over {}, TURN via {via}", r.path, r.family));
+                    }
+                }
+                Err(e) => failures.push(format!("{cell}: {e:#}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }

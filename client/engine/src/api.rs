@@ -35,6 +35,10 @@ pub enum Command {
 pub struct PathInfo {
     pub local: String,
     pub remote: String,
+    /// The address family of the pair (`ipv4` or `ipv6`, `unknown` when neither address can be
+    /// read): the family of the pair's addresses, which for a relayed candidate is the relay's,
+    /// however we reach the TURN server.
+    pub family: String,
     /// When our side is relayed: how we reach the TURN server (`udp`, `tcp` or `tls`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay: Option<String>,
@@ -166,6 +170,13 @@ pub enum Event {
         height: u32,
     },
     Stats(Box<CallStats>),
+    /// The call moved to another candidate pair (a better pair nominated, an ICE restart, a
+    /// move between the relay and a direct path): the path before and after, as `stats.path`
+    /// tells them. Noticed within a second of the switch.
+    PathChanged {
+        from: PathInfo,
+        to: PathInfo,
+    },
     Chat {
         text: String,
     },

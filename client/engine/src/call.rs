@@ -16,7 +16,7 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{RTCIceConnectionState, RTCPeerConnectionState};
 
-use crate::api::CallStats;
+use crate::api::{CallStats, PathInfo};
 use crate::call_tasks::CallTasks;
 use crate::chat::ChatMessage;
 use crate::counters::Counters;
@@ -70,6 +70,8 @@ pub enum CallEvent {
     /// The call cannot go on (a bad signal, a codec we lack).
     Broken(String),
     Stats(Box<CallStats>),
+    /// The selected candidate pair changed: from, to.
+    PathChanged(PathInfo, PathInfo),
     Chat(String),
     Typing(bool),
     /// A media source or codec failed; the call goes on without it.

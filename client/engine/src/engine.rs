@@ -198,6 +198,7 @@ impl Engine {
             }
             CallEvent::Broken(why) => self.session.handle_peer(now, PeerInput::Broken(why)),
             CallEvent::Stats(stats) => self.emit(Event::Stats(stats)),
+            CallEvent::PathChanged(from, to) => self.emit(Event::PathChanged { from, to }),
             CallEvent::Chat(text) => self.emit(Event::Chat { text }),
             CallEvent::Typing(active) => self.emit(Event::Typing { active }),
             CallEvent::MediaError(message) => self.emit(Event::Error { kind: ErrorKind::Media, message }),

@@ -13,9 +13,11 @@ mod counters;
 pub mod engine;
 #[cfg(test)]
 mod fuzz;
+pub mod host_addresses;
 pub mod keyframe_tap;
 pub mod ladder;
 pub mod media;
+pub mod path_watch;
 pub mod peer;
 mod pipeline;
 pub mod retransmit_budget;

@@ -36,6 +36,7 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use crate::candidate_privacy;
 use crate::congestion::{CongestionConfig, CongestionController, PacketFate};
+use crate::host_addresses;
 use crate::keyframe_tap::KeyframeTap;
 use crate::media::video_codec::VideoCodec;
 use crate::retransmit_budget::BudgetGate;
@@ -73,7 +74,8 @@ pub const CHAT_LABEL: &str = "chat";
 pub struct PeerSettings {
     /// Relay candidates only: the partner never learns our address.
     pub relay_only: bool,
-    /// Local address to gather host candidates on (`0.0.0.0` for every interface).
+    /// Local address to gather host candidates on (`0.0.0.0` for every interface, IPv4 and
+    /// IPv6 alike).
     pub bind_ip: IpAddr,
     /// Offer loopback candidates (tests on one machine).
     pub include_loopback: bool,
@@ -443,7 +445,9 @@ impl Peer {
         let report: turn_bridge::Report = Arc::new(move |problem| {
             let _ = report_events.send(PeerEvent::IceServerProblem(problem));
         });
-        let (ice_servers, bridges, unusable) = turn_bridge::prepare(ice_servers, &settings.turn_tls, report).await;
+        let binds = host_addresses::udp_binds(settings.bind_ip, &host_addresses::interface_ips());
+        let (ice_servers, bridges, unusable) =
+            turn_bridge::prepare(ice_servers, &settings.turn_tls, &binds, report).await;
         for problem in unusable {
             let _ = events.send(PeerEvent::IceServerProblem(problem));
         }
@@ -490,7 +494,7 @@ impl Peer {
             .with_setting_engine(setting_engine)
             .with_interceptor_registry(registry)
             .with_handler(Arc::new(Handler { events: events.clone(), outbox: outbox.clone() }))
-            .with_udp_addrs(vec![format!("{}:0", settings.bind_ip)])
+            .with_udp_addrs(binds)
             .build()
             .await?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);

@@ -29,6 +29,7 @@ use crate::media::video_codec::{VideoCodec, VideoDecoder};
 use crate::media::video_jitter::{JitterConfig, VideoJitter};
 use crate::media::{jitter, opus, pitch, stripe};
 use crate::send_budget::SendBudget;
+use crate::path_watch::{pair_family, PathWatch};
 use crate::slot::FrameSlot;
 use crate::sources::{AudioOut, AudioSource};
 use crate::turn_bridge::{RelayedVia, TurnTransport};
@@ -343,6 +344,7 @@ pub(crate) async fn report_stats(
     ticker.tick().await;
     let mut last = (0u64, 0u64, 0u64, 0u64);
     let mut last_at = Instant::now();
+    let mut path_watch = PathWatch::default();
     loop {
         ticker.tick().await;
         let elapsed = last_at.elapsed().as_secs_f64().max(0.001);
@@ -383,7 +385,12 @@ pub(crate) async fn report_stats(
             ..CallStats::default()
         };
         last = now;
-        transport_stats(pc.as_ref(), &relayed_via, &mut stats).await;
+        let pair = transport_stats(pc.as_ref(), &relayed_via, &mut stats).await;
+        if let (Some(pair), Some(path)) = (pair, &stats.path) {
+            if let Some((from, to)) = path_watch.observe(&pair, path) {
+                events(CallEvent::PathChanged(from, to));
+            }
+        }
         if let Some(rtt_ms) = stats.rtt_ms.filter(|rtt| rtt.is_finite() && *rtt > 0.0) {
             counters.rtt_us.store((rtt_ms * 1000.0) as u64, Ordering::Relaxed);
         }
@@ -391,9 +398,15 @@ pub(crate) async fn report_stats(
     }
 }
 
-/// Fills in RTT, loss and the selected candidate pair from the connection's own statistics.
-async fn transport_stats(pc: &dyn PeerConnection, relayed_via: &RelayedVia, stats: &mut CallStats) {
+fn address_of(candidate: Option<&RTCIceCandidateStats>) -> Option<&str> {
+    candidate?.address.as_deref()
+}
+
+/// Fills in RTT, loss and the selected candidate pair from the connection's own statistics,
+/// and returns that pair's id.
+async fn transport_stats(pc: &dyn PeerConnection, relayed_via: &RelayedVia, stats: &mut CallStats) -> Option<String> {
     let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
+    let mut selected = None;
     if let Some(transport) = report.transport() {
         if let Some(webrtc::peer_connection::RTCStatsReportEntry::IceCandidatePair(pair)) =
             report.get(&transport.selected_candidate_pair_id)
@@ -422,11 +435,14 @@ async fn transport_stats(pc: &dyn PeerConnection, relayed_via: &RelayedVia, stat
                     address.map_or(TurnTransport::Udp, |ip| relayed_via.transport_of(SocketAddr::new(ip, c.port)));
                 transport.name().to_owned()
             });
+            let remote = candidate(&pair.remote_candidate_id);
             stats.path = Some(PathInfo {
                 local: kind(local).unwrap_or_else(|| "unknown".into()),
-                remote: kind(candidate(&pair.remote_candidate_id)).unwrap_or_else(|| "prflx".into()),
+                remote: kind(remote).unwrap_or_else(|| "prflx".into()),
+                family: pair_family(address_of(local), address_of(remote)).to_owned(),
                 relay,
             });
+            selected = Some(transport.selected_candidate_pair_id.clone());
         }
     }
     let (mut lost, mut received) = (0i64, 0u64);
@@ -436,4 +452,5 @@ async fn transport_stats(pc: &dyn PeerConnection, relayed_via: &RelayedVia, stat
     }
     let total = lost.max(0) as f64 + received as f64;
     stats.loss = if total > 0.0 { lost.max(0) as f64 / total } else { 0.0 };
+    selected
 }

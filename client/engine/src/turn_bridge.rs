@@ -27,6 +27,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
+use crate::host_addresses;
+
 /// How long connecting to a TURN server (TCP and the TLS handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Datagrams waiting for a stream that is still connecting, per client socket.
@@ -190,10 +192,19 @@ impl Drop for Bridges {
     }
 }
 
-/// The ICE servers as webrtc-rs can use them (stream URLs replaced by their bridges'), the
-/// bridges, and a sentence for each URL that cannot be used. Problems met later (a server that
+/// The ICE servers as webrtc-rs can use them (stream URLs replaced by their bridges', which
+/// listen on the loopback of a family our sockets `binds` use), the bridges, and a sentence for
+/// each URL that cannot be used. A URL naming an address of a family we have no socket of is
+/// left out quietly, as webrtc-rs does with UDP ones (a server hands out a URL per family, and
+/// an IPv4-only host simply has no use for the IPv6 one). Problems met later (a server that
 /// cannot be reached, a certificate that does not verify) go to `problems` as they happen.
-pub async fn prepare(servers: &[IceServer], tls: &TurnTls, problems: Report) -> (Vec<IceServer>, Bridges, Vec<String>) {
+pub async fn prepare(
+    servers: &[IceServer],
+    tls: &TurnTls,
+    binds: &[SocketAddr],
+    problems: Report,
+) -> (Vec<IceServer>, Bridges, Vec<String>) {
+    let loopback = host_addresses::loopback_for(binds);
     let mut usable = Vec::new();
     let mut bridges = Bridges::default();
     let mut unusable = Vec::new();
@@ -204,6 +215,12 @@ pub async fn prepare(servers: &[IceServer], tls: &TurnTls, problems: Report) -> 
             let (host, port, transport) = match parse_ice_url(url) {
                 Ok(IceUrl::Direct) => {
                     direct.push(url.clone());
+                    continue;
+                }
+                Ok(IceUrl::Stream { host, .. })
+                    if host.parse::<IpAddr>().is_ok_and(|ip| !binds.iter().any(|b| b.is_ipv4() == ip.is_ipv4())) =>
+                {
+                    debug!(%url, "no socket of this TURN server's family here");
                     continue;
                 }
                 Ok(IceUrl::Stream { host, port, transport }) => (host, port, transport),
@@ -226,7 +243,7 @@ pub async fn prepare(servers: &[IceServer], tls: &TurnTls, problems: Report) -> 
             } else {
                 None
             };
-            let socket = match UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await {
+            let socket = match UdpSocket::bind((loopback, 0)).await {
                 Ok(socket) => socket,
                 Err(e) => {
                     unusable.push(format!("ICE server {url} is unusable: no local socket for its bridge: {e}"));
@@ -244,6 +261,7 @@ pub async fn prepare(servers: &[IceServer], tls: &TurnTls, problems: Report) -> 
                 problems.clone(),
             )));
             usable.push(IceServer {
+                // `local` is written `[::1]:PORT` for IPv6, as a URL wants it.
                 urls: vec![format!("turn:{local}?transport=udp")],
                 username: server.username.clone(),
                 credential: server.credential.clone(),
@@ -443,6 +461,46 @@ mod tests {
             let err = parse_ice_url(url).expect_err(url);
             assert!(err.contains(why), "{url}: {err}");
         }
+    }
+
+    fn servers(urls: &[&str]) -> Vec<IceServer> {
+        vec![IceServer {
+            urls: urls.iter().map(|u| (*u).to_owned()).collect(),
+            username: Some("1:u".into()),
+            credential: Some("c".into()),
+        }]
+    }
+
+    fn no_report() -> Report {
+        Arc::new(|problem| panic!("unexpected problem: {problem}"))
+    }
+
+    #[tokio::test]
+    async fn a_stream_url_of_a_family_we_lack_is_left_out_quietly() {
+        let v4: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        let urls = ["turn:[2001:db8::1]:3478?transport=tcp", "turn:20.0.0.1:3478?transport=udp"];
+        let (usable, bridges, unusable) = prepare(&servers(&urls), &TurnTls::default(), &[v4], no_report()).await;
+        assert!(unusable.is_empty(), "{unusable:?}");
+        assert!(bridges.tasks.is_empty());
+        assert_eq!(usable.len(), 1);
+        assert_eq!(usable[0].urls, ["turn:20.0.0.1:3478?transport=udp"]);
+    }
+
+    /// An IPv6-only host's bridge listens on the IPv6 loopback, written as a URL wants it.
+    #[tokio::test]
+    async fn an_ipv6_only_host_bridges_on_the_ipv6_loopback() {
+        if std::net::UdpSocket::bind("[::1]:0").is_err() {
+            eprintln!("no IPv6 loopback here; skipping");
+            return;
+        }
+        let v6: SocketAddr = "[::]:0".parse().unwrap();
+        let urls = ["turn:[2001:db8::1]:3478?transport=tcp"];
+        let (usable, bridges, unusable) = prepare(&servers(&urls), &TurnTls::default(), &[v6], no_report()).await;
+        assert!(unusable.is_empty(), "{unusable:?}");
+        assert_eq!(bridges.tasks.len(), 1);
+        let url = &usable[0].urls[0];
+        assert!(url.starts_with("turn:[::1]:") && url.ends_with("?transport=udp"), "{url}");
+        assert_eq!(parse_ice_url(url), Ok(IceUrl::Direct));
     }
 
     #[test]

@@ -138,12 +138,10 @@ impl TestServer {
     }
 
     async fn start_with(config: Config, acceptor: Option<TlsAcceptor>, tls: Option<TlsConnector>) -> TestServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding 127.0.0.1:0");
+        // Bound as the server binary binds (`[::]` is dual-stack).
+        let listener = signal_server::listen::tcp(config.listen).expect("binding the listen address");
         let addr = listener.local_addr().expect("a bound listener has an address");
-        let stun = match config.stun_listen {
-            None => None,
-            Some(at) => Some(tokio::net::UdpSocket::bind(at).await.expect("binding the STUN address")),
-        };
+        let stun = config.stun_listen.map(|at| signal_server::listen::udp(at).expect("binding the STUN address"));
         let stun_addr = stun.as_ref().map(|socket| socket.local_addr().expect("a bound socket has an address"));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(signal_server::run(listener, stun, config, acceptor, async {
@@ -168,11 +166,17 @@ impl TestServer {
         started.elapsed()
     }
 
-    /// Opens a TCP (and, for a TLS server, TLS) connection from `from`.
+    /// Opens a TCP (and, for a TLS server, TLS) connection from `from`, to the server's
+    /// address (its loopback in `from`'s family when it listens on every address).
     pub async fn transport_from(&self, from: IpAddr) -> io::Result<Transport> {
-        let socket = TcpSocket::new_v4()?;
+        let socket = if from.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
         socket.bind(SocketAddr::new(from, 0))?;
-        let tcp = tokio::time::timeout(STEP, socket.connect(self.addr))
+        let to = match self.addr.ip() {
+            ip if ip.is_unspecified() && from.is_ipv4() => SocketAddr::new(LOCALHOST, self.addr.port()),
+            ip if ip.is_unspecified() => SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), self.addr.port()),
+            _ => self.addr,
+        };
+        let tcp = tokio::time::timeout(STEP, socket.connect(to))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
         tcp.set_nodelay(true)?;

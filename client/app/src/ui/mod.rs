@@ -434,6 +434,7 @@ pub fn stats_text(stats: Option<&CallStats>) -> String {
     let rtt = s.rtt_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0} ms"));
     let path = match &s.path {
         Some(p) if p.local == "relay" || p.remote == "relay" => "relayed (TURN)",
+        Some(p) if p.family == "ipv6" => "direct (IPv6)",
         Some(_) => "direct",
         None => "-",
     };

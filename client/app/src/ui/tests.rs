@@ -193,7 +193,12 @@ fn stats_overlay_tells_resolution_rate_and_path() {
         sent_kbps: 880.0,
         rtt_ms: Some(12.0),
         loss: 0.01,
-        path: Some(strangers_engine::api::PathInfo { local: "host".into(), remote: "host".into(), relay: None }),
+        path: Some(strangers_engine::api::PathInfo {
+            local: "host".into(),
+            remote: "host".into(),
+            family: "ipv4".into(),
+            relay: None,
+        }),
         codec: Some("VP8".into()),
         send_width: 320,
         send_height: 240,
