@@ -127,6 +127,16 @@ pub struct Config {
     #[arg(long, env = "STRANGERS_REDIS_SIGNAL_BATCH_MS", default_value_t = 0.0, value_name = "MS")]
     pub redis_signal_batch_ms: f64,
 
+    /// The community's name, shown to people before their first stranger on this server.
+    #[arg(long, env = "STRANGERS_NAME", value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// A plain text file with the community's rules (at most 16 KiB). Clients show them and
+    /// ask people to accept them, and to confirm they are 18 or older, before their first
+    /// stranger here.
+    #[arg(long, env = "STRANGERS_RULES_FILE", value_name = "FILE")]
+    pub rules_file: Option<PathBuf>,
+
     /// Log format: "text" or "json".
     #[arg(long, env = "STRANGERS_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -211,6 +221,11 @@ impl Config {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.idle_timeout)
+    }
+
+    /// The community's name and rules (reads the rules file).
+    pub fn community(&self) -> Result<crate::community::Community, String> {
+        crate::community::Community::load(self.name.as_deref(), self.rules_file.as_deref())
     }
 
     /// The burst size in force.

@@ -17,7 +17,7 @@ fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     }
-    if let Err(problem) = config.validate() {
+    if let Err(problem) = config.validate().and_then(|()| config.community().map(drop)) {
         anyhow::bail!("invalid configuration: {problem}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
