@@ -93,6 +93,13 @@ impl App {
         Self::spawn(xvfb, command)
     }
 
+    /// The app with no server given: the saved one, or the first run's prompt.
+    pub fn start_bare(xvfb: &Xvfb, args: &[&str]) -> anyhow::Result<App> {
+        let mut command = Command::new(crate::binary("strangers")?);
+        command.arg("--events").args(args).env_remove("STRANGERS_SERVER");
+        Self::spawn(xvfb, command)
+    }
+
     /// Runs `command` (a `strangers` program with its arguments, which should include
     /// `--events`) as the app on the display.
     pub fn spawn(xvfb: &Xvfb, mut command: Command) -> anyhow::Result<App> {
@@ -125,13 +132,38 @@ impl App {
         self.client.pid()
     }
 
+    /// Waits for the app to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        self.client.wait_exit(timeout)
+    }
+
+    /// Clicks in the window at `at`, in pixels from its top left (as the window's own
+    /// `server_prompt` and `rules_shown` events give them).
+    pub fn click(&self, at: &Value) -> anyhow::Result<()> {
+        let (Some(x), Some(y)) = (at[0].as_f64(), at[1].as_f64()) else { bail!("not a position: {at}") };
+        self.xdotool(&["mousemove", "--window", "%1", &format!("{x:.0}"), &format!("{y:.0}"), "click", "1"])
+    }
+
+    /// Types text on the keyboard into the focused window.
+    pub fn type_text(&self, text: &str) -> anyhow::Result<()> {
+        self.xdotool(&["windowfocus", "--sync", "type", "--delay", "20", text])
+    }
+
+    /// Presses a key (xdotool's names: `Return`, `Escape`, `ctrl+q`).
+    pub fn key(&self, key: &str) -> anyhow::Result<()> {
+        self.xdotool(&["windowfocus", "--sync", "key", key])
+    }
+
+    /// Runs xdotool on the Strangers window (`%1` in `args` is the window).
+    fn xdotool(&self, args: &[&str]) -> anyhow::Result<()> {
+        let mut xdotool = Command::new("xdotool");
+        xdotool.args(["search", "--sync", "--name", "^Strangers$"]).args(args).env("DISPLAY", &self.display);
+        run_quietly(xdotool, "xdotool")
+    }
+
     /// Presses Ctrl+Q in the window (through xdotool) and waits for the app to exit.
     pub fn quit(&mut self) -> anyhow::Result<()> {
-        let mut xdotool = Command::new("xdotool");
-        xdotool
-            .args(["search", "--sync", "--name", "^Strangers$", "windowfocus", "--sync", "key", "ctrl+q"])
-            .env("DISPLAY", &self.display);
-        run_quietly(xdotool, "xdotool")?;
+        self.key("ctrl+q")?;
         let status = self.client.wait_exit(Duration::from_secs(10))?;
         if !status.success() {
             bail!("the app exited with {status}");

@@ -16,7 +16,7 @@ use strangers_engine::media::VideoFrame;
 use strangers_engine::slot::FrameSlot;
 use strangers_engine::sources::{SourceError, VideoSource};
 
-use super::{plain, Report};
+use super::{permission, plain, Report};
 
 /// Size and rate of what we send.
 pub const WIDTH: usize = 640;
@@ -66,6 +66,7 @@ impl Camera {
 }
 
 fn capture(choice: Option<String>, slot: &FrameSlot, stop: &AtomicBool, report: &Report) -> Result<(), String> {
+    permission::ask()?;
     let cameras = nokhwa::query(ApiBackend::Auto).unwrap_or_default();
     let info = match &choice {
         Some(name) => cameras.iter().find(|c| &c.human_name() == name).or(cameras.first()),
@@ -79,10 +80,14 @@ fn capture(choice: Option<String>, slot: &FrameSlot, stop: &AtomicBool, report: 
     let format = RequestedFormat::new::<RgbFormat>(RequestedFormatType::Closest(wanted));
     let index: CameraIndex = info.index().clone();
     let mut camera = nokhwa::Camera::new(index, format).map_err(|e| {
-        format!("Cannot open the camera \"{name}\" ({}). The stranger sees a test pattern instead.", plain(&e))
+        permission::explain_refusal(&e.to_string()).unwrap_or_else(|| {
+            format!("Cannot open the camera \"{name}\" ({}). The stranger sees a test pattern instead.", plain(&e))
+        })
     })?;
     camera.open_stream().map_err(|e| {
-        format!("Cannot start the camera \"{name}\" ({}). The stranger sees a test pattern instead.", plain(&e))
+        permission::explain_refusal(&e.to_string()).unwrap_or_else(|| {
+            format!("Cannot start the camera \"{name}\" ({}). The stranger sees a test pattern instead.", plain(&e))
+        })
     })?;
     report("camera", None);
     let mut number = 0u32;

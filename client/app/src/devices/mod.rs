@@ -8,6 +8,7 @@ pub mod audio;
 pub mod camera;
 pub mod check;
 pub mod echo;
+pub mod permission;
 pub mod resample;
 
 use std::sync::Arc;

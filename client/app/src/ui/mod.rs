@@ -79,8 +79,12 @@ pub struct Window {
     pub on_ui_event: Option<UiHook>,
     picture_told: Option<[usize; 2]>,
     own_told: Option<OwnPicture>,
-    /// The server prompt, or the rules (by fingerprint), already told to `on_ui_event`.
+    /// Where the server prompt's controls, or the rules' button, were last drawn, and
+    /// whether that was told to `on_ui_event` (once they stay put: a new window is laid out
+    /// over its first frames).
+    prompt_at: Option<serde_json::Value>,
     prompt_told: bool,
+    rules_at: Option<serde_json::Value>,
     rules_told: Option<String>,
     /// What is wrong with the server typed in the prompt or under Settings.
     server_error: Option<String>,
@@ -112,7 +116,9 @@ impl Window {
             on_ui_event: None,
             picture_told: None,
             own_told: None,
+            prompt_at: None,
             prompt_told: false,
+            rules_at: None,
             rules_told: None,
             server_error: None,
             device_news: std::sync::mpsc::channel(),
@@ -321,8 +327,14 @@ impl Window {
                 }
             });
         if let (false, Some((field, button))) = (self.prompt_told, told) {
-            self.prompt_told = true;
-            self.tell(serde_json::json!({ "event": "server_prompt", "field": field, "button": button }));
+            let at = serde_json::json!({ "event": "server_prompt", "field": field, "button": button });
+            if self.prompt_at.as_ref() == Some(&at) {
+                self.prompt_told = true;
+                self.tell(at);
+            } else {
+                self.prompt_at = Some(at);
+                ui.ctx().request_repaint();
+            }
         }
     }
 
@@ -356,10 +368,16 @@ impl Window {
             });
         if let Some(accept) = accept_at {
             if self.rules_told.as_ref() != Some(&rules.fingerprint) {
-                self.rules_told = Some(rules.fingerprint.clone());
-                self.tell(serde_json::json!({
+                let at = serde_json::json!({
                     "event": "rules_shown", "name": rules.name, "rules": rules.text, "accept": accept
-                }));
+                });
+                if self.rules_at.as_ref() == Some(&at) {
+                    self.rules_told = Some(rules.fingerprint.clone());
+                    self.tell(at);
+                } else {
+                    self.rules_at = Some(at);
+                    ui.ctx().request_repaint();
+                }
             }
         }
     }
