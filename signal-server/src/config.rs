@@ -137,6 +137,10 @@ pub struct Config {
     #[arg(long, env = "STRANGERS_RULES_FILE", value_name = "FILE")]
     pub rules_file: Option<PathBuf>,
 
+    /// The name and rules once read (`load_community`): the file is read once, at start.
+    #[arg(skip)]
+    pub community: Option<crate::community::Community>,
+
     /// Log format: "text" or "json".
     #[arg(long, env = "STRANGERS_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -223,9 +227,18 @@ impl Config {
         Duration::from_secs_f64(self.idle_timeout)
     }
 
-    /// The community's name and rules (reads the rules file).
+    /// Reads the community's rules file (a clear error if it cannot serve as rules).
+    pub fn load_community(&mut self) -> Result<(), String> {
+        self.community = Some(crate::community::Community::load(self.name.as_deref(), self.rules_file.as_deref())?);
+        Ok(())
+    }
+
+    /// The community's name and rules: as loaded, or read now.
     pub fn community(&self) -> Result<crate::community::Community, String> {
-        crate::community::Community::load(self.name.as_deref(), self.rules_file.as_deref())
+        match &self.community {
+            Some(community) => Ok(community.clone()),
+            None => crate::community::Community::load(self.name.as_deref(), self.rules_file.as_deref()),
+        }
     }
 
     /// The burst size in force.

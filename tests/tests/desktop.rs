@@ -74,9 +74,13 @@ fn a_first_run_asks_for_a_server_and_later_launches_hand_their_links_to_the_wind
     // No server built in, none given, none saved: the window asks, and shows our own picture
     // (the test pattern, there being no camera) before anyone is met.
     let prompt = app.wait_event(T, "server_prompt").expect("the window asks for a server");
-    let own = app.wait_event(T, "self_view").expect("our own picture shows at once");
+    let own = match app.seen_named("self_view").first() {
+        Some(own) => (*own).clone(),
+        None => app.wait_event(T, "self_view").expect("our own picture shows at once"),
+    };
     assert_eq!(own["source"], "pattern", "{own}");
     let rect: Vec<u32> = own["rect"].as_array().expect("rect").iter().map(|v| v.as_u64().unwrap_or(0) as u32).collect();
+    assert!(rect.len() == 4 && rect[2] > 100 && rect[3] > 75, "{own}");
     let shot = xvfb.dir().join("idle.png");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let spread = loop {

@@ -55,7 +55,7 @@ pub struct Cli {
     pub servers: Vec<String>,
 
     /// Headless: accept the server's rules (and confirm being 18 or older) without showing
-    /// them. Without it, a server with rules gets a `rules` event and nobody is looked for.
+    /// them. Without it, on a server with rules, nobody is looked for: a `rules_required` event, exit code 3.
     #[arg(long)]
     pub accept_rules: bool,
 

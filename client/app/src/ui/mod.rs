@@ -281,9 +281,9 @@ impl Window {
     }
 
     /// Where a control is on the screen, in physical pixels from the window's top left.
-    fn at(ui: &egui::Ui, rect: egui::Rect) -> [f32; 2] {
+    fn at(ui: &egui::Ui, rect: egui::Rect) -> [i64; 2] {
         let scale = ui.ctx().pixels_per_point();
-        [(rect.center().x * scale).round(), (rect.center().y * scale).round()]
+        [(rect.center().x * scale).round() as i64, (rect.center().y * scale).round() as i64]
     }
 
     /// The first run without a built-in server: which server, in plain words.
@@ -617,7 +617,7 @@ impl Window {
                 self.own_told = Some(source);
                 let scale = ui.ctx().pixels_per_point();
                 let [x, y, w, h] =
-                    [inset.min.x, inset.min.y, inset.width(), inset.height()].map(|v| (v * scale).round());
+                    [inset.min.x, inset.min.y, inset.width(), inset.height()].map(|v| (v * scale).round() as i64);
                 let name = match source {
                     OwnPicture::Camera => "camera",
                     OwnPicture::Sent => "sent",
