@@ -129,6 +129,20 @@ pub struct Config {
     #[arg(long, env = "STRANGERS_REDIS_SIGNAL_BATCH_MS", default_value_t = 0.0, value_name = "MS")]
     pub redis_signal_batch_ms: f64,
 
+    /// The community's name, shown to people before their first stranger on this server.
+    #[arg(long, env = "STRANGERS_NAME", value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// A plain text file with the community's rules (at most 16 KiB). Clients show them and
+    /// ask people to accept them, and to confirm they are 18 or older, before their first
+    /// stranger here.
+    #[arg(long, env = "STRANGERS_RULES_FILE", value_name = "FILE")]
+    pub rules_file: Option<PathBuf>,
+
+    /// The name and rules once read (`load_community`): the file is read once, at start.
+    #[arg(skip)]
+    pub community: Option<crate::community::Community>,
+
     /// Log format: "text" or "json".
     #[arg(long, env = "STRANGERS_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -213,6 +227,20 @@ impl Config {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.idle_timeout)
+    }
+
+    /// Reads the community's rules file (a clear error if it cannot serve as rules).
+    pub fn load_community(&mut self) -> Result<(), String> {
+        self.community = Some(crate::community::Community::load(self.name.as_deref(), self.rules_file.as_deref())?);
+        Ok(())
+    }
+
+    /// The community's name and rules: as loaded, or read now.
+    pub fn community(&self) -> Result<crate::community::Community, String> {
+        match &self.community {
+            Some(community) => Ok(community.clone()),
+            None => crate::community::Community::load(self.name.as_deref(), self.rules_file.as_deref()),
+        }
     }
 
     /// The burst size in force.

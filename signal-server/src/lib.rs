@@ -3,6 +3,7 @@
 //! hands out TURN credentials, and can answer STUN Binding requests. It never touches media. `main.rs` only parses flags, sets up
 //! logging and signals, and calls [`run`].
 
+pub mod community;
 pub mod config;
 mod conn;
 #[cfg(test)]

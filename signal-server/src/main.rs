@@ -7,7 +7,7 @@ use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let mut config = Config::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Logs go to stderr; stdout carries only the "listening on" line scripts read.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -16,7 +16,7 @@ fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     }
-    if let Err(problem) = config.validate() {
+    if let Err(problem) = config.validate().and_then(|()| config.load_community()) {
         anyhow::bail!("invalid configuration: {problem}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

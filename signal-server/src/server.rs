@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use crate::community::Community;
 use crate::config::Config;
 use crate::conn::{self, RateSettings};
 use crate::http;
@@ -36,14 +37,14 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const PENDING_MAX_BYTES: usize = 4 * 1024 * 1024;
 
 /// The socket layer a configuration describes.
-fn build_sockets(config: &Config) -> Arc<Sockets> {
+fn build_sockets(config: &Config, community: Community) -> Arc<Sockets> {
     let ice = IceConfig {
         stun_urls: config.stun_urls.clone(),
         turn_urls: config.turn_urls.clone(),
         turn_secret: config.turn_secret.clone().filter(|_| !config.turn_urls.is_empty()),
         turn_ttl_secs: config.turn_ttl,
     };
-    Sockets::new(ice, ConnLimits { per_ip: config.max_conns_per_ip, total: config.max_conns })
+    Sockets::new(ice, community, ConnLimits { per_ip: config.max_conns_per_ip, total: config.max_conns })
 }
 
 /// The in-memory matchmaker a configuration describes.
@@ -161,7 +162,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
-    let sockets = build_sockets(&config);
+    let community = config.community().map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+    let sockets = build_sockets(&config, community);
     let (hub, backend) = match &config.redis {
         None => {
             let memory = Memory::new(build_matchmaker(&config), sockets.clone());

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use strangers_matchmaker::{ConnId, Output};
 use strangers_protocol::{close, ErrorCode, ServerMsg};
 
+use crate::community::Community;
 use crate::outbox::{Outbox, Outgoing};
 use crate::turn::IceConfig;
 
@@ -90,16 +91,18 @@ impl Table {
 pub struct Sockets {
     table: Mutex<Table>,
     ice: IceConfig,
+    community: Community,
     limits: ConnLimits,
     epoch: Instant,
     pub counters: Counters,
 }
 
 impl Sockets {
-    pub fn new(ice: IceConfig, limits: ConnLimits) -> Arc<Sockets> {
+    pub fn new(ice: IceConfig, community: Community, limits: ConnLimits) -> Arc<Sockets> {
         Arc::new(Sockets {
             table: Mutex::new(Table { next_conn: 1, ..Table::default() }),
             ice,
+            community,
             limits,
             epoch: Instant::now(),
             counters: Counters::default(),
@@ -192,7 +195,16 @@ impl Sockets {
             Output::Welcome { conn, session_id, resume_token, resumed, room } => {
                 let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
                 let ice_servers = self.ice.ice_servers(&session_id, unix_now);
-                let msg = ServerMsg::Welcome { id: session_id, resume: resume_token, ice_servers, resumed, room };
+                let Community { name, rules } = self.community.clone();
+                let msg = ServerMsg::Welcome {
+                    id: session_id,
+                    resume: resume_token,
+                    ice_servers,
+                    resumed,
+                    room,
+                    name,
+                    rules,
+                };
                 table.push_text(&self.counters, conn, msg.to_json());
             }
             Output::Close { conn, code, reason } => table.close(conn, code, reason),

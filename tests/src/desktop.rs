@@ -28,6 +28,10 @@ impl Xvfb {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
         }
+        // Tests of one binary start their displays one at a time: two starting together could
+        // both see the same number free and share one display.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for n in 90..190 {
             if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
                 continue;
@@ -93,6 +97,13 @@ impl App {
         Self::spawn(xvfb, command)
     }
 
+    /// The app with no server given: the saved one, or the first run's prompt.
+    pub fn start_bare(xvfb: &Xvfb, args: &[&str]) -> anyhow::Result<App> {
+        let mut command = Command::new(crate::binary("strangers")?);
+        command.arg("--events").args(args).env_remove("STRANGERS_SERVER");
+        Self::spawn(xvfb, command)
+    }
+
     /// Runs `command` (a `strangers` program with its arguments, which should include
     /// `--events`) as the app on the display.
     pub fn spawn(xvfb: &Xvfb, mut command: Command) -> anyhow::Result<App> {
@@ -125,13 +136,54 @@ impl App {
         self.client.pid()
     }
 
+    /// Waits for the app to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        self.client.wait_exit(timeout)
+    }
+
+    /// Clicks in the window at `at`, in pixels from its top left (as the window's own
+    /// `server_prompt` and `rules_shown` events give them).
+    pub fn click(&self, at: &Value) -> anyhow::Result<()> {
+        let (Some(x), Some(y)) = (at[0].as_f64(), at[1].as_f64()) else { bail!("not a position: {at}") };
+        // Point first and let the window see the pointer over the control, then press and
+        // release with a pause, as a hand would: a busy window may draw a frame in between.
+        self.xdotool(&["mousemove", "--window", "%1", &format!("{x:.0}"), &format!("{y:.0}")])?;
+        std::thread::sleep(Duration::from_millis(400));
+        self.xdotool(&["mousedown", "1"])?;
+        std::thread::sleep(Duration::from_millis(150));
+        self.xdotool(&["mouseup", "1"])?;
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(())
+    }
+
+    /// Types text on the keyboard into the focused window.
+    pub fn type_text(&self, text: &str) -> anyhow::Result<()> {
+        self.xdotool(&["windowfocus", "--sync", "type", "--delay", "20", text])
+    }
+
+    /// Presses a key (xdotool's names: `Return`, `Escape`, `ctrl+q`).
+    pub fn key(&self, key: &str) -> anyhow::Result<()> {
+        self.xdotool(&["windowfocus", "--sync", "key", key])
+    }
+
+    /// Runs xdotool on the Strangers window (`%1` in `args` is the window), trying again a
+    /// few times (a busy X server may not have the window ready for it yet).
+    fn xdotool(&self, args: &[&str]) -> anyhow::Result<()> {
+        let mut tries = 0;
+        loop {
+            let mut xdotool = Command::new("xdotool");
+            xdotool.args(["search", "--sync", "--name", "^Strangers$"]).args(args).env("DISPLAY", &self.display);
+            match run_quietly(xdotool, "xdotool") {
+                Err(_) if tries < 5 => tries += 1,
+                done => return done,
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
     /// Presses Ctrl+Q in the window (through xdotool) and waits for the app to exit.
     pub fn quit(&mut self) -> anyhow::Result<()> {
-        let mut xdotool = Command::new("xdotool");
-        xdotool
-            .args(["search", "--sync", "--name", "^Strangers$", "windowfocus", "--sync", "key", "ctrl+q"])
-            .env("DISPLAY", &self.display);
-        run_quietly(xdotool, "xdotool")?;
+        self.key("ctrl+q")?;
         let status = self.client.wait_exit(Duration::from_secs(10))?;
         if !status.success() {
             bail!("the app exited with {status}");
@@ -149,10 +201,9 @@ pub fn screenshot(xvfb: &Xvfb, path: &Path) -> anyhow::Result<()> {
 
 /// Runs a helper tool to its end with its output discarded; an error if it fails.
 fn run_quietly(mut command: Command, name: &str) -> anyhow::Result<()> {
-    let status =
-        command.stdout(Stdio::null()).stderr(Stdio::null()).status().with_context(|| format!("running {name}"))?;
-    if !status.success() {
-        bail!("{name} failed: {status}");
+    let output = command.stdin(Stdio::null()).output().with_context(|| format!("running {name}"))?;
+    if !output.status.success() {
+        bail!("{name} failed: {}: {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
     }
     Ok(())
 }

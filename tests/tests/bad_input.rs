@@ -21,6 +21,58 @@ fn an_unreachable_server_is_reported_and_retried_without_crashing() {
     assert!(status.success(), "exit status {status}");
 }
 
+/// A loopback server that answers every connection with `answer` (after reading what the
+/// client sends first); stops when the test ends.
+fn fake_server(answer: impl Fn(std::net::TcpStream) + Send + 'static) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            answer(stream);
+        }
+    });
+    format!("ws://{addr}/ws")
+}
+
+#[test]
+fn an_address_that_is_not_a_strangers_server_is_told_as_such() {
+    // A web server: it answers HTTP, but not with a WebSocket.
+    let url = fake_server(|mut stream| {
+        use std::io::{Read, Write};
+        let mut request = [0u8; 2048];
+        let _ = stream.read(&mut request);
+        let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    });
+    let mut client = Client::start("lost", &url, &["--loopback", "--exit-after", "3"]).unwrap();
+    let down = client.wait_event(T, "server_down").unwrap();
+    assert_eq!(down["kind"], "not_strangers", "{down}");
+    assert!(down["reason"].as_str().unwrap_or_default().contains("404"), "{down}");
+    assert!(client.wait_exit(T).unwrap().success());
+
+    // Nothing listening: unreachable.
+    let mut client = Client::start("lonely", "ws://127.0.0.1:9/ws", &["--loopback", "--exit-after", "2"]).unwrap();
+    assert_eq!(client.wait_event(T, "server_down").unwrap()["kind"], "unreachable");
+    assert!(client.wait_exit(T).unwrap().success());
+}
+
+#[test]
+fn a_server_speaking_a_newer_protocol_is_told_and_not_hammered() {
+    let url = fake_server(|stream| {
+        let Ok(mut ws) = tungstenite::accept(stream) else { return };
+        let _ = ws.read();
+        let refusal = r#"{"type":"error","code":"version","message":"this server speaks version 2"}"#;
+        let _ = ws.send(tungstenite::Message::text(refusal));
+        let _ = ws.close(None);
+        let _ = ws.flush();
+    });
+    let mut client = Client::start("old", &url, &["--loopback", "--exit-after", "3"]).unwrap();
+    let error = client.wait_for(T, "a refusal", |e| e["event"] == "error").unwrap();
+    assert_eq!(error["kind"], "outdated", "{error}");
+    assert!(client.wait_exit(T).unwrap().success());
+    assert!(client.seen_named("server_down").is_empty(), "it kept trying: {:?}", client.seen_named("server_down"));
+    assert!(client.seen_named("welcome").is_empty());
+}
+
 #[test]
 fn a_file_that_is_not_y4m_is_a_clear_error() {
     let dir = std::env::temp_dir().join(format!("strangers-bad-y4m-{}", std::process::id()));

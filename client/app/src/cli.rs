@@ -49,9 +49,15 @@ pub struct Cli {
     #[arg(long)]
     pub events: bool,
 
-    /// Signal server URL (repeatable: the next one is tried when one fails).
-    #[arg(long = "server", env = "STRANGERS_SERVER", value_delimiter = ',', default_value = "ws://127.0.0.1:8686/ws")]
+    /// Signal server URL (repeatable: the next one is tried when one fails). Default: the
+    /// server this build was made for, if any; in the window, the one chosen there before.
+    #[arg(long = "server", env = "STRANGERS_SERVER", value_delimiter = ',')]
     pub servers: Vec<String>,
+
+    /// Headless: accept the server's rules (and confirm being 18 or older) without showing
+    /// them. Without it, on a server with rules, nobody is looked for: a `rules_required` event, exit code 3.
+    #[arg(long)]
+    pub accept_rules: bool,
 
     /// Interests to match on (comma-separated).
     #[arg(long, value_delimiter = ',')]

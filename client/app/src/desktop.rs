@@ -13,6 +13,7 @@ use strangers_engine::{Command, EngineHandle, Event};
 
 use crate::cli::Cli;
 use crate::devices::{DeviceChoice, DeviceLists, Devices};
+use crate::instance;
 use crate::prefs::{self, Prefs};
 use crate::ui::{Link, Request, Window};
 
@@ -21,6 +22,8 @@ pub struct Launch {
     pub cli: Cli,
     /// `--server` was given: it wins over the saved server for this run.
     pub server_given: bool,
+    /// A link given on the command line that cannot be opened: the window says why.
+    pub bad_link: Option<String>,
 }
 
 /// Opens the window and runs until it is closed.
@@ -58,6 +61,9 @@ struct Desktop {
     scan: Option<std::sync::mpsc::Receiver<DeviceLists>>,
     /// The first frame has been drawn (told once with `--events`).
     drawn: bool,
+    /// Links handed over by later launches, and whether this window listens for them.
+    links: std::sync::mpsc::Receiver<String>,
+    listening: bool,
 }
 
 fn device_choice(prefs: &Prefs) -> DeviceChoice {
@@ -71,7 +77,7 @@ fn device_choice(prefs: &Prefs) -> DeviceChoice {
 
 impl Desktop {
     fn new(cc: &eframe::CreationContext<'_>, launch: Launch, runtime: tokio::runtime::Runtime) -> Desktop {
-        let Launch { cli, server_given } = launch;
+        let Launch { cli, server_given, bad_link } = launch;
         let mut prefs: Prefs = cc.storage.and_then(|s| eframe::get_value(s, prefs::KEY)).unwrap_or_default();
         if server_given {
             if let Some(server) = cli.servers.first() {
@@ -95,19 +101,26 @@ impl Desktop {
         let (engine, link) = start_engine(&runtime, engine_config(&cli, &prefs, &devices), &ctx, cli.events);
         let mut window = Window::new(prefs, link, devices.camera_slot.clone());
         if cli.events {
-            window.on_picture = Some(Box::new(|width, height| {
+            window.on_ui_event = Some(Box::new(|event| {
                 let mut out = std::io::stdout();
-                let _ = writeln!(out, r#"{{"event":"video_on_screen","width":{width},"height":{height}}}"#);
+                let _ = writeln!(out, "{event}");
                 let _ = out.flush();
             }));
         }
+        if let Some(link) = bad_link {
+            window.open_link(&link);
+        }
+        let (links_tx, links) = std::sync::mpsc::channel();
+        let wake = ctx.clone();
+        let listening = instance::listen(links_tx, move || wake.request_repaint());
         devices.open(window.device_reporter(Some(ctx.clone())));
         engine.send(Command::MuteAudio(window.vm.mic_muted));
         engine.send(Command::MuteVideo(window.vm.camera_muted));
         if cli.start {
             window.act(crate::ui::state::Intent::Start);
         }
-        let mut desktop = Desktop { window, runtime, engine, devices, cli, ctx, scan: None, drawn: false };
+        let mut desktop =
+            Desktop { window, runtime, engine, devices, cli, ctx, scan: None, drawn: false, links, listening };
         desktop.carry_out();
         desktop
     }
@@ -149,6 +162,10 @@ impl Desktop {
 
 impl eframe::App for Desktop {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        while let Ok(link) = self.links.try_recv() {
+            self.window.open_link(&link);
+            ui.ctx().send_viewport_cmd(egui::ViewportCommand::Focus);
+        }
         self.window.ui(ui);
         self.carry_out();
         if !self.drawn {
@@ -168,6 +185,9 @@ impl eframe::App for Desktop {
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        if self.listening {
+            instance::remove_socket();
+        }
         self.engine.send(Command::Shutdown);
         // Let the engine say goodbye to the server so the stranger is told at once.
         std::thread::sleep(Duration::from_millis(150));
@@ -178,7 +198,8 @@ impl eframe::App for Desktop {
 /// interests and privacy, and the devices.
 fn engine_config(cli: &Cli, prefs: &Prefs, devices: &Devices) -> EngineConfig {
     let mut config = cli.engine_config();
-    config.signaling.urls = vec![prefs.server.clone()];
+    // No server chosen yet: the engine waits, connecting nowhere.
+    config.signaling.urls = Some(prefs.server.clone()).filter(|s| !s.is_empty()).into_iter().collect();
     config.signaling.interests = prefs.interest_list();
     config.call.peer.relay_only = prefs.relay_only;
     config.call.video = devices.video_spec();

@@ -1,7 +1,10 @@
-//! Headless mode: the engine with no window. It enters the queue at once, finds again after
-//! every call until `--calls` is reached, and prints every event as one JSON line. Commands
-//! can also be typed on stdin, one per line: `find`, `next`, `stop`, `chat TEXT`,
-//! `mute-audio on|off`, `mute-video on|off`, `keyframe` (ask the stranger for a keyframe), `quit`.
+//! Headless mode: the engine with no window. It enters the queue as soon as the server
+//! welcomes it, finds again after every call until `--calls` is reached, and prints every
+//! event as one JSON line. A server with rules is joined only with `--accept-rules`; without
+//! it, the client prints a `rules_required` event and exits with code 3, having looked for
+//! nobody. Commands can also be typed on stdin, one per line: `find`, `next`, `stop`,
+//! `chat TEXT`, `mute-audio on|off`, `mute-video on|off`, `keyframe` (ask the stranger for a
+//! keyframe), `quit`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -25,7 +28,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let (engine, mut events) = strangers_engine::start(config);
-    engine.send(Command::Find);
 
     let exit_after = cli.exit_after.map(Duration::from_secs_f64);
     let deadline = tokio::time::sleep(exit_after.unwrap_or(Duration::from_secs(u64::MAX / 4)));
@@ -37,6 +39,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut said = false;
     let mut next_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     let mut paused = false;
+    // Nothing is looked for before the server's welcome says whether it has rules.
+    let mut welcomed = false;
+    let mut rules_refused = false;
     let mut refind: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     let mut stdout = std::io::stdout();
 
@@ -65,7 +70,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         }
                         match command {
                             Command::Stop => paused = true,
-                            Command::Find | Command::Next => paused = false,
+                            Command::Find | Command::Next => {
+                                paused = false;
+                                if !welcomed {
+                                    continue; // Looking starts with the welcome.
+                                }
+                            }
                             _ => {}
                         }
                         engine.send(command);
@@ -78,6 +88,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 let _ = writeln!(stdout, "{}", event.to_json());
                 let _ = stdout.flush();
                 match &event {
+                    Event::Welcome { name, rules: Some(_), .. } if !cli.accept_rules => {
+                        let told = serde_json::json!({ "event": "rules_required", "name": name });
+                        let _ = writeln!(stdout, "{told}");
+                        eprintln!(
+                            "strangers: this server has rules (in the welcome event above); \
+                             pass --accept-rules to accept them and confirm you are 18 or older"
+                        );
+                        rules_refused = true;
+                        break;
+                    }
+                    Event::Welcome { .. } if !welcomed => {
+                        welcomed = true;
+                        if !paused {
+                            engine.send(Command::Find);
+                        }
+                    }
                     Event::Connected { .. } => {
                         in_call = true;
                         said = false;
@@ -124,8 +150,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     })
     .await;
     let _ = stdout.flush();
+    if rules_refused {
+        return Err(RulesNotAccepted.into());
+    }
     Ok(())
 }
+
+/// The server has rules and `--accept-rules` was not given (exit code 3).
+#[derive(Debug)]
+pub struct RulesNotAccepted;
+
+impl std::fmt::Display for RulesNotAccepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the server's rules were not accepted")
+    }
+}
+
+impl std::error::Error for RulesNotAccepted {}
 
 fn parse_command(line: &str) -> Option<Command> {
     let (word, rest) = line.split_once(' ').unwrap_or((line, ""));

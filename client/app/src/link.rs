@@ -77,6 +77,36 @@ pub fn server_url(link: &str) -> Result<String, LinkError> {
     Ok(if tls && port == 443 { format!("{scheme}://{host}{path}") } else { format!("{scheme}://{host}:{port}{path}") })
 }
 
+/// What a person may type or paste as the server: a link (`strangers://...`), a server URL
+/// (`ws://...` or `wss://...`, checked like a link), or a bare `HOST[:PORT][/PATH]` taken as a
+/// link. Gives the server URL, or what is wrong in a sentence that says what would do.
+pub fn server_from_input(text: &str) -> Result<String, String> {
+    const EXAMPLES: &str =
+        "a link looks like strangers://chat.example.org, a server address like wss://chat.example.org/ws";
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("Type or paste your community's server: {EXAMPLES}."));
+    }
+    let link = match text.split_once("://") {
+        None => format!("{SCHEME}://{text}"),
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case(SCHEME) => text.to_owned(),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("ws") || scheme.eq_ignore_ascii_case("wss") => {
+            if rest.contains('?') {
+                return Err(format!("{text:?} is not a server address: {EXAMPLES}."));
+            }
+            let tls = if scheme.eq_ignore_ascii_case("wss") { 1 } else { 0 };
+            format!("{SCHEME}://{rest}?tls={tls}")
+        }
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => {
+            return Err(format!(
+                "{text:?} is a web page's address. Ask your community for its Strangers server: {EXAMPLES}."
+            ));
+        }
+        Some(_) => return Err(format!("{text:?} is not a server address: {EXAMPLES}.")),
+    };
+    server_url(&link).map_err(|e| format!("{text:?} is not a server address ({e}): {EXAMPLES}."))
+}
+
 /// The rest of `link` after `strangers://`, the scheme in any case.
 fn strip_scheme(link: &str) -> Option<&str> {
     let (scheme, rest) = link.split_once("://")?;
@@ -166,6 +196,30 @@ mod tests {
         assert_eq!(server_url("strangers://10.0.0.5?tls=0").unwrap(), "ws://10.0.0.5:8686/ws");
         assert_eq!(server_url("strangers://chat.example.org:80/ws?tls=0").unwrap(), "ws://chat.example.org:80/ws");
         assert_eq!(server_url("strangers://[2001:db8::1]:8686?tls=0").unwrap(), "ws://[2001:db8::1]:8686/ws");
+    }
+
+    #[test]
+    fn typed_servers_may_be_links_urls_or_bare_hosts() {
+        assert_eq!(server_from_input(" strangers://chat.example.org ").unwrap(), "wss://chat.example.org/ws");
+        assert_eq!(server_from_input("chat.example.org").unwrap(), "wss://chat.example.org/ws");
+        assert_eq!(server_from_input("127.0.0.1:9000").unwrap(), "ws://127.0.0.1:9000/ws");
+        assert_eq!(server_from_input("wss://chat.example.org/ws").unwrap(), "wss://chat.example.org/ws");
+        assert_eq!(
+            server_from_input("WS://chat.example.org:8686/signal").unwrap(),
+            "ws://chat.example.org:8686/signal"
+        );
+        assert_eq!(server_from_input("wss://localhost:8443").unwrap(), "wss://localhost:8443/ws");
+        for (bad, says) in [
+            ("", "Type or paste"),
+            ("https://chat.example.org", "web page"),
+            ("ftp://x", "not a server address"),
+            ("strangers://bad host", "not a server address"),
+            ("wss://x/ws?token=1", "not a server address"),
+            ("ws://:80", "not a server address"),
+        ] {
+            let error = server_from_input(bad).unwrap_err();
+            assert!(error.contains(says) && error.contains("strangers://chat.example.org"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod cli;
 mod desktop;
 mod devices;
 mod headless;
+mod instance;
 mod link;
 mod prefs;
 mod ui;
@@ -18,17 +19,24 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let mut server_given =
-        matches.value_source("servers").is_some_and(|source| source != clap::parser::ValueSource::DefaultValue);
+    let mut server_given = !cli.servers.is_empty();
+    let mut bad_link = None;
     if let Some(given) = &cli.link {
+        let window = !cli.headless && cli.audio_check.is_none();
+        // A window already open takes the link (and says what is wrong with a bad one).
+        let handed_over = window && instance::hand_over(given);
         match link::server_url(given) {
+            Ok(_) if handed_over => return std::process::ExitCode::SUCCESS,
             Ok(url) => {
                 cli.servers = vec![url];
                 server_given = true;
             }
             Err(e) => {
                 eprintln!("strangers: cannot open the link {given:?}: {e}");
-                return std::process::ExitCode::from(2);
+                if !window || handed_over {
+                    return std::process::ExitCode::from(2);
+                }
+                bad_link = Some(given.clone());
             }
         }
     }
@@ -49,13 +57,24 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     if !cli.headless {
-        return match desktop::run(desktop::Launch { cli, server_given }) {
+        let link_refused = bad_link.is_some();
+        return match desktop::run(desktop::Launch { cli, server_given, bad_link }) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("strangers: {e:#}");
-                std::process::ExitCode::FAILURE
+                // Without a window to say so, a bad link is the command's failure.
+                std::process::ExitCode::from(if link_refused { 2 } else { 1 })
             }
         };
+    }
+    if cli.servers.is_empty() {
+        match prefs::built_in_server() {
+            Some(server) => cli.servers = vec![server],
+            None => {
+                eprintln!("strangers: no server: pass --server ws://HOST:PORT/ws or a strangers:// link");
+                return std::process::ExitCode::from(2);
+            }
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
@@ -69,6 +88,7 @@ fn main() -> std::process::ExitCode {
     runtime.shutdown_background();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is::<headless::RulesNotAccepted>() => std::process::ExitCode::from(3),
         Err(e) => {
             eprintln!("strangers: {e:#}");
             std::process::ExitCode::FAILURE

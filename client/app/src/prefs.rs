@@ -1,6 +1,8 @@
 //! Preferences kept between runs (through eframe's storage, a small file in the user's data
 //! directory): the server, interests, chosen devices, privacy and display options.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Storage key of the preferences.
@@ -9,8 +11,11 @@ pub const KEY: &str = "strangers-preferences";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Prefs {
-    /// Signal server URL.
+    /// Signal server URL (empty: none chosen yet).
     pub server: String,
+    /// Rules accepted, by server URL: the fingerprint of the name and rules accepted there
+    /// (rules that change are asked again).
+    pub accepted_rules: BTreeMap<String, String>,
     /// Interests, comma-separated as typed.
     pub interests: String,
     /// Chosen devices by name (none: the system's default).
@@ -30,7 +35,8 @@ pub struct Prefs {
 impl Default for Prefs {
     fn default() -> Self {
         Prefs {
-            server: DEFAULT_SERVER.to_owned(),
+            server: built_in_server().unwrap_or_default(),
+            accepted_rules: BTreeMap::new(),
             interests: String::new(),
             camera: None,
             microphone: None,
@@ -44,7 +50,22 @@ impl Default for Prefs {
     }
 }
 
-pub const DEFAULT_SERVER: &str = "ws://127.0.0.1:8686/ws";
+/// The server this build was made for: `STRANGERS_DEFAULT_SERVER` when it was compiled (a
+/// `strangers://` link or a `ws://`/`wss://` URL), so an operator can hand out a build of
+/// their own. Without it, the first run asks which server to use.
+pub fn built_in_server() -> Option<String> {
+    let given = option_env!("STRANGERS_DEFAULT_SERVER")?.trim();
+    if given.is_empty() {
+        return None;
+    }
+    match crate::link::server_from_input(given) {
+        Ok(url) => Some(url),
+        Err(e) => {
+            tracing::warn!("the built-in server is not usable: {e}");
+            None
+        }
+    }
+}
 
 impl Prefs {
     /// The interests as a list: trimmed, empty entries dropped.

@@ -86,7 +86,7 @@ pub struct CallStats {
 }
 
 /// What an `error` event is about. It is written as its name (`call`, `chat`, `media`,
-/// `signal`, `ice`, `ice_server`, `refused`, or the server's error code such as
+/// `signal`, `ice`, `ice_server`, `refused`, `outdated`, or the server's error code such as
 /// `rate_limited`), so the JSON is what it always was; in code it is matched, not compared as
 /// text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,8 +103,10 @@ pub enum ErrorKind {
     Ice,
     /// An ICE server URL cannot be used.
     IceServer,
-    /// The server refused us (banned, or a protocol version it does not speak).
+    /// The server refused us (banned).
     Refused,
+    /// The server does not speak our protocol version (it is newer, or older, than this app).
+    Outdated,
     /// The server answered with this error.
     Server(ErrorCode),
 }
@@ -119,6 +121,7 @@ impl ErrorKind {
             ErrorKind::Ice => "ice",
             ErrorKind::IceServer => "ice_server",
             ErrorKind::Refused => "refused",
+            ErrorKind::Outdated => "outdated",
             ErrorKind::Server(code) => code.as_str(),
         }
     }
@@ -130,6 +133,23 @@ impl Serialize for ErrorKind {
     }
 }
 
+/// Why the server could not be reached, as far as the client can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DownKind {
+    /// No such host, or nothing listening there, or no answer in time.
+    Unreachable,
+    /// Something answers there, but it is not a Strangers signal server (no WebSocket, or no
+    /// `welcome`).
+    NotStrangers,
+    /// The address is not a usable WebSocket URL.
+    BadAddress,
+    /// A Strangers server that cannot take us now (full, restarting).
+    Busy,
+    /// The connection was up and broke.
+    Lost,
+}
+
 /// Everything the engine reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -137,10 +157,18 @@ pub enum Event {
     Welcome {
         id: String,
         resumed: bool,
+        /// The community's name and rules, when the server has them (shown, and the rules
+        /// accepted, before looking for anyone).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rules: Option<String>,
     },
     /// The signaling socket is down; it retries.
     ServerDown {
         url: String,
+        /// What went wrong, in a word the window turns into plain words.
+        kind: DownKind,
         reason: String,
         retry_in_ms: u64,
     },

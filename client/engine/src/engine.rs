@@ -105,11 +105,12 @@ impl Engine {
                 },
                 event = signaling_events.recv(), if signaling_open => match event {
                     Some(SignalingEvent::Message(msg)) => self.session.handle_server(Instant::now(), msg),
-                    Some(SignalingEvent::Down { url, reason, retry_in }) => {
-                        self.emit(Event::ServerDown { url, reason, retry_in_ms: retry_in.as_millis() as u64 });
+                    Some(SignalingEvent::Down { url, kind, reason, retry_in }) => {
+                        self.emit(Event::ServerDown { url, kind, reason, retry_in_ms: retry_in.as_millis() as u64 });
                     }
-                    Some(SignalingEvent::Refused { reason }) => {
-                        self.emit(Event::Error { kind: ErrorKind::Refused, message: reason });
+                    Some(SignalingEvent::Refused { outdated, reason }) => {
+                        let kind = if outdated { ErrorKind::Outdated } else { ErrorKind::Refused };
+                        self.emit(Event::Error { kind, message: reason });
                     }
                     None => signaling_open = false,
                 },
@@ -284,7 +285,7 @@ impl Engine {
 
     fn notify(&mut self, notice: Notice) {
         let event = match notice {
-            Notice::Welcome { id, resumed } => Event::Welcome { id, resumed },
+            Notice::Welcome { id, resumed, name, rules } => Event::Welcome { id, resumed, name, rules },
             Notice::Phase(Phase::Queued) => Event::Queued,
             Notice::Phase(Phase::Idle) => Event::Idle,
             Notice::Phase(_) => return,

@@ -29,5 +29,5 @@ pub mod sources;
 pub mod turn_bridge;
 mod video_sender;
 
-pub use api::{CallStats, Command, Event};
+pub use api::{CallStats, Command, DownKind, Event};
 pub use engine::{start, EngineConfig, EngineHandle};

@@ -122,6 +122,9 @@ pub enum Notice {
     Welcome {
         id: String,
         resumed: bool,
+        /// The community's name and rules, if the server has them.
+        name: Option<String>,
+        rules: Option<String>,
     },
     Phase(Phase),
     Matched {
@@ -341,9 +344,9 @@ impl Session {
     /// A message from the server.
     pub fn handle_server(&mut self, now: Instant, msg: ServerMsg) {
         match msg {
-            ServerMsg::Welcome { id, ice_servers, resumed, .. } => {
+            ServerMsg::Welcome { id, ice_servers, resumed, name, rules, .. } => {
                 self.ice_servers = ice_servers;
-                self.notify(Notice::Welcome { id, resumed });
+                self.notify(Notice::Welcome { id, resumed, name, rules });
                 // A resumed session keeps its room (if the room ended meanwhile, the held
                 // `partner_left` follows); a fresh one means the server forgot us.
                 if self.in_room() && !resumed {

@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, warn};
 
+use crate::api::DownKind;
+
 /// Most messages held while the socket is down.
 const MAX_HELD: usize = 512;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,9 +36,10 @@ pub enum SignalingEvent {
     /// A message from the server (the first after each connection is `welcome`).
     Message(ServerMsg),
     /// The socket is down; the client retries after `retry_in`.
-    Down { url: String, reason: String, retry_in: Duration },
-    /// The server refused us for good (banned, version); the client stopped retrying.
-    Refused { reason: String },
+    Down { url: String, kind: DownKind, reason: String, retry_in: Duration },
+    /// The server refused us for good (banned, or `outdated`: it does not speak our protocol
+    /// version); the client stopped retrying.
+    Refused { outdated: bool, reason: String },
 }
 
 /// Sends messages to the server; dropping it closes the socket cleanly.
@@ -64,8 +67,8 @@ enum Ended {
     Finished,
     /// The socket broke; reconnect.
     Broken(String),
-    /// The server refused us; stop.
-    Refused(String),
+    /// The server refused us (`true`: for our protocol version); stop.
+    Refused(bool, String),
 }
 
 async fn run(
@@ -77,21 +80,27 @@ async fn run(
     let mut held: VecDeque<ClientMsg> = VecDeque::new();
     let mut backoff = config.backoff_min;
     let mut attempt = 0usize;
+    if config.urls.is_empty() {
+        // No server chosen yet: nothing to connect to; wait to be dropped.
+        while outgoing.recv().await.is_some() {}
+        return;
+    }
     loop {
-        let url = &config.urls[attempt % config.urls.len().max(1)];
+        let url = &config.urls[attempt % config.urls.len()];
         match session(url, &config, &mut token, &mut held, &mut outgoing, &events).await {
             Ok(Ended::Finished) => return,
-            Ok(Ended::Refused(reason)) => {
-                let _ = events.send(SignalingEvent::Refused { reason });
+            Ok(Ended::Refused(outdated, reason)) => {
+                let _ = events.send(SignalingEvent::Refused { outdated, reason });
                 return;
             }
             Ok(Ended::Broken(reason)) => {
                 // A connection that got as far as a welcome resets the backoff.
                 backoff = config.backoff_min;
-                let _ = events.send(SignalingEvent::Down { url: url.clone(), reason, retry_in: backoff });
+                let kind = DownKind::Lost;
+                let _ = events.send(SignalingEvent::Down { url: url.clone(), kind, reason, retry_in: backoff });
             }
-            Err(reason) => {
-                let _ = events.send(SignalingEvent::Down { url: url.clone(), reason, retry_in: backoff });
+            Err((kind, reason)) => {
+                let _ = events.send(SignalingEvent::Down { url: url.clone(), kind, reason, retry_in: backoff });
                 attempt += 1;
             }
         }
@@ -118,6 +127,17 @@ fn hold(held: &mut VecDeque<ClientMsg>, msg: ClientMsg) {
     held.push_back(msg);
 }
 
+/// What kind of failure a WebSocket connection error is.
+fn connect_failure(error: &tokio_tungstenite::tungstenite::Error) -> DownKind {
+    use tokio_tungstenite::tungstenite::Error;
+    match error {
+        Error::Url(_) => DownKind::BadAddress,
+        // Something answered, but not as a WebSocket server would.
+        Error::Http(_) | Error::HttpFormat(_) | Error::Protocol(_) => DownKind::NotStrangers,
+        _ => DownKind::Unreachable,
+    }
+}
+
 /// One connection, from connect to its end. `Err` means it never got to a welcome.
 async fn session(
     url: &str,
@@ -126,18 +146,18 @@ async fn session(
     held: &mut VecDeque<ClientMsg>,
     outgoing: &mut mpsc::UnboundedReceiver<ClientMsg>,
     events: &mpsc::UnboundedSender<SignalingEvent>,
-) -> Result<Ended, String> {
+) -> Result<Ended, (DownKind, String)> {
     let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url))
         .await
-        .map_err(|_| format!("no answer from {url} within {CONNECT_TIMEOUT:?}"))?
-        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+        .map_err(|_| (DownKind::Unreachable, format!("no answer from {url} within {CONNECT_TIMEOUT:?}")))?
+        .map_err(|e| (connect_failure(&e), format!("cannot connect to {url}: {e}")))?;
     let hello = ClientMsg::Hello(Hello { interests: config.interests.clone(), resume: token.clone() });
-    ws.send(Message::text(hello.to_json())).await.map_err(|e| format!("sending hello: {e}"))?;
+    ws.send(Message::text(hello.to_json())).await.map_err(|e| (DownKind::Lost, format!("sending hello: {e}")))?;
     // The welcome comes first; anything else first is a refusal (banned, version, full).
     let welcome = loop {
         let frame = tokio::time::timeout(CONNECT_TIMEOUT, ws.next())
             .await
-            .map_err(|_| "no welcome from the server".to_string())?;
+            .map_err(|_| (DownKind::NotStrangers, "no welcome from the server".to_string()))?;
         match frame {
             Some(Ok(Message::Text(text))) => match ServerMsg::parse(text.as_str()) {
                 Ok(msg @ ServerMsg::Welcome { .. }) => break msg,
@@ -145,8 +165,9 @@ async fn session(
                     use strangers_protocol::ErrorCode::*;
                     let reason = format!("{}: {message}", code.as_str());
                     return match code {
-                        Banned | Version => Ok(Ended::Refused(reason)),
-                        _ => Err(reason),
+                        Banned => Ok(Ended::Refused(false, reason)),
+                        Version => Ok(Ended::Refused(true, reason)),
+                        _ => Err((DownKind::Busy, reason)),
                     };
                 }
                 Ok(other) => debug!(kind = other.kind(), "message before welcome ignored"),
@@ -154,11 +175,11 @@ async fn session(
             },
             Some(Ok(Message::Close(frame))) => {
                 let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
-                return Err(format!("the server closed the connection: {reason}"));
+                return Err((DownKind::Lost, format!("the server closed the connection: {reason}")));
             }
             Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(format!("reading welcome: {e}")),
-            None => return Err("the server closed the connection".into()),
+            Some(Err(e)) => return Err((DownKind::Lost, format!("reading welcome: {e}"))),
+            None => return Err((DownKind::Lost, "the server closed the connection".into())),
         }
     };
     let ServerMsg::Welcome { resume, resumed, .. } = &welcome else { unreachable!("matched above") };
@@ -199,7 +220,7 @@ async fn session(
                     let code = frame.as_ref().map(|f| u16::from(f.code)).unwrap_or(close::NORMAL);
                     let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
                     if code == close::POLICY {
-                        return Ok(Ended::Refused(format!("closed by the server: {reason}")));
+                        return Ok(Ended::Refused(false, format!("closed by the server: {reason}")));
                     }
                     return Ok(Ended::Broken(format!("closed by the server ({code}): {reason}")));
                 }

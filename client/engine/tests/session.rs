@@ -321,7 +321,10 @@ fn welcome_ice_servers() -> Vec<IceServer> {
 fn find_match_negotiate_connect_and_see_the_first_frame() {
     let mut h = Harness::new();
     assert_eq!(h.session.phase(), &Phase::Idle);
-    assert_eq!(h.server(WELCOME), [Action::Notify(Notice::Welcome { id: "s1".into(), resumed: false })]);
+    assert_eq!(
+        h.server(WELCOME),
+        [Action::Notify(Notice::Welcome { id: "s1".into(), resumed: false, name: None, rules: None })]
+    );
 
     assert_eq!(h.user(UserInput::Find), [send(ClientMsg::Find), phase(Phase::Queued)]);
     // The server's confirmation changes nothing: find already queued us.
@@ -543,7 +546,7 @@ fn a_resumed_welcome_into_the_same_room_keeps_the_call() {
     let mut h = Harness::in_call(true);
     assert_eq!(
         h.server(r#"{"type":"welcome","id":"s1","resume":"tok-1","ice_servers":[],"resumed":true,"room":"r1"}"#),
-        [Action::Notify(Notice::Welcome { id: "s1".into(), resumed: true })]
+        [Action::Notify(Notice::Welcome { id: "s1".into(), resumed: true, name: None, rules: None })]
     );
     assert_eq!(h.session.phase(), &Phase::InCall);
     assert_eq!(h.session.room(), Some("r1"));
@@ -557,7 +560,7 @@ fn a_resumed_welcome_without_the_room_waits_for_the_held_partner_left() {
     let mut h = Harness::in_call(false);
     assert_eq!(
         h.server(r#"{"type":"welcome","id":"s1","resume":"tok-1","ice_servers":[],"resumed":true}"#),
-        [Action::Notify(Notice::Welcome { id: "s1".into(), resumed: true })]
+        [Action::Notify(Notice::Welcome { id: "s1".into(), resumed: true, name: None, rules: None })]
     );
     assert_eq!(
         h.server(r#"{"type":"partner_left","reason":"disconnect"}"#),
@@ -575,7 +578,7 @@ fn a_fresh_welcome_during_a_call_ends_it() {
     assert_eq!(
         h.server(r#"{"type":"welcome","id":"s2","resume":"tok-2","ice_servers":[]}"#),
         [
-            Action::Notify(Notice::Welcome { id: "s2".into(), resumed: false }),
+            Action::Notify(Notice::Welcome { id: "s2".into(), resumed: false, name: None, rules: None }),
             Action::ClosePeer,
             Action::Notify(Notice::PartnerLeft { reason: PartnerLeftReason::Disconnect }),
             phase(Phase::Idle),
@@ -602,13 +605,16 @@ fn a_fresh_welcome_while_queued_finds_again() {
     h.server(QUEUED);
     assert_eq!(
         h.server(r#"{"type":"welcome","id":"s2","resume":"tok-2","ice_servers":[],"resumed":false}"#),
-        [Action::Notify(Notice::Welcome { id: "s2".into(), resumed: false }), send(ClientMsg::Find)]
+        [
+            Action::Notify(Notice::Welcome { id: "s2".into(), resumed: false, name: None, rules: None }),
+            send(ClientMsg::Find)
+        ]
     );
     assert_eq!(h.session.phase(), &Phase::Queued);
     // A resumed session keeps its queue place: nothing to ask again.
     assert_eq!(
         h.server(r#"{"type":"welcome","id":"s2","resume":"tok-2","ice_servers":[],"resumed":true}"#),
-        [Action::Notify(Notice::Welcome { id: "s2".into(), resumed: true })]
+        [Action::Notify(Notice::Welcome { id: "s2".into(), resumed: true, name: None, rules: None })]
     );
 }
 
@@ -620,7 +626,10 @@ fn a_fresh_welcome_after_next_finds_again() {
     h.user(UserInput::Next);
     assert_eq!(
         h.server(r#"{"type":"welcome","id":"s2","resume":"tok-2","ice_servers":[]}"#),
-        [Action::Notify(Notice::Welcome { id: "s2".into(), resumed: false }), send(ClientMsg::Find)]
+        [
+            Action::Notify(Notice::Welcome { id: "s2".into(), resumed: false, name: None, rules: None }),
+            send(ClientMsg::Find)
+        ]
     );
     assert_eq!(h.session.phase(), &Phase::Queued);
 }
@@ -631,7 +640,10 @@ fn the_first_welcome_does_not_repeat_a_held_find() {
     // the first welcome, so the session must not send a second one.
     let mut h = Harness::new();
     assert_eq!(h.user(UserInput::Find), [send(ClientMsg::Find), phase(Phase::Queued)]);
-    assert_eq!(h.server(WELCOME), [Action::Notify(Notice::Welcome { id: "s1".into(), resumed: false })]);
+    assert_eq!(
+        h.server(WELCOME),
+        [Action::Notify(Notice::Welcome { id: "s1".into(), resumed: false, name: None, rules: None })]
+    );
     assert_eq!(h.session.phase(), &Phase::Queued);
 }
 
@@ -640,7 +652,7 @@ fn a_welcome_while_idle_changes_nothing_but_the_ice_servers() {
     let mut h = Harness::welcomed();
     assert_eq!(
         h.server(r#"{"type":"welcome","id":"s2","resume":"tok-2","ice_servers":[]}"#),
-        [Action::Notify(Notice::Welcome { id: "s2".into(), resumed: false })]
+        [Action::Notify(Notice::Welcome { id: "s2".into(), resumed: false, name: None, rules: None })]
     );
     assert_eq!(h.session.phase(), &Phase::Idle);
 }
@@ -1187,6 +1199,8 @@ impl Harness {
                     ice_servers,
                     resumed,
                     room,
+                    name: None,
+                    rules: None,
                 });
             }
             Op::Queued => {

@@ -11,3 +11,8 @@ pub const MAX_INTEREST_CHARS: usize = 32;
 pub const MAX_REPORT_REASON_CHARS: usize = 200;
 /// Longest resume token accepted in `hello` (tokens the server hands out are shorter).
 pub const MAX_RESUME_TOKEN_CHARS: usize = 128;
+/// Longest community name (`welcome.name`, the server's `--name`), in characters.
+pub const MAX_COMMUNITY_NAME_CHARS: usize = 80;
+/// Largest community rules text (`welcome.rules`, the server's `--rules-file`), in bytes: a
+/// page or two of plain text, well inside one message.
+pub const MAX_RULES_BYTES: usize = 16 * 1024;

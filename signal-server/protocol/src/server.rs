@@ -53,6 +53,13 @@ pub enum ServerMsg {
         /// Extension: on a resume into a live room, that room's id.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<String>,
+        /// Extension: the community's name, as its operator gave it (`--name`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// Extension: the community's rules, plain text (`--rules-file`), which clients show
+        /// and have accepted before looking for anyone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rules: Option<String>,
     },
     Queued,
     Matched {
@@ -148,11 +155,27 @@ mod tests {
             ice_servers: vec![IceServer { urls: vec!["stun:x:3478".into()], username: None, credential: None }],
             resumed: false,
             room: None,
+            name: None,
+            rules: None,
         };
         assert_eq!(
             welcome.to_json(),
             r#"{"type":"welcome","id":"s1","resume":"t","ice_servers":[{"urls":["stun:x:3478"]}],"resumed":false}"#
         );
+        // A community's name and rules are extra fields; a welcome without them still parses.
+        let community = ServerMsg::Welcome {
+            id: "s1".into(),
+            resume: "t".into(),
+            ice_servers: vec![],
+            resumed: false,
+            room: None,
+            name: Some("Chess fans".into()),
+            rules: Some("Be kind.".into()),
+        };
+        let text = community.to_json();
+        assert!(text.ends_with(r#""name":"Chess fans","rules":"Be kind."}"#), "{text}");
+        assert_eq!(ServerMsg::parse(&text).unwrap(), community);
+        assert_eq!(ServerMsg::parse(&welcome.to_json()).unwrap(), welcome);
         assert_eq!(ServerMsg::Queued.to_json(), r#"{"type":"queued"}"#);
         assert_eq!(
             ServerMsg::Matched { room: "r".into(), initiator: true, common_interests: vec!["a".into()] }.to_json(),

@@ -16,7 +16,7 @@ use strangers_engine::media::VideoFrame;
 use strangers_engine::slot::FrameSlot;
 use strangers_engine::sources::{SourceError, VideoSource};
 
-use super::{plain, Report};
+use super::{permission, plain, Report};
 
 /// Size and rate of what we send.
 pub const WIDTH: usize = 640;
@@ -96,13 +96,18 @@ fn pick(choice: Option<String>) -> Result<(CameraIndex, String), String> {
 }
 
 fn capture(index: CameraIndex, name: &str, slot: &FrameSlot, stop: &AtomicBool, report: &Report) -> Result<(), String> {
+    permission::ask()?;
     let wanted = CameraFormat::new_from(WIDTH as u32, HEIGHT as u32, FrameFormat::MJPEG, FPS);
     let format = RequestedFormat::new::<RgbFormat>(RequestedFormatType::Closest(wanted));
     let mut camera = nokhwa::Camera::new(index, format).map_err(|e| {
-        format!("Cannot open the camera \"{name}\" ({}). The stranger sees a test pattern instead.", plain(&e))
+        permission::explain_refusal(&e.to_string()).unwrap_or_else(|| {
+            format!("Cannot open the camera \"{name}\" ({}). The stranger sees a test pattern instead.", plain(&e))
+        })
     })?;
     camera.open_stream().map_err(|e| {
-        format!("Cannot start the camera \"{name}\" ({}). The stranger sees a test pattern instead.", plain(&e))
+        permission::explain_refusal(&e.to_string()).unwrap_or_else(|| {
+            format!("Cannot start the camera \"{name}\" ({}). The stranger sees a test pattern instead.", plain(&e))
+        })
     })?;
     report("camera", None);
     let mut number = 0u32;

@@ -8,6 +8,7 @@ pub mod audio;
 pub mod camera;
 pub mod check;
 pub mod echo;
+pub mod permission;
 
 use std::sync::Arc;
 

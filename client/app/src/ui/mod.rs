@@ -9,12 +9,13 @@ pub mod video;
 use std::sync::Arc;
 
 use eframe::egui;
+use strangers_engine::media::pattern::PatternSource;
 use strangers_engine::slot::FrameSlot;
 use strangers_engine::{CallStats, Command, Event};
 
 use crate::devices::DeviceLists;
 use crate::prefs::{split_interests, Prefs};
-use state::{ChatLine, Intent, Phase, ReportReason, ViewModel, Who};
+use state::{ChatLine, Intent, Phase, ReportReason, RulesState, ServerState, ViewModel, Who};
 use video::VideoView;
 
 /// The window's connection to an engine.
@@ -40,8 +41,21 @@ pub enum Request {
 /// A device's topic and its problem (none: it works).
 type DeviceNews = (String, Option<String>);
 
-/// Called once per call when the stranger's first picture is on screen (width, height).
-pub type PictureHook = Box<dyn FnMut(usize, usize)>;
+/// Told what the window shows, as JSON objects with an `event` name (with `--events`):
+/// `video_on_screen` when the stranger's picture first shows and at each new size,
+/// `self_view` when our own picture's source changes, `server_prompt` and `rules_shown` with
+/// the screen positions of their controls, `server_chosen` and `link_refused`.
+pub type UiHook = Box<dyn FnMut(serde_json::Value)>;
+
+/// Where our own picture comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OwnPicture {
+    Camera,
+    /// What the call sends (the test pattern, without a camera).
+    Sent,
+    /// A still of the test pattern: no camera, no call yet.
+    Pattern,
+}
 
 pub struct Window {
     pub vm: ViewModel,
@@ -58,15 +72,29 @@ pub struct Window {
     camera: VideoView,
     camera_slot: Arc<FrameSlot>,
     requests: Vec<Request>,
-    /// Told the size of the stranger's picture when it first shows and whenever it changes.
-    pub on_picture: Option<PictureHook>,
+    /// A still of the test pattern, our picture without a camera before a call.
+    pattern: VideoView,
+    pattern_slot: Arc<FrameSlot>,
+    /// Told what the window shows (tests, scripts).
+    pub on_ui_event: Option<UiHook>,
     picture_told: Option<[usize; 2]>,
+    own_told: Option<OwnPicture>,
+    /// Where the server prompt's controls, or the rules' button, were last drawn, and
+    /// whether that was told to `on_ui_event` (once they stay put: a new window is laid out
+    /// over its first frames).
+    prompt_at: Option<serde_json::Value>,
+    prompt_told: bool,
+    rules_at: Option<serde_json::Value>,
+    rules_told: Option<String>,
+    /// What is wrong with the server typed in the prompt or under Settings.
+    server_error: Option<String>,
     device_news: (std::sync::mpsc::Sender<DeviceNews>, std::sync::mpsc::Receiver<DeviceNews>),
 }
 
 impl Window {
     pub fn new(prefs: Prefs, link: Link, camera_slot: Arc<FrameSlot>) -> Window {
-        let mut vm = ViewModel::default();
+        let server = Some(prefs.server.as_str()).filter(|s| !s.is_empty());
+        let mut vm = ViewModel::for_server(server, prefs.accepted_rules.get(&prefs.server).cloned());
         vm.mic_muted = prefs.mic_muted;
         vm.camera_muted = prefs.camera_muted;
         Window {
@@ -83,8 +111,16 @@ impl Window {
             camera: VideoView::reduced("camera", 2),
             camera_slot,
             requests: Vec::new(),
-            on_picture: None,
+            pattern: VideoView::reduced("pattern", 2),
+            pattern_slot: Arc::new(FrameSlot::default()),
+            on_ui_event: None,
             picture_told: None,
+            own_told: None,
+            prompt_at: None,
+            prompt_told: false,
+            rules_at: None,
+            rules_told: None,
+            server_error: None,
             device_news: std::sync::mpsc::channel(),
         }
     }
@@ -122,18 +158,72 @@ impl Window {
     pub fn act(&mut self, intent: Intent) {
         let starts_search = matches!(intent, Intent::Start | Intent::Next)
             || (intent == Intent::Escape && self.vm.phase == Phase::Idle);
+        let restart = starts_search && self.engine_outdated();
         let commands = self.vm.handle_intent(intent);
-        match &commands[..] {
-            [] => {}
-            _ if starts_search && self.engine_outdated() => self.requests.push(Request::Restart(commands)),
-            _ => {
-                for command in commands {
-                    (self.link.send)(command);
-                }
-            }
+        if restart && (!commands.is_empty() || self.vm.want_search) {
+            self.requests.push(Request::Restart(commands));
+        } else {
+            self.send_all(commands);
         }
         self.prefs.mic_muted = self.vm.mic_muted;
         self.prefs.camera_muted = self.vm.camera_muted;
+        if let Some(accepted) = &self.vm.accepted {
+            if self.prefs.accepted_rules.get(&self.prefs.server) != Some(accepted) {
+                self.prefs.accepted_rules.insert(self.prefs.server.clone(), accepted.clone());
+            }
+        }
+    }
+
+    fn send_all(&mut self, commands: Vec<Command>) {
+        for command in commands {
+            (self.link.send)(command);
+        }
+    }
+
+    /// Opens a `strangers://` link (from another launch of the app): its server is used from
+    /// now on, or the window says why the link cannot be opened.
+    pub fn open_link(&mut self, text: &str) {
+        match crate::link::server_url(text) {
+            Ok(url) => {
+                self.vm.set_problem("link", None);
+                self.use_server(url);
+            }
+            Err(e) => {
+                self.vm.set_problem("link", Some(format!("Cannot open the link {text:?}: {e}.")));
+                self.tell(serde_json::json!({ "event": "link_refused", "link": text, "reason": e.to_string() }));
+            }
+        }
+    }
+
+    /// Uses the server typed in the prompt or under Settings, if it is one.
+    fn choose_server(&mut self) {
+        match crate::link::server_from_input(&self.server_input) {
+            Ok(url) => {
+                self.server_error = None;
+                self.use_server(url);
+            }
+            Err(problem) => self.server_error = Some(problem),
+        }
+    }
+
+    /// Switches to another server at once: a new engine, its own rules, looking again there
+    /// if we were looking here.
+    fn use_server(&mut self, url: String) {
+        self.server_input = url.clone();
+        self.tell(serde_json::json!({ "event": "server_chosen", "server": url }));
+        if url == self.prefs.server && self.vm.server != ServerState::Unset {
+            return;
+        }
+        let accepted = self.prefs.accepted_rules.get(&url).cloned();
+        self.vm.switch_server(Some(&url), accepted);
+        self.prefs.server = url;
+        self.restart_now();
+    }
+
+    fn tell(&mut self, event: serde_json::Value) {
+        if let Some(hook) = self.on_ui_event.as_mut() {
+            hook(event);
+        }
     }
 
     /// Whether the running engine was started with other interests or server settings.
@@ -149,7 +239,8 @@ impl Window {
             if matches!(event, Event::Matched { .. } | Event::PartnerLeft { .. } | Event::Idle) {
                 self.picture_told = None;
             }
-            self.vm.handle_event(&event);
+            let commands = self.vm.handle_event(&event);
+            self.send_all(commands);
         }
         while let Ok((topic, problem)) = self.device_news.1.try_recv() {
             self.vm.set_problem(&topic, problem);
@@ -170,8 +261,8 @@ impl Window {
         let size = self.remote.picture_size().filter(|_| self.remote.has_picture());
         if size.is_some() && size != self.picture_told {
             self.picture_told = size;
-            if let (Some(hook), Some([w, h])) = (self.on_picture.as_mut(), size) {
-                hook(w, h);
+            if let Some([width, height]) = size {
+                self.tell(serde_json::json!({ "event": "video_on_screen", "width": width, "height": height }));
             }
         }
 
@@ -182,6 +273,113 @@ impl Window {
             egui::Panel::left("settings").default_size(300.0).show(ui, |ui| self.settings(ui));
         }
         egui::CentralPanel::default().show(ui, |ui| self.video(ui));
+        if self.vm.server == ServerState::Unset {
+            self.server_prompt(ui);
+        } else if matches!(self.vm.rules, RulesState::Pending(_)) && !self.vm.in_room() {
+            self.rules(ui);
+        }
+    }
+
+    /// Where a control is on the screen, in physical pixels from the window's top left.
+    fn at(ui: &egui::Ui, rect: egui::Rect) -> [i64; 2] {
+        let scale = ui.ctx().pixels_per_point();
+        [(rect.center().x * scale).round() as i64, (rect.center().y * scale).round() as i64]
+    }
+
+    /// The first run without a built-in server: which server, in plain words.
+    fn server_prompt(&mut self, ui: &mut egui::Ui) {
+        let mut told = None;
+        egui::Window::new("Choose a server")
+            .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
+            .collapsible(false)
+            .resizable(false)
+            .default_width(460.0)
+            .show(ui.ctx(), |ui| {
+                ui.label(
+                    "Strangers has no central server: every community runs its own. Paste the link \
+                     or the address your community gave you.",
+                );
+                ui.add_space(4.0);
+                ui.label(
+                    egui::RichText::new(
+                        "A link looks like strangers://chat.example.org; a server address like \
+                         wss://chat.example.org/ws. Clicking a strangers:// link on a web page opens it here too.",
+                    )
+                    .weak(),
+                );
+                ui.add_space(8.0);
+                let label = ui.label("Server address");
+                let field = ui
+                    .add(
+                        egui::TextEdit::singleline(&mut self.server_input)
+                            .hint_text("strangers://chat.example.org")
+                            .desired_width(f32::INFINITY),
+                    )
+                    .labelled_by(label.id);
+                let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                let button = ui.button("Connect");
+                if let Some(problem) = &self.server_error {
+                    ui.colored_label(ui.visuals().warn_fg_color, problem);
+                }
+                told = Some((Self::at(ui, field.rect), Self::at(ui, button.rect)));
+                if enter || button.clicked() {
+                    self.choose_server();
+                }
+            });
+        if let (false, Some((field, button))) = (self.prompt_told, told) {
+            let at = serde_json::json!({ "event": "server_prompt", "field": field, "button": button });
+            if self.prompt_at.as_ref() == Some(&at) {
+                self.prompt_told = true;
+                self.tell(at);
+            } else {
+                self.prompt_at = Some(at);
+                ui.ctx().request_repaint();
+            }
+        }
+    }
+
+    /// A community's rules, and the confirmation asked before the first stranger there.
+    fn rules(&mut self, ui: &mut egui::Ui) {
+        let RulesState::Pending(rules) = self.vm.rules.clone() else { return };
+        let title = match &rules.name {
+            Some(name) => format!("Welcome to {name}"),
+            None => "This server's rules".to_owned(),
+        };
+        let mut accept_at = None;
+        egui::Window::new(title)
+            .id(egui::Id::unique("rules"))
+            .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
+            .collapsible(false)
+            .resizable(false)
+            .default_width(480.0)
+            .show(ui.ctx(), |ui| {
+                ui.label("Before you meet anyone here, read the rules of this community:");
+                ui.add_space(6.0);
+                egui::ScrollArea::vertical().max_height(300.0).show(ui, |ui| {
+                    ui.label(&rules.text);
+                });
+                ui.add_space(8.0);
+                let accept = ui.button(egui::RichText::new(state::ACCEPT_RULES).strong());
+                accept_at = Some(Self::at(ui, accept.rect));
+                if accept.clicked() {
+                    self.act(Intent::AcceptRules);
+                }
+                ui.label(egui::RichText::new("Not for you? Choose another server under Settings.").weak());
+            });
+        if let Some(accept) = accept_at {
+            if self.rules_told.as_ref() != Some(&rules.fingerprint) {
+                let at = serde_json::json!({
+                    "event": "rules_shown", "name": rules.name, "rules": rules.text, "accept": accept
+                });
+                if self.rules_at.as_ref() == Some(&at) {
+                    self.rules_told = Some(rules.fingerprint.clone());
+                    self.tell(at);
+                } else {
+                    self.rules_at = Some(at);
+                    ui.ctx().request_repaint();
+                }
+            }
+        }
     }
 
     fn keys(&mut self, ui: &mut egui::Ui) {
@@ -211,8 +409,11 @@ impl Window {
         ui.add_space(4.0);
         ui.horizontal(|ui| {
             ui.heading("Strangers");
+            if let Some(name) = &self.vm.community {
+                ui.label(egui::RichText::new(name).size(16.0));
+            }
             ui.separator();
-            ui.label(egui::RichText::new(&self.vm.status).size(18.0).strong());
+            ui.label(egui::RichText::new(self.vm.headline()).size(18.0).strong());
         });
         for problem in self.vm.problems.values() {
             ui.colored_label(ui.visuals().warn_fg_color, problem);
@@ -224,11 +425,12 @@ impl Window {
         ui.add_space(6.0);
         ui.horizontal_wrapped(|ui| {
             let idle = self.vm.phase == Phase::Idle;
-            if ui.add_enabled(idle, egui::Button::new("Start")).clicked() {
+            let can_look = !matches!(self.vm.server, ServerState::Unset | ServerState::Refused(_));
+            if ui.add_enabled(idle && can_look, egui::Button::new("Start")).clicked() {
                 self.act(Intent::Start);
             }
             let next_label = if self.vm.next_armed { "Really? (Esc)" } else { "Next" };
-            if ui.add(egui::Button::new(next_label)).on_hover_text("Esc twice").clicked() {
+            if ui.add_enabled(can_look, egui::Button::new(next_label)).on_hover_text("Esc twice").clicked() {
                 self.act(Intent::Next);
             }
             if ui.add_enabled(!idle, egui::Button::new("Stop")).clicked() {
@@ -324,9 +526,12 @@ impl Window {
         ui.add_space(6.0);
         let label = ui.label("Server address");
         ui.add(egui::TextEdit::singleline(&mut self.server_input).desired_width(f32::INFINITY)).labelled_by(label.id);
-        if ui.button("Use this server").clicked() && self.server_input.trim() != self.prefs.server {
-            self.prefs.server = self.server_input.trim().to_owned();
-            self.restart_now();
+        ui.label(egui::RichText::new("A strangers:// link or a wss:// address, as your community gives it.").weak());
+        if ui.button("Use this server").clicked() {
+            self.choose_server();
+        }
+        if let Some(problem) = &self.server_error {
+            ui.colored_label(ui.visuals().warn_fg_color, problem);
         }
         ui.add_space(8.0);
         let lists = self.device_lists.clone();
@@ -380,15 +585,51 @@ impl Window {
                 egui::Color32::GRAY,
             );
         }
-        // Our own picture, small, in the bottom right corner; mirrored like a mirror.
-        let own = if self.camera.has_picture() { &self.camera } else { &self.local };
-        if own.has_picture() {
+        // Our own picture, small, in the bottom right corner, from the moment the window
+        // opens: the camera (mirrored, like a mirror), else what the call sends, else a still
+        // of the test pattern the stranger would see.
+        let source = if self.camera.has_picture() {
+            OwnPicture::Camera
+        } else if self.local.has_picture() {
+            OwnPicture::Sent
+        } else {
+            if !self.pattern.has_picture() {
+                if let Ok(mut pattern) = PatternSource::new(640, 480, 30) {
+                    self.pattern_slot.put(Arc::new(pattern.next_frame(0)));
+                    self.pattern.update(ui.ctx(), &self.pattern_slot);
+                }
+            }
+            OwnPicture::Pattern
+        };
+        let has_picture = match source {
+            OwnPicture::Camera => self.camera.has_picture(),
+            OwnPicture::Sent => self.local.has_picture(),
+            OwnPicture::Pattern => self.pattern.has_picture(),
+        };
+        if has_picture {
             let w = (rect.width() * 0.24).clamp(120.0, 320.0);
             let inset = egui::Rect::from_min_size(
                 rect.right_bottom() - egui::vec2(w + 12.0, w * 0.75 + 12.0),
                 egui::vec2(w, w * 0.75),
             );
             painter.rect_filled(inset, 4.0, egui::Color32::BLACK);
+            if self.own_told != Some(source) {
+                self.own_told = Some(source);
+                let scale = ui.ctx().pixels_per_point();
+                let [x, y, w, h] =
+                    [inset.min.x, inset.min.y, inset.width(), inset.height()].map(|v| (v * scale).round() as i64);
+                let name = match source {
+                    OwnPicture::Camera => "camera",
+                    OwnPicture::Sent => "sent",
+                    OwnPicture::Pattern => "pattern",
+                };
+                self.tell(serde_json::json!({ "event": "self_view", "source": name, "rect": [x, y, w, h] }));
+            }
+            let own = match source {
+                OwnPicture::Camera => &self.camera,
+                OwnPicture::Sent => &self.local,
+                OwnPicture::Pattern => &self.pattern,
+            };
             if self.vm.camera_muted {
                 painter.text(
                     inset.center(),
@@ -398,7 +639,7 @@ impl Window {
                     egui::Color32::GRAY,
                 );
             } else {
-                own.paint(&painter, inset, std::ptr::eq(own, &self.camera));
+                own.paint(&painter, inset, source == OwnPicture::Camera);
             }
         }
         if self.prefs.show_stats {

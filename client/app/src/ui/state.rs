@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use strangers_engine::api::ErrorKind;
-use strangers_engine::{CallStats, Command, Event};
+use strangers_engine::{CallStats, Command, DownKind, Event};
 
 /// What the status line says while nothing has happened yet.
 pub const WELCOME: &str = "Press Start to meet a random stranger.";
@@ -17,6 +17,60 @@ pub const YOU_LEFT: &str = "You have disconnected.";
 pub const UNSTABLE: &str = "The connection is unstable. Reconnecting...";
 pub const CONFIRM_NEXT: &str = "Press Esc again to leave this stranger.";
 pub const TYPING: &str = "Stranger is typing...";
+pub const CHOOSE_SERVER: &str = "Choose a server to meet strangers.";
+pub const SERVER_CONNECTING: &str = "Connecting to the server...";
+pub const RULES_FIRST: &str = "Read the rules and accept them to meet someone.";
+pub const OUTDATED: &str =
+    "This server speaks a newer version of Strangers than this app. Update Strangers to meet people here.";
+/// The confirmation a person gives before their first stranger on a server with rules.
+pub const ACCEPT_RULES: &str = "I am 18 or older and accept these rules";
+
+/// Where the window stands with its server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerState {
+    /// None chosen yet (a first run without a built-in server).
+    Unset,
+    /// Connecting; not welcomed yet.
+    Connecting,
+    /// Welcomed.
+    Up,
+    /// Cannot be reached or used for now (it keeps trying): what to tell the person.
+    Down(String),
+    /// Refused us for good: what to tell the person.
+    Refused(String),
+}
+
+/// A community's rules, as its server's welcome gave them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    pub name: Option<String>,
+    pub text: String,
+    /// What is remembered once they are accepted (see [`fingerprint`]).
+    pub fingerprint: String,
+}
+
+/// Whether the server's rules allow looking for someone yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RulesState {
+    /// The server has not said yet (no welcome).
+    Unknown,
+    /// The server has no rules.
+    NoRules,
+    /// Shown, waiting for the person's confirmation.
+    Pending(Rules),
+    Accepted,
+}
+
+/// A short, stable fingerprint of a community's name and rules (64-bit FNV-1a, hex): what is
+/// remembered as accepted, so that changed rules are shown again.
+pub fn fingerprint(name: Option<&str>, rules: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.unwrap_or_default().bytes().chain([0]).chain(rules.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
 
 /// Where the user stands, as the window sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +110,8 @@ pub enum Intent {
     ToggleMic,
     ToggleCamera,
     Report(ReportReason),
+    /// The person confirmed they are 18 or older and accept the server's rules.
+    AcceptRules,
 }
 
 /// Why the user reports a stranger; the server counts reports per address whatever the reason,
@@ -120,6 +176,15 @@ pub struct ViewModel {
     pub next_armed: bool,
     /// The stranger in this call has been reported.
     pub reported: bool,
+    pub server: ServerState,
+    pub rules: RulesState,
+    /// The community's name, once the server told it.
+    pub community: Option<String>,
+    /// The rules fingerprint accepted on this server (kept in the preferences).
+    pub accepted: Option<String>,
+    /// Start was pressed before looking was allowed (no welcome yet, or rules to accept):
+    /// looking starts as soon as it is.
+    pub want_search: bool,
     typing_sent: bool,
 }
 
@@ -137,22 +202,104 @@ impl Default for ViewModel {
             camera_muted: false,
             next_armed: false,
             reported: false,
+            server: ServerState::Connecting,
+            rules: RulesState::Unknown,
+            community: None,
+            accepted: None,
+            want_search: false,
             typing_sent: false,
         }
     }
 }
 
 impl ViewModel {
-    /// Folds one engine event into what the window shows.
-    pub fn handle_event(&mut self, event: &Event) {
+    /// A view model for a new server: `None` when none is chosen yet; `accepted` is the rules
+    /// fingerprint remembered as accepted there.
+    pub fn for_server(server: Option<&str>, accepted: Option<String>) -> ViewModel {
+        let mut vm = ViewModel::default();
+        vm.switch_server(server, accepted);
+        vm
+    }
+
+    /// Forgets what the last server said (its state, name and rules) for another one.
+    pub fn switch_server(&mut self, server: Option<&str>, accepted: Option<String>) {
+        self.server = if server.is_some_and(|s| !s.is_empty()) { ServerState::Connecting } else { ServerState::Unset };
+        self.rules = RulesState::Unknown;
+        self.community = None;
+        self.accepted = accepted;
+        self.problems.remove("server");
+    }
+
+    /// Whether `find` may go to the server: it has no rules, or they were accepted.
+    pub fn may_search(&self) -> bool {
+        matches!(self.rules, RulesState::NoRules | RulesState::Accepted)
+    }
+
+    /// No server to look on: none chosen, or it refused us.
+    fn server_gone(&self) -> bool {
+        matches!(self.server, ServerState::Unset | ServerState::Refused(_))
+    }
+
+    /// What the status line says: the call's status, unless the server is the news.
+    pub fn headline(&self) -> &str {
+        let waiting = matches!(self.phase, Phase::Idle | Phase::Searching);
+        match &self.server {
+            ServerState::Unset => CHOOSE_SERVER,
+            ServerState::Refused(text) => text,
+            ServerState::Down(text) if waiting => text,
+            ServerState::Connecting if self.phase == Phase::Searching => SERVER_CONNECTING,
+            _ if matches!(self.rules, RulesState::Pending(_)) && waiting => RULES_FIRST,
+            _ => &self.status,
+        }
+    }
+
+    /// Folds one engine event into what the window shows; gives what the engine should do
+    /// because of it (looking, once the server allows it).
+    pub fn handle_event(&mut self, event: &Event) -> Vec<Command> {
         match event {
-            Event::Welcome { .. } => {
+            Event::Welcome { name, rules, .. } => {
                 self.problems.remove("server");
+                self.server = ServerState::Up;
+                self.community = name.clone();
+                self.rules = match rules {
+                    None => RulesState::NoRules,
+                    Some(text) => {
+                        let fingerprint = fingerprint(name.as_deref(), text);
+                        if self.accepted.as_ref() == Some(&fingerprint) {
+                            RulesState::Accepted
+                        } else {
+                            RulesState::Pending(Rules { name: name.clone(), text: text.clone(), fingerprint })
+                        }
+                    }
+                };
+                if self.want_search && self.may_search() {
+                    self.want_search = false;
+                    self.begin_search();
+                    return vec![Command::Find];
+                }
+                if self.want_search && self.phase == Phase::Searching {
+                    // Rules to accept first: nothing was asked of the server yet.
+                    self.phase = Phase::Idle;
+                    self.status = WELCOME.into();
+                }
             }
-            Event::ServerDown { reason, retry_in_ms, .. } => {
+            Event::ServerDown { url, kind, reason, retry_in_ms } => {
                 let secs = retry_in_ms.div_ceil(1000).max(1);
-                self.problems
-                    .insert("server".into(), format!("Can't reach the server ({reason}). Trying again in {secs} s."));
+                let text = match kind {
+                    DownKind::Unreachable => {
+                        format!("Can't reach the server at {url}. Check the address; it may also be down. Trying again in {secs} s.")
+                    }
+                    DownKind::NotStrangers => format!(
+                        "{url} is not a Strangers server. Check the address (a link looks like strangers://chat.example.org)."
+                    ),
+                    DownKind::BadAddress => format!(
+                        "{url} is not a server address. Choose the server again under Settings (a link looks like strangers://chat.example.org)."
+                    ),
+                    DownKind::Busy => format!("The server is busy. Trying again in {secs} s."),
+                    DownKind::Lost => format!("Lost the connection to the server. Trying again in {secs} s."),
+                };
+                self.server = ServerState::Down(text);
+                self.problems.insert("server".into(), format!("Details: {reason}"));
             }
             Event::Queued => {
                 self.leave_call();
@@ -202,6 +349,19 @@ impl ViewModel {
                     self.status = WELCOME.into();
                 }
             }
+            Event::Error { kind: ErrorKind::Refused | ErrorKind::Outdated, message } => {
+                let text = if matches!(event, Event::Error { kind: ErrorKind::Outdated, .. }) {
+                    OUTDATED.to_owned()
+                } else {
+                    format!("The server refused this app ({message}).")
+                };
+                self.server = ServerState::Refused(text);
+                self.want_search = false;
+                if self.phase == Phase::Searching {
+                    self.phase = Phase::Idle;
+                    self.status = WELCOME.into();
+                }
+            }
             Event::Error { kind, message } => match kind {
                 ErrorKind::Chat => self.notice(format!("Not sent: {message}.")),
                 ErrorKind::Media => {
@@ -213,6 +373,7 @@ impl ViewModel {
             },
             _ => {}
         }
+        Vec::new()
     }
 
     /// Turns a user intent into what the engine should do, updating the view at once.
@@ -221,6 +382,17 @@ impl ViewModel {
             self.disarm();
         }
         match intent {
+            Intent::Start | Intent::Next if !self.may_search() || self.server_gone() => {
+                if self.server_gone() {
+                    return Vec::new();
+                }
+                // Looking starts once the server has welcomed us and its rules are accepted.
+                self.want_search = true;
+                if !matches!(self.rules, RulesState::Pending(_)) {
+                    self.begin_search();
+                }
+                Vec::new()
+            }
             Intent::Start => {
                 if self.phase != Phase::Idle {
                     return Vec::new();
@@ -232,7 +404,18 @@ impl ViewModel {
                 self.begin_search();
                 vec![Command::Next]
             }
+            Intent::AcceptRules => {
+                let RulesState::Pending(rules) = &self.rules else { return Vec::new() };
+                self.accepted = Some(rules.fingerprint.clone());
+                self.rules = RulesState::Accepted;
+                if std::mem::take(&mut self.want_search) {
+                    self.begin_search();
+                    return vec![Command::Find];
+                }
+                Vec::new()
+            }
             Intent::Stop => {
+                self.want_search = false;
                 if self.phase == Phase::Idle {
                     return Vec::new();
                 }
@@ -347,8 +530,19 @@ impl ViewModel {
 mod tests {
     use super::*;
 
-    fn in_call() -> ViewModel {
+    fn welcome(name: Option<&str>, rules: Option<&str>) -> Event {
+        Event::Welcome { id: "a".into(), resumed: false, name: name.map(Into::into), rules: rules.map(Into::into) }
+    }
+
+    /// Welcomed by a server without rules.
+    fn welcomed() -> ViewModel {
         let mut vm = ViewModel::default();
+        assert_eq!(vm.handle_event(&welcome(None, None)), vec![]);
+        vm
+    }
+
+    fn in_call() -> ViewModel {
+        let mut vm = welcomed();
         assert_eq!(vm.handle_intent(Intent::Start), vec![Command::Find]);
         vm.handle_event(&Event::Queued);
         vm.handle_event(&Event::Matched { room: "r".into(), initiator: true, common_interests: vec![] });
@@ -358,7 +552,7 @@ mod tests {
 
     #[test]
     fn start_looks_then_meets_someone() {
-        let mut vm = ViewModel::default();
+        let mut vm = welcomed();
         assert_eq!(vm.status, WELCOME);
         assert_eq!(vm.handle_intent(Intent::Start), vec![Command::Find]);
         assert_eq!(vm.status, LOOKING);
@@ -394,7 +588,7 @@ mod tests {
         assert_eq!(vm.handle_intent(Intent::Escape), vec![Command::Next]);
         assert_eq!(vm.status, LOOKING);
         // Esc when idle starts looking.
-        let mut idle = ViewModel::default();
+        let mut idle = welcomed();
         assert_eq!(idle.handle_intent(Intent::Escape), vec![Command::Find]);
     }
 
@@ -451,13 +645,29 @@ mod tests {
     #[test]
     fn server_trouble_is_shown_until_welcomed() {
         let mut vm = ViewModel::default();
-        vm.handle_event(&Event::ServerDown { url: "ws://x".into(), reason: "refused".into(), retry_in_ms: 1500 });
+        assert_eq!(vm.handle_intent(Intent::Start), vec![], "nothing is asked before the welcome");
+        assert_eq!(vm.headline(), SERVER_CONNECTING);
+        vm.handle_event(&Event::ServerDown {
+            url: "ws://x/ws".into(),
+            kind: DownKind::Unreachable,
+            reason: "connection refused".into(),
+            retry_in_ms: 1500,
+        });
         assert_eq!(
-            vm.problems.get("server").map(String::as_str),
-            Some("Can't reach the server (refused). Trying again in 2 s.")
+            vm.headline(),
+            "Can't reach the server at ws://x/ws. Check the address; it may also be down. Trying again in 2 s."
         );
-        vm.handle_event(&Event::Welcome { id: "a".into(), resumed: false });
+        assert_eq!(vm.problems.get("server").map(String::as_str), Some("Details: connection refused"));
+        vm.handle_event(&Event::ServerDown {
+            url: "ws://x/ws".into(),
+            kind: DownKind::NotStrangers,
+            reason: "HTTP error: 404 Not Found".into(),
+            retry_in_ms: 3000,
+        });
+        assert!(vm.headline().starts_with("ws://x/ws is not a Strangers server."), "{}", vm.headline());
+        assert_eq!(vm.handle_event(&welcome(None, None)), vec![Command::Find], "looking starts once welcomed");
         assert!(vm.problems.is_empty());
+        assert_eq!(vm.headline(), LOOKING);
     }
 
     #[test]
@@ -467,5 +677,76 @@ mod tests {
         assert_eq!(vm.status, UNSTABLE);
         vm.handle_event(&Event::ConnectionState { state: "connected".into() });
         assert_eq!(vm.status, CHATTING);
+    }
+
+    #[test]
+    fn rules_are_accepted_before_anyone_is_looked_for() {
+        let mut vm = ViewModel::for_server(Some("wss://chess.example.org/ws"), None);
+        assert_eq!(vm.handle_intent(Intent::Start), vec![]);
+        assert!(vm.want_search);
+        assert_eq!(
+            vm.handle_event(&welcome(Some("Chess fans"), Some("Be kind."))),
+            vec![],
+            "no find before acceptance"
+        );
+        let RulesState::Pending(rules) = vm.rules.clone() else { panic!("rules not pending: {:?}", vm.rules) };
+        assert_eq!((rules.name.as_deref(), rules.text.as_str()), (Some("Chess fans"), "Be kind."));
+        assert_eq!(vm.phase, Phase::Idle);
+        assert_eq!(vm.headline(), RULES_FIRST);
+        assert_eq!(vm.handle_intent(Intent::Next), vec![], "Next does not get round the rules");
+        assert_eq!(vm.handle_intent(Intent::Escape), vec![]);
+        // Accepting starts the search that was asked for.
+        assert_eq!(vm.handle_intent(Intent::AcceptRules), vec![Command::Find]);
+        assert_eq!(vm.accepted.as_deref(), Some(rules.fingerprint.as_str()));
+        assert_eq!(vm.headline(), LOOKING);
+        assert_eq!(vm.handle_intent(Intent::AcceptRules), vec![], "accepted once");
+    }
+
+    #[test]
+    fn accepted_rules_are_remembered_until_they_change() {
+        let accepted = fingerprint(Some("Chess fans"), "Be kind.");
+        let mut vm = ViewModel::for_server(Some("wss://chess.example.org/ws"), Some(accepted.clone()));
+        vm.handle_event(&welcome(Some("Chess fans"), Some("Be kind.")));
+        assert_eq!(vm.rules, RulesState::Accepted);
+        assert_eq!(vm.community.as_deref(), Some("Chess fans"));
+        assert_eq!(vm.handle_intent(Intent::Start), vec![Command::Find]);
+        // New rules (after a reconnect) are asked again; the name counts too.
+        let mut vm = ViewModel::for_server(Some("wss://chess.example.org/ws"), Some(accepted.clone()));
+        vm.handle_event(&welcome(Some("Chess fans"), Some("Be kind. No spam.")));
+        assert!(matches!(vm.rules, RulesState::Pending(_)));
+        assert_ne!(fingerprint(Some("Chess"), "fans\0Be kind."), accepted);
+        assert_ne!(fingerprint(None, "Be kind."), accepted);
+        // Idle, accepting does not start looking by itself.
+        assert_eq!(vm.handle_intent(Intent::AcceptRules), vec![]);
+        assert_eq!(vm.phase, Phase::Idle);
+        // Another server starts over.
+        vm.switch_server(Some("wss://other.example.org/ws"), None);
+        assert_eq!(
+            (vm.rules.clone(), vm.server.clone(), vm.community.clone()),
+            (RulesState::Unknown, ServerState::Connecting, None)
+        );
+    }
+
+    #[test]
+    fn without_a_server_the_window_asks_for_one() {
+        let mut vm = ViewModel::for_server(None, None);
+        assert_eq!(vm.server, ServerState::Unset);
+        assert_eq!(vm.headline(), CHOOSE_SERVER);
+        assert_eq!(vm.handle_intent(Intent::Start), vec![]);
+        assert_eq!(vm.phase, Phase::Idle);
+        assert!(!vm.want_search);
+    }
+
+    #[test]
+    fn a_newer_server_or_a_ban_is_said_plainly_and_stops_looking() {
+        let mut vm = ViewModel::default();
+        vm.handle_intent(Intent::Start);
+        vm.handle_event(&Event::Error { kind: ErrorKind::Outdated, message: "version: speaks 2".into() });
+        assert_eq!(vm.headline(), OUTDATED);
+        assert_eq!(vm.phase, Phase::Idle);
+        assert_eq!(vm.handle_intent(Intent::Start), vec![]);
+        let mut vm = welcomed();
+        vm.handle_event(&Event::Error { kind: ErrorKind::Refused, message: "banned: too many reports".into() });
+        assert_eq!(vm.headline(), "The server refused this app (banned: too many reports).");
     }
 }

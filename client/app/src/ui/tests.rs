@@ -12,14 +12,30 @@ use strangers_engine::{Command, Event};
 use super::{Link, Window};
 use crate::prefs::Prefs;
 
+const SERVER: &str = "ws://127.0.0.1:8686/ws";
+
 struct Rig {
     harness: Harness<'static, Window>,
     commands: Arc<Mutex<Vec<Command>>>,
     events: std::sync::mpsc::Sender<Event>,
+    /// What the window told its UI hook.
+    told: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+fn welcome(name: Option<&str>, rules: Option<&str>) -> Event {
+    Event::Welcome { id: "s".into(), resumed: false, name: name.map(Into::into), rules: rules.map(Into::into) }
 }
 
 impl Rig {
+    /// A window on a server without rules, welcomed.
     fn new() -> Rig {
+        let mut rig = Rig::with(Prefs { server: SERVER.into(), ..Prefs::default() });
+        rig.send(welcome(None, None));
+        rig
+    }
+
+    /// A window with these preferences, not welcomed yet.
+    fn with(prefs: Prefs) -> Rig {
         let commands = Arc::new(Mutex::new(Vec::new()));
         let (events, rx) = std::sync::mpsc::channel();
         let sent = commands.clone();
@@ -29,11 +45,19 @@ impl Rig {
             remote: Arc::new(FrameSlot::default()),
             local: Arc::new(FrameSlot::default()),
         };
-        let window = Window::new(Prefs::default(), link, Arc::new(FrameSlot::default()));
+        let mut window = Window::new(prefs, link, Arc::new(FrameSlot::default()));
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let hook = told.clone();
+        window.on_ui_event = Some(Box::new(move |event| hook.lock().expect("test lock").push(event)));
         let harness = Harness::builder()
             .with_size([1100.0, 700.0])
             .build_ui_state(|ui, window: &mut Window| window.ui(ui), window);
-        Rig { harness, commands, events }
+        Rig { harness, commands, events, told }
+    }
+
+    /// The events of this name told so far.
+    fn told(&self, name: &str) -> Vec<serde_json::Value> {
+        self.told.lock().expect("test lock").iter().filter(|e| e["event"] == name).cloned().collect()
     }
 
     fn send(&mut self, event: Event) {
@@ -226,7 +250,7 @@ fn settings_hold_the_server_devices_and_privacy() {
         rig.harness.get_by_label(label);
     }
     // The server address is shown and, once changed and applied, restarts the engine.
-    assert_eq!(rig.harness.get_by_label("Server address").value().as_deref(), Some(crate::prefs::DEFAULT_SERVER));
+    assert_eq!(rig.harness.get_by_label("Server address").value().as_deref(), Some(SERVER));
     rig.harness.get_by_label("Relay only (hide my IP address from strangers)").click();
     rig.harness.run();
     assert!(rig.harness.state().prefs.relay_only);
@@ -255,4 +279,89 @@ fn report_asks_why_and_sends_the_reason_once_per_stranger() {
     rig.harness.run();
     assert!(rig.harness.query_by_label("Harassment or hate").is_none());
     assert_eq!(rig.commands(), vec![]);
+}
+
+#[test]
+fn rules_are_shown_and_accepted_before_the_first_stranger() {
+    let mut rig = Rig::with(Prefs { server: SERVER.into(), ..Prefs::default() });
+    rig.harness.run();
+    rig.harness.get_by_label("Start").click();
+    rig.harness.run();
+    assert_eq!(rig.commands(), vec![], "nothing is asked before the welcome");
+    rig.harness.get_by_label(super::state::SERVER_CONNECTING);
+    rig.send(welcome(Some("Chess fans"), Some("1. Be kind.\n2. No spam.")));
+    rig.harness.run();
+    assert_eq!(rig.commands(), vec![], "no find before the rules are accepted");
+    rig.harness.get_by_label("Welcome to Chess fans");
+    rig.harness.get_by_label("1. Be kind.\n2. No spam.");
+    rig.harness.get_by_label(super::state::RULES_FIRST);
+    let shown = rig.told("rules_shown");
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(shown[0]["name"], "Chess fans");
+    rig.harness.get_by_label(super::state::ACCEPT_RULES).click();
+    rig.harness.run();
+    assert_eq!(rig.commands(), vec![Command::Find], "accepting starts the search asked for");
+    assert!(rig.harness.query_by_label(super::state::ACCEPT_RULES).is_none());
+    let fingerprint = super::state::fingerprint(Some("Chess fans"), "1. Be kind.\n2. No spam.");
+    assert_eq!(rig.harness.state().prefs.accepted_rules.get(SERVER), Some(&fingerprint), "remembered");
+
+    // The next run on this server does not ask again.
+    let prefs = rig.harness.state().prefs.clone();
+    let mut again = Rig::with(prefs);
+    again.send(welcome(Some("Chess fans"), Some("1. Be kind.\n2. No spam.")));
+    assert!(again.harness.query_by_label(super::state::ACCEPT_RULES).is_none());
+    again.harness.get_by_label("Start").click();
+    again.harness.run();
+    assert_eq!(again.commands(), vec![Command::Find]);
+}
+
+#[test]
+fn a_first_run_without_a_server_asks_for_one_in_plain_words() {
+    let mut rig = Rig::with(Prefs { server: String::new(), ..Prefs::default() });
+    rig.harness.run();
+    rig.harness.get_by_label(super::state::CHOOSE_SERVER);
+    rig.harness.get_by_label_contains("every community runs its own");
+    assert_eq!(rig.told("server_prompt").len(), 1);
+    rig.harness.get_by_label("Server address").focus();
+    rig.harness.run();
+    rig.harness.get_by_label("Server address").type_text("https://chat.example.org");
+    rig.harness.run();
+    rig.harness.get_by_label("Connect").click();
+    rig.harness.run();
+    rig.harness.get_by_label_contains("is a web page's address");
+    assert_eq!(rig.harness.state_mut().take_requests(), vec![]);
+    rig.harness.state_mut().server_input = "strangers://chat.example.org".into();
+    rig.harness.run();
+    rig.harness.get_by_label("Connect").click();
+    rig.harness.run();
+    assert_eq!(rig.harness.state().prefs.server, "wss://chat.example.org/ws");
+    assert_eq!(rig.harness.state_mut().take_requests(), vec![super::Request::Restart(vec![])]);
+    assert!(rig.harness.query_by_label("Connect").is_none(), "the prompt is gone");
+    assert_eq!(rig.told("server_chosen")[0]["server"], "wss://chat.example.org/ws");
+}
+
+#[test]
+fn a_link_from_another_launch_switches_server_or_says_what_is_wrong() {
+    let mut rig = Rig::new();
+    rig.harness.state_mut().open_link("strangers://bad host");
+    rig.harness.run();
+    rig.harness.get_by_label_contains("Cannot open the link \"strangers://bad host\"");
+    assert_eq!(rig.harness.state_mut().take_requests(), vec![]);
+    rig.harness.state_mut().open_link("strangers://chat.example.org:8443");
+    rig.harness.run();
+    assert!(rig.harness.query_by_label_contains("Cannot open the link").is_none());
+    assert_eq!(rig.harness.state().prefs.server, "wss://chat.example.org:8443/ws");
+    assert_eq!(rig.harness.state_mut().take_requests(), vec![super::Request::Restart(vec![])]);
+    rig.harness.get_by_label(super::state::WELCOME);
+}
+
+#[test]
+fn our_own_picture_shows_from_the_start_without_a_camera() {
+    let mut rig = Rig::new();
+    rig.harness.run();
+    let told = rig.told("self_view");
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["source"], "pattern");
+    let rect = told[0]["rect"].as_array().expect("a rectangle").clone();
+    assert!(rect[2].as_f64().unwrap_or(0.0) >= 120.0, "{rect:?}");
 }
