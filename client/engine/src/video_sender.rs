@@ -41,17 +41,9 @@ const MIN_MTU: usize = 300;
 const AUDIO_SHARE_BPS: f64 = 40_000.0;
 /// Video never targets less than this.
 const MIN_VIDEO_BPS: f64 = 30_000.0;
-/// Packets leave at a multiple of the estimate: a frame's packets spread over part of the frame
-/// interval, and a keyframe over a few intervals, instead of one burst. On a thin link each
-/// packet holds the link long, so the multiple shrinks toward [`THIN_PACING_FACTOR`] and a
-/// frame's packets leave about as fast as the link drains them: the audio packets between them
-/// wait behind one video packet in the router's queue, not behind a whole frame.
+/// Packets leave at this multiple of the estimate: a frame's packets spread over part of the
+/// frame interval, and a keyframe over a few intervals, instead of one burst.
 const PACING_FACTOR: f64 = 2.5;
-const THIN_PACING_FACTOR: f64 = 1.25;
-/// The estimates, bits per second, at and below which the thin multiple applies and from which
-/// the full one does.
-const THIN_LINK_BPS: f64 = 300_000.0;
-const WIDE_LINK_BPS: f64 = 1_000_000.0;
 /// The RTP clock of video.
 const VIDEO_CLOCK: f64 = 90_000.0;
 
@@ -124,12 +116,6 @@ impl Pacer {
         }
         self.next = self.next.max(now) + Duration::from_secs_f64(bytes as f64 * 8.0 / rate_bps.max(1.0));
     }
-}
-
-/// The multiple of the estimate packets leave at (see [`PACING_FACTOR`]).
-fn pacing_factor(estimate_bps: f64) -> f64 {
-    let wide = ((estimate_bps - THIN_LINK_BPS) / (WIDE_LINK_BPS - THIN_LINK_BPS)).clamp(0.0, 1.0);
-    THIN_PACING_FACTOR + (PACING_FACTOR - THIN_PACING_FACTOR) * wide
 }
 
 /// The stripe is painted again on a scaled picture, so every size verifies.
@@ -258,7 +244,7 @@ pub(crate) async fn spawn_video_sender(
             let total = budget.estimate();
             let mtu = (total * PACKET_TIME_S / 8.0) as usize;
             for packet in framer.packets(Bytes::from(encoded.data), capture_us, mtu) {
-                pacer.wait(packet.payload.len() + 12, total * pacing_factor(total));
+                pacer.wait(packet.payload.len() + 12, total * PACING_FACTOR);
                 let written = runtime.block_on(track.write_rtp(packet));
                 budget.sent(Instant::now());
                 if let Err(e) = written {
@@ -309,15 +295,6 @@ mod tests {
         assert!(small.len() >= 8 && small.iter().all(|p| p.payload.len() + 12 <= 400));
         let floor = framer.packets(Bytes::from(vec![0x10; 3000]), 1_300_000, 10);
         assert!(floor.iter().all(|p| p.payload.len() + 12 <= MIN_MTU) && floor.len() <= 12);
-    }
-
-    #[test]
-    fn thin_links_pace_closer_to_the_estimate() {
-        assert_eq!(pacing_factor(100_000.0), THIN_PACING_FACTOR);
-        assert_eq!(pacing_factor(THIN_LINK_BPS), THIN_PACING_FACTOR);
-        assert_eq!(pacing_factor(2_500_000.0), PACING_FACTOR);
-        let middle = pacing_factor(650_000.0);
-        assert!(middle > THIN_PACING_FACTOR && middle < PACING_FACTOR);
     }
 
     #[test]
