@@ -30,7 +30,6 @@ enum Kind {
 struct InFlight {
     kind: Kind,
     size: usize,
-    sent: f64,
 }
 
 /// One direction of the link.
@@ -134,7 +133,7 @@ impl Side {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.sent.push((t, size));
-        InFlight { kind: Kind::Media(seq), size, sent: t }
+        InFlight { kind: Kind::Media(seq), size }
     }
 
     /// What this side sends at `t`: audio, the packets of a new frame, paced.
@@ -168,7 +167,7 @@ impl Side {
     }
 
     /// The receiver's report of what arrived since the last, as a feedback packet.
-    fn report(&mut self, t: f64) -> Option<InFlight> {
+    fn report(&mut self) -> Option<InFlight> {
         let highest = self.arrivals.iter().map(|(seq, _)| *seq).max()?;
         let from = self.reported_up_to.map_or(0, |r| r + 1);
         if highest < from {
@@ -181,7 +180,7 @@ impl Side {
         self.arrivals.retain(|(seq, _)| *seq > highest);
         self.reported_up_to = Some(highest);
         self.feedback.push(batch);
-        Some(InFlight { kind: Kind::Feedback(self.feedback.len() - 1), size: FEEDBACK_BYTES, sent: t })
+        Some(InFlight { kind: Kind::Feedback(self.feedback.len() - 1), size: FEEDBACK_BYTES })
     }
 }
 
@@ -208,9 +207,9 @@ pub(super) fn run(seconds: f64, queue_packets: usize, rate: impl Fn(f64) -> f64)
         for link in &mut links {
             link.rate = rate(t);
         }
-        for d in 0..2 {
+        for (d, link) in links.iter_mut().enumerate() {
             let (sender, receiver) = (d, 1 - d);
-            for (arrival, packet) in links[d].advance(t) {
+            for (arrival, packet) in link.advance(t) {
                 match packet.kind {
                     Kind::Media(seq) => sides[receiver].arrivals.push((seq, arrival)),
                     Kind::Feedback(index) => {
@@ -239,7 +238,7 @@ pub(super) fn run(seconds: f64, queue_packets: usize, rate: impl Fn(f64) -> f64)
             side.send(t, &mut links[d]);
             if t >= side.next_feedback {
                 side.next_feedback += FEEDBACK_INTERVAL;
-                if let Some(packet) = side.report(t) {
+                if let Some(packet) = side.report() {
                     links[d].send(t, packet);
                 }
             }
