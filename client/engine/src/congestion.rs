@@ -346,7 +346,9 @@ impl CongestionController {
             let (per_second, trend) = match self.congested_at {
                 None => (RAMP_PER_SECOND, Trend::Ramp),
                 Some(at) if self.estimate < at * 0.7 => (RAMP_PER_SECOND, Trend::Ramp),
-                Some(at) if self.estimate > at * 1.5 || (stale && self.estimate > at) => {
+                // Past the old rate only while no queue at all shows: a widened link carries
+                // more without one, an unchanged one starts queueing at once.
+                Some(at) if (self.estimate > at * 1.5 || (stale && self.estimate > at)) && queue < threshold / 4 => {
                     (WIDEN_PER_SECOND, Trend::Ramp)
                 }
                 Some(_) => (PROBE_PER_SECOND, Trend::Probe),
