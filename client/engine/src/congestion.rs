@@ -133,8 +133,8 @@ pub struct CongestionController {
     queue_rise: Duration,
     /// Arrivals (partner's clock) and sizes of the packets of the last rate window.
     arrivals: VecDeque<(Duration, usize)>,
-    /// Departures and sizes of the packets (arrived or lost) of the last rate window.
-    departures: VecDeque<(Instant, usize)>,
+    /// Departures (since `epoch`) and sizes of the packets, arrived or lost, of the last rate window.
+    departures: VecDeque<(Duration, usize)>,
     /// Feedback time and fate (arrived or not) of the packets of the last loss window.
     fates: VecDeque<(Instant, bool)>,
     last_update: Option<Instant>,
@@ -185,18 +185,12 @@ impl CongestionController {
 
     /// The rate that arrived at the partner over the last half second, bits per second.
     pub fn arrival_rate(&self) -> Option<f64> {
-        let (first, last) = (self.arrivals.front()?.0, self.arrivals.back()?.0);
-        let span = last.saturating_sub(first).max(Duration::from_millis(100));
-        let bytes: usize = self.arrivals.iter().map(|(_, size)| size).sum();
-        Some(bytes as f64 * 8.0 / span.as_secs_f64())
+        window_rate(&self.arrivals)
     }
 
     /// The rate the reported packets of the last half second left at, bits per second.
     fn departure_rate(&self) -> Option<f64> {
-        let (first, last) = (self.departures.front()?.0, self.departures.back()?.0);
-        let span = last.saturating_duration_since(first).max(Duration::from_millis(100));
-        let bytes: usize = self.departures.iter().map(|(_, size)| size).sum();
-        Some(bytes as f64 * 8.0 / span.as_secs_f64())
+        window_rate(&self.departures)
     }
 
     /// The fraction of the last second's packets that were lost, when enough were reported.
@@ -217,30 +211,20 @@ impl CongestionController {
             if self.last_decrease.is_none_or(|cut| fate.departure >= cut) {
                 self.fates.push_back((now, fate.arrival.is_some()));
             }
-            let Some(arrival) = fate.arrival else { continue };
             let sent = fate.departure.checked_duration_since(epoch).unwrap_or_default();
+            self.departures.push_back((sent, fate.size));
+            let Some(arrival) = fate.arrival else { continue };
             let one_way = arrival.as_secs_f64() - sent.as_secs_f64();
             batch_min = Some(batch_min.map_or(one_way, |m: f64| m.min(one_way)));
             self.arrivals.push_back((arrival, fate.size));
         }
-        for fate in fates {
-            self.departures.push_back((fate.departure, fate.size));
-        }
-        if let Some(newest) = self.departures.iter().map(|(d, _)| *d).max() {
-            while self.departures.front().is_some_and(|(d, _)| newest.saturating_duration_since(*d) > RATE_WINDOW) {
-                self.departures.pop_front();
-            }
-        }
+        keep_rate_window(&mut self.departures);
         while self.fates.len() > LOSS_MIN_PACKETS
             && self.fates.front().is_some_and(|(at, _)| now.saturating_duration_since(*at) > LOSS_WINDOW)
         {
             self.fates.pop_front();
         }
-        if let Some(newest) = self.arrivals.iter().map(|(a, _)| *a).max() {
-            while self.arrivals.front().is_some_and(|(a, _)| newest.saturating_sub(*a) > RATE_WINDOW) {
-                self.arrivals.pop_front();
-            }
-        }
+        keep_rate_window(&mut self.arrivals);
         if let Some(newest) = fates.iter().map(|f| f.departure).max() {
             self.newest_reported = Some(self.newest_reported.map_or(newest, |n| n.max(newest)));
             self.lags.push_back((now, now.saturating_duration_since(newest)));
@@ -375,6 +359,24 @@ impl CongestionController {
             self.congested_at = congested_at;
         }
         self.trend = trend;
+    }
+}
+
+/// The rate of a window of (time, bytes) packets, bits per second, over at least 100 ms (a
+/// burst must not read as a huge rate).
+fn window_rate(window: &VecDeque<(Duration, usize)>) -> Option<f64> {
+    let (first, last) = (window.front()?.0, window.back()?.0);
+    let span = last.saturating_sub(first).max(Duration::from_millis(100));
+    let bytes: usize = window.iter().map(|(_, size)| size).sum();
+    Some(bytes as f64 * 8.0 / span.as_secs_f64())
+}
+
+/// Drops what is older than [`RATE_WINDOW`] before the newest packet of the window.
+fn keep_rate_window(window: &mut VecDeque<(Duration, usize)>) {
+    if let Some(newest) = window.iter().map(|(at, _)| *at).max() {
+        while window.front().is_some_and(|(at, _)| newest.saturating_sub(*at) > RATE_WINDOW) {
+            window.pop_front();
+        }
     }
 }
 
