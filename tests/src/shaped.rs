@@ -98,10 +98,17 @@ pub struct Second {
     pub send_size: Option<(u32, u32)>,
     pub codec: Option<String>,
     pub size_reason: Option<String>,
-    /// Fraction of inbound packets lost since the call began.
+    /// Fraction of inbound packets lost since the call began, and the counts behind it.
     pub loss: f64,
-    /// Audio frames concealed since the call began.
+    pub packets_lost: Option<u64>,
+    pub packets_received: Option<u64>,
+    /// Audio frames missing at their turn since the call began, and of those how many were
+    /// rebuilt from in-band FEC and how many concealed.
     pub audio_gaps: Option<u64>,
+    pub audio_fec: Option<u64>,
+    pub audio_concealed: Option<u64>,
+    /// The audio receiver's whole account (`audio_receive` in the stats), as the client wrote it.
+    pub audio_receive: Value,
     pub audio_hz: Option<f64>,
     pub rtt_ms: Option<f64>,
     pub frames_verified: u64,
@@ -131,7 +138,12 @@ impl Second {
             codec: text("codec"),
             size_reason: text("size_reason"),
             loss: number("loss"),
+            packets_lost: stats["packets_lost"].as_u64(),
+            packets_received: stats["packets_received"].as_u64(),
             audio_gaps: stats["audio_gaps"].as_u64(),
+            audio_fec: stats["audio_receive"]["fec_recovered"].as_u64(),
+            audio_concealed: stats["audio_receive"]["concealed"].as_u64(),
+            audio_receive: stats["audio_receive"].clone(),
             audio_hz: optional("audio_hz"),
             rtt_ms: optional("rtt_ms"),
             frames_verified: count("frames_verified"),
@@ -164,7 +176,10 @@ impl Second {
             "codec": self.codec,
             "size_reason": self.size_reason,
             "loss": round(self.loss, 4),
+            "packets_lost": self.packets_lost,
+            "packets_received": self.packets_received,
             "audio_gaps": self.audio_gaps,
+            "audio_receive": self.audio_receive,
             "audio_hz": self.audio_hz.map(|hz| round(hz, 1)),
             "rtt_ms": self.rtt_ms.map(|ms| round(ms, 1)),
             "frames_verified": self.frames_verified,
@@ -353,10 +368,14 @@ pub struct Received {
     pub link_share: f64,
     pub sent_kbps: f64,
     pub target_kbps: f64,
-    /// Fraction of inbound packets lost since the call began, at the window's end.
+    /// Fraction of inbound packets lost within the window (since the call began for clients
+    /// that do not report packet counts).
     pub loss: f64,
-    /// Audio frames concealed within the window.
+    /// Audio frames missing at their turn within the window, and of those how many were rebuilt
+    /// from in-band FEC and how many concealed.
     pub audio_gaps: Option<u64>,
+    pub audio_fec: Option<u64>,
+    pub audio_concealed: Option<u64>,
     /// The median dominant frequency of the received audio.
     pub audio_hz: Option<f64>,
     pub rtt_ms: Option<f64>,
@@ -379,7 +398,11 @@ impl Recording {
         let mean = |f: fn(&Second) -> f64| window.iter().map(|s| f(s)).sum::<f64>() / n;
         let fps: Vec<f64> = window.iter().map(|s| s.recv_fps).collect();
         let link_kbps: f64 = window.iter().map(|s| f64::from(self.case.rate_at(s.middle()))).sum();
-        let gaps_before = before.map_or(Some(0), |s| s.audio_gaps);
+        // A counter's growth over the window.
+        let grew = |counter: fn(&Second) -> Option<u64>| {
+            let start = before.map_or(Some(0), counter);
+            last.and_then(counter).zip(start).map(|(end, start)| end.saturating_sub(start))
+        };
         Received {
             seconds: window.len(),
             mean_fps: mean(|s| s.recv_fps),
@@ -397,8 +420,13 @@ impl Recording {
             link_share: if link_kbps > 0.0 { window.iter().map(|s| s.recv_kbps).sum::<f64>() / link_kbps } else { 0.0 },
             sent_kbps: mean(|s| s.sent_kbps),
             target_kbps: mean(|s| s.target_kbps),
-            loss: last.map_or(0.0, |s| s.loss),
-            audio_gaps: last.and_then(|s| s.audio_gaps).zip(gaps_before).map(|(end, start)| end.saturating_sub(start)),
+            loss: match (grew(|s| s.packets_lost), grew(|s| s.packets_received)) {
+                (Some(lost), Some(received)) if lost + received > 0 => lost as f64 / (lost + received) as f64,
+                _ => last.map_or(0.0, |s| s.loss),
+            },
+            audio_gaps: grew(|s| s.audio_gaps),
+            audio_fec: grew(|s| s.audio_fec),
+            audio_concealed: grew(|s| s.audio_concealed),
             audio_hz: percentile(window.iter().filter_map(|s| s.audio_hz).collect(), 50.0),
             rtt_ms: percentile(window.iter().filter_map(|s| s.rtt_ms).collect(), 50.0),
             recovery: self.recovery(side),
@@ -467,6 +495,8 @@ impl Received {
             "target_kbps": round(self.target_kbps, 0),
             "loss": round(self.loss, 4),
             "audio_gaps": self.audio_gaps,
+            "audio_fec": self.audio_fec,
+            "audio_concealed": self.audio_concealed,
             "audio_hz": self.audio_hz.map(|hz| round(hz, 1)),
             "rtt_ms": self.rtt_ms.map(|ms| round(ms, 1)),
             "recovery": recovery,

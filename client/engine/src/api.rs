@@ -54,8 +54,11 @@ pub struct CallStats {
     /// Target bitrate of the video encoder (congestion control), kbit/s.
     pub target_kbps: f64,
     pub rtt_ms: Option<f64>,
-    /// Fraction of inbound packets lost, 0 to 1.
+    /// Fraction of inbound packets lost, 0 to 1, since the call began.
     pub loss: f64,
+    /// Inbound RTP packets lost (after retransmission) and received since the call began.
+    pub packets_lost: u64,
+    pub packets_received: u64,
     /// Frames whose stripe was read back intact since the call began.
     pub frames_verified: u64,
     /// Frames decoded whose stripe did not verify (corruption) since the call began.
@@ -78,11 +81,31 @@ pub struct CallStats {
     /// Audio frames (20 ms) the receiver had to conceal since the call began: lost or late
     /// packets, each a gap in what the stranger said.
     pub audio_gaps: u64,
+    /// How those gaps and the playout delay came about.
+    pub audio_receive: AudioReceive,
     /// Dominant frequency of the received audio, Hz, and its level (RMS, 0 to 1).
     pub audio_hz: Option<f64>,
     pub audio_rms: f64,
     pub path: Option<PathInfo>,
     pub keyframes_requested: u64,
+}
+
+/// The audio receiver's account since the call began: what became of the stranger's 20 ms
+/// frames, and the playout delay it holds now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct AudioReceive {
+    /// Frames missing at their turn and rebuilt from the next packet's in-band FEC.
+    pub fec_recovered: u64,
+    /// Frames missing at their turn with nothing to rebuild them from: concealed.
+    pub concealed: u64,
+    /// Packets that arrived after their turn (already counted as missing).
+    pub late: u64,
+    /// Ticks played from concealment to let the playout delay grow.
+    pub stretched: u64,
+    /// Packets dropped unplayed to bring the playout delay down.
+    pub skipped: u64,
+    /// The playout delay the jitter buffer aims for now, ms.
+    pub delay_ms: f64,
 }
 
 /// What an `error` event is about. It is written as its name (`call`, `chat`, `media`,

@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::api::AudioReceive;
+
 #[derive(Default)]
 pub struct Counters {
     pub video_frames_sent: AtomicU64,
@@ -22,6 +24,8 @@ pub struct Counters {
     pub send_size: AtomicU64,
     /// Received audio frames concealed (lost or late) since the call began.
     pub audio_gaps: AtomicU64,
+    /// How the audio receiver fared since the call began (updated once a second).
+    pub audio_receive: Mutex<AudioReceive>,
     /// The video codec we send, once negotiated, and why the size we send last changed.
     pub codec: Mutex<Option<&'static str>>,
     pub size_reason: Mutex<Option<&'static str>>,

@@ -20,7 +20,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::media_stream::Track;
 use webrtc::peer_connection::{PeerConnection, RTCIceCandidateType, StatsSelector};
 
-use crate::api::{CallStats, PathInfo};
+use crate::api::{AudioReceive, CallStats, PathInfo};
 use crate::call::{CallEvent, Controls, EventSink};
 use crate::call_tasks::CallTasks;
 use crate::counters::Counters;
@@ -292,19 +292,42 @@ pub(crate) fn spawn_audio_receiver(
         let mut window: VecDeque<i16> = VecDeque::with_capacity(SAMPLE_RATE as usize);
         let mut next = Instant::now();
         let mut frames = 0u32;
+        let (mut fec_recovered, mut stretched) = (0u64, 0u64);
         while !controls.stop.load(Ordering::Relaxed) {
             next += Duration::from_millis(20);
             sleep_until(next);
-            let slot = buffer.lock().expect("jitter lock is never poisoned").pop(Instant::now());
+            let (slot, jitter_stats, delay) = {
+                let mut buffer = buffer.lock().expect("jitter lock is never poisoned");
+                let slot = buffer.pop(Instant::now());
+                (slot, buffer.stats(), buffer.target_delay())
+            };
+            let stretching = slot.is_none() && jitter_stats.stretched > stretched;
+            stretched = jitter_stats.stretched;
             if matches!(slot, Some(jitter::Slot::Missing { .. })) {
                 Counters::add(&counters.audio_gaps, 1);
             }
             let decoded = match slot {
                 Some(jitter::Slot::Packet { payload, .. }) => decoder.decode(Some(&payload)),
-                Some(jitter::Slot::Missing { next: Some(next), .. }) => decoder.decode_fec(&next),
+                Some(jitter::Slot::Missing { next: Some(next), .. }) => {
+                    fec_recovered += 1;
+                    decoder.decode_fec(&next)
+                }
                 Some(jitter::Slot::Missing { next: None, .. }) => decoder.decode(None),
+                // The buffer holds its frame back to let the delay grow: play a concealed one
+                // so the speaker hears a stretched sound rather than a hole.
+                None if stretching => decoder.decode(None),
                 None => continue,
             };
+            if frames % 50 == 0 {
+                *counters.audio_receive.lock().expect("audio lock is never poisoned") = AudioReceive {
+                    fec_recovered,
+                    concealed: jitter_stats.missing.saturating_sub(fec_recovered),
+                    late: jitter_stats.late,
+                    stretched: jitter_stats.stretched,
+                    skipped: jitter_stats.skipped,
+                    delay_ms: delay.as_secs_f64() * 1000.0,
+                };
+            }
             let Ok(frame) = decoded else { continue };
             if let Some(out) = &out {
                 out.0.play(&frame);
@@ -379,6 +402,7 @@ pub(crate) async fn report_stats(
             send_height: (send_size & 0xffff_ffff) as u32,
             size_reason: (*counters.size_reason.lock().expect("reason lock is never poisoned")).map(str::to_owned),
             audio_gaps: Counters::get(&counters.audio_gaps),
+            audio_receive: *counters.audio_receive.lock().expect("audio lock is never poisoned"),
             audio_hz,
             audio_rms,
             keyframes_requested: Counters::get(&counters.keyframes_requested),
@@ -452,5 +476,7 @@ async fn transport_stats(pc: &dyn PeerConnection, relayed_via: &RelayedVia, stat
     }
     let total = lost.max(0) as f64 + received as f64;
     stats.loss = if total > 0.0 { lost.max(0) as f64 / total } else { 0.0 };
+    stats.packets_lost = lost.max(0) as u64;
+    stats.packets_received = received;
     selected
 }

@@ -207,7 +207,7 @@ fn main() -> anyhow::Result<()> {
 
 const HEADER: [&str; 2] = [
     "| case | side | first frame ms | recv fps | frozen s (longest) | g2g p50 ms | g2g p95 ms | recv size | codec \
-     | recv kbit/s | % of link | sent kbit/s | target kbit/s | send size | loss % | audio gaps | p50 < 200 ms after fall |",
+     | recv kbit/s | % of link | sent kbit/s | target kbit/s | send size | loss % | audio gaps (FEC / concealed) | p50 < 200 ms after fall |",
     "|---|---|--:|--:|--:|--:|--:|---|---|--:|--:|--:|--:|---|--:|--:|--:|",
 ];
 
@@ -235,7 +235,11 @@ fn row(recording: &Recording, side: usize, got: &Received) -> String {
         format!("{:.0}", got.target_kbps),
         format_size(got.send_size),
         format!("{:.1}", got.loss * 100.0),
-        got.audio_gaps.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+        match (got.audio_gaps, got.audio_fec, got.audio_concealed) {
+            (Some(gaps), Some(fec), Some(concealed)) => format!("{gaps} ({fec} / {concealed})"),
+            (Some(gaps), _, _) => gaps.to_string(),
+            _ => "-".to_owned(),
+        },
         recovery,
     ];
     format!("| {} |", cells.join(" | "))

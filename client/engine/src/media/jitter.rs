@@ -6,8 +6,11 @@
 //! reads, and the buffer holds a bounded number of packets.
 //!
 //! Timing: a packet's transit is its arrival time minus its RTP time. The smallest transit over
-//! the last [`WINDOW`] packets is the network's base delay, the spread above it is the jitter, and
-//! the target delay is the jitter plus half a frame, clamped. At each tick the buffer compares how
+//! the last [`WINDOW`] packets is the network's base delay; the largest over the last
+//! [`PEAK_MEMORY`] above it is the jitter, and the target delay is the jitter plus half a frame,
+//! clamped. The peak is remembered longer than the base: a congested link's queue swells every
+//! few seconds as the sender probes for more bandwidth, and a target that forgot the last swell
+//! after two seconds of calm would lose packets to the next one. At each tick the buffer compares how
 //! long the due packet has been (or would have been) waiting for the base-delay path with the
 //! target: too early and it plays nothing (the caller conceals one frame, stretching the delay),
 //! much too late and it skips one buffered packet (shrinking the delay).
@@ -17,6 +20,10 @@ use std::time::{Duration, Instant};
 
 /// Packets whose transit times set the jitter estimate (about 2.5 s of 20 ms packets).
 pub const WINDOW: usize = 128;
+/// How long the largest transit counts towards the target delay.
+pub const PEAK_MEMORY: Duration = Duration::from_secs(10);
+/// Most transits remembered for the peak (10 s of 20 ms packets, with room for duplicates).
+const PEAK_CAPACITY: usize = 1024;
 /// Playout ticks of consecutive loss with an empty buffer after which the buffer starts over
 /// (waits for the target delay again) when packets return.
 const RESYNC_AFTER_MISSING: u32 = 50;
@@ -120,6 +127,8 @@ pub struct JitterBuffer {
     last_rtp_us: i64,
     missing_run: u32,
     transits: VecDeque<i64>,
+    /// (arrival, transit) of the packets of the last [`PEAK_MEMORY`], in arrival order.
+    recent: VecDeque<(i64, i64)>,
     stats: JitterStats,
 }
 
@@ -135,6 +144,7 @@ impl JitterBuffer {
             last_rtp_us: 0,
             missing_run: 0,
             transits: VecDeque::with_capacity(WINDOW),
+            recent: VecDeque::new(),
             stats: JitterStats::default(),
         }
     }
@@ -152,10 +162,11 @@ impl JitterBuffer {
         self.packets.is_empty()
     }
 
-    /// The delay the buffer aims for, from the jitter seen over the last [`WINDOW`] packets.
+    /// The delay the buffer aims for: the largest transit of the last [`PEAK_MEMORY`] above the
+    /// smallest of the last [`WINDOW`] packets.
     pub fn target_delay(&self) -> Duration {
-        let spread = match (self.transits.iter().max(), self.transits.iter().min()) {
-            (Some(max), Some(min)) => max - min,
+        let spread = match (self.recent.iter().map(|&(_, transit)| transit).max(), self.transits.iter().min()) {
+            (Some(max), Some(min)) => (max - min).max(0),
             _ => 0,
         };
         let frame = self.frame_us();
@@ -189,6 +200,11 @@ impl JitterBuffer {
             self.transits.pop_front();
         }
         self.transits.push_back(now_us - rtp_us);
+        let memory = i64::try_from(PEAK_MEMORY.as_micros()).unwrap_or(i64::MAX);
+        while self.recent.front().is_some_and(|&(at, _)| at < now_us - memory) || self.recent.len() >= PEAK_CAPACITY {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((now_us, now_us - rtp_us));
 
         if self.next.is_some_and(|next| ext_seq < next) {
             self.stats.late += 1;
@@ -280,6 +296,7 @@ impl JitterBuffer {
         self.next = None;
         self.playing = false;
         self.transits.clear();
+        self.recent.clear();
         self.stats.restarts += 1;
     }
 
@@ -417,15 +434,35 @@ mod tests {
 
     #[test]
     fn delay_shrinks_by_skipping_when_jitter_goes_away() {
-        // 150 ms spikes early on, then a clean network: the old spikes leave the window and the
-        // buffer skips packets to come back down.
+        // 150 ms spikes early on, then a clean network: the old spikes are forgotten after
+        // PEAK_MEMORY and the buffer skips packets to come back down.
         let delay = |seq: u16| Some(Duration::from_millis(if seq < 40 && seq % 10 == 0 { 150 } else { 2 }));
-        let (played, buffer) = run(400, delay, JitterConfig::default());
+        let (played, buffer) = run(800, delay, JitterConfig::default());
         assert_eq!(buffer.target_delay(), Duration::from_millis(20));
         assert!(buffer.stats().skipped >= 4, "{:?}", buffer.stats());
         // At the end each tick plays the packet sent ~20-40 ms earlier.
-        let last: u16 = played[399].parse().expect("a packet");
-        assert!((397..=399).contains(&last), "tick 399 played {last}");
+        let last: u16 = played[799].parse().expect("a packet");
+        assert!((797..=799).contains(&last), "tick 799 played {last}");
+    }
+
+    #[test]
+    fn a_queue_that_swells_every_few_seconds_loses_nothing_after_the_first_swell() {
+        // A congested link: every 8 s the queue grows to 120 ms over a second, then drains over
+        // half a second (the sender probing for bandwidth and backing off).
+        let swell = |seq: u16| {
+            let ms = (u64::from(seq) * 20) % 8_000;
+            let queue = match ms {
+                0..1_000 => ms * 120 / 1_000,
+                1_000..1_500 => 120 - (ms - 1_000) * 120 / 500,
+                _ => 0,
+            };
+            Some(Duration::from_millis(5 + queue))
+        };
+        let (played, buffer) = run(2_000, swell, JitterConfig::default());
+        let missing_after_first: Vec<&String> = played[500..].iter().filter(|p| p.starts_with('x')).collect();
+        assert!(missing_after_first.is_empty(), "{missing_after_first:?} {:?}", buffer.stats());
+        assert_eq!(buffer.stats().late, buffer.stats().missing, "every loss was a late packet");
+        assert!(buffer.target_delay() >= Duration::from_millis(120), "{:?}", buffer.target_delay());
     }
 
     #[test]

@@ -804,13 +804,20 @@ mod tests {
 
     /// Encode and decode times at 640x480 and 1 Mbps (the thread's CPU time), beside OpenH264's
     /// when it is built in; `cargo test -- --ignored --nocapture timing_at_640x480` prints them.
+    /// `STRANGERS_TIMING_BPS` sets another bitrate and `STRANGERS_TIMING_CODEC` (`VP8`, `H264`)
+    /// one codec, for instruction counts under valgrind.
     #[test]
     #[ignore = "a measurement, not a check"]
     fn timing_at_640x480() {
+        let bitrate_bps = std::env::var("STRANGERS_TIMING_BPS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+        let only = std::env::var("STRANGERS_TIMING_CODEC").ok();
         let mut source = PatternSource::new(640, 480, 30).expect("fits");
         let frames: Vec<VideoFrame> = (0..300).map(|i| source.next_frame(capture_us(i))).collect();
         for codec in crate::media::video_codec::VideoCodec::all_available() {
-            let config = EncoderConfig { bitrate_bps: 1_000_000, ..EncoderConfig::default() };
+            if only.as_deref().is_some_and(|name| name != codec.to_string()) {
+                continue;
+            }
+            let config = EncoderConfig { bitrate_bps, ..EncoderConfig::default() };
             let mut enc = crate::media::video_codec::VideoEncoder::new(*codec, config).expect("encoder");
             let mut dec = crate::media::video_codec::VideoDecoder::new(*codec).expect("decoder");
             let (mut encode_time, mut decode_time, mut decoded, mut bytes) = (Duration::ZERO, Duration::ZERO, 0u32, 0);
@@ -831,7 +838,7 @@ mod tests {
             let decode_ms = decode_time.as_secs_f64() * 1000.0 / f64::from(decoded.max(1));
             let kbps = bytes as f64 * 8.0 * 30.0 / frames.len() as f64 / 1000.0;
             println!(
-                "{codec} 640x480 at 1 Mbps: encode {encode_ms:.2} ms/frame, decode {decode_ms:.2} ms/frame, \
+                "{codec} 640x480 at {bitrate_bps} bps: encode {encode_ms:.2} ms/frame, decode {decode_ms:.2} ms/frame, \
                  {decoded} of {} frames, {kbps:.0} kbps",
                 frames.len()
             );
