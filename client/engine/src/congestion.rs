@@ -24,7 +24,8 @@
 //!   congestion and after a deep cut (below 70 % of the link's rate as last seen), 12 % a
 //!   second far above that rate or past it with no congestion for 5 s (the link may have
 //!   widened), and gently (5 % a second) near it. It never runs further than twice ahead of the rate that actually
-//!   arrived, so an encoder sending less than allowed does not let it climb blindly.
+//!   arrived, so an encoder sending less than allowed does not let it climb blindly; past the last
+//!   congestion point it grows only while we send at least 80 % of it.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -76,8 +77,8 @@ pub enum Trend {
 /// Queueing delay above which the estimate drops, at an arrival rate of `rate` bits per second
 /// with packets of at most `packet` bytes.
 fn delay_threshold(rate: f64, packet: usize) -> Duration {
-    let two_packets = 2.0 * packet as f64 * 8.0 / rate.max(30_000.0);
-    Duration::from_millis(30) + Duration::from_secs_f64(two_packets.min(0.25))
+    let one_packet = packet as f64 * 8.0 / rate.max(30_000.0);
+    Duration::from_millis(30) + Duration::from_secs_f64(one_packet.min(0.1))
 }
 
 /// How long the base delay is remembered.
@@ -105,6 +106,14 @@ const WIDEN_PER_SECOND: f64 = 1.12;
 const QUEUE_RISE: Duration = Duration::from_millis(10);
 /// Sending this much faster than packets arrive shows the link is saturated.
 const SATURATED: f64 = 1.03;
+/// Past the rate where congestion last showed, the estimate grows only while we send at least
+/// this share of it (or within [`UNUSED_SLACK_BPS`] of it, for thin links where audio and the
+/// smallest picture leave little to use): an estimate the encoder does not use is unproven, and
+/// when a larger picture or a busier scene suddenly used it all at once, the queue grew by
+/// 300 ms before the feedback could tell (250 kbit/s: estimates of 270 kbit/s while 190 were
+/// sent).
+const USED_SHARE: f64 = 0.8;
+const UNUSED_SLACK_BPS: f64 = 50_000.0;
 /// How long after the last decrease its rate stops counting as the link's, once passed.
 const FORGET_AFTER: Duration = Duration::from_secs(5);
 /// Feedback this much later than the latest of the last second's batches came (measured from
@@ -340,6 +349,12 @@ impl CongestionController {
                 }
                 Some(_) => (PROBE_PER_SECOND, Trend::Probe),
             };
+            let needed = (self.estimate * USED_SHARE).min(self.estimate - UNUSED_SLACK_BPS);
+            let unused = self.departure_rate().is_none_or(|sent| sent < needed);
+            if self.congested_at.is_some_and(|at| self.estimate > at) && unused {
+                self.trend = Trend::Hold;
+                return;
+            }
             let grown = self.estimate * per_second.powf(elapsed.as_secs_f64());
             // Never far ahead of what actually arrives (an encoder may send less than allowed).
             let ceiling = (arrived * 2.0 + 100_000.0).max(self.estimate);
@@ -404,6 +419,9 @@ mod tests {
         lose_randomly: Option<f64>,
         rng: u64,
         sent: u64,
+        /// The most the sender sends, bits per second, whatever the estimate (an encoder with
+        /// little to say), if set.
+        sender_limit: Option<f64>,
     }
 
     impl Path {
@@ -418,6 +436,7 @@ mod tests {
                 lose_randomly: None,
                 rng: 0x2545_f491_4f6c_dd1d,
                 sent: 0,
+                sender_limit: None,
             }
         }
 
@@ -467,7 +486,7 @@ mod tests {
         while t < from + seconds {
             change(t, path);
             let step = 0.002;
-            credit += cc.estimate() * step / 8.0;
+            credit += cc.estimate().min(path.sender_limit.unwrap_or(f64::INFINITY)) * step / 8.0;
             while credit >= 1200.0 {
                 credit -= 1200.0;
                 let arrival = path.send(t, 1200);
@@ -572,6 +591,22 @@ mod tests {
         assert!(during > 150_000.0 && during < 320_000.0, "estimate {during:.0} while the link gives 300k");
         let (after, _) = steady(&trace, 62.0);
         assert!(after > 1_500_000.0, "estimate {after:.0} 22 s after the link came back");
+    }
+
+    #[test]
+    fn an_estimate_the_sender_does_not_use_stops_growing_past_the_link_rate() {
+        // The link widens at 15 s, but the sender has only 300 kbit/s to say until 40 s: the
+        // estimate stays near what is sent; then it uses everything and the estimate climbs.
+        let mut cc = CongestionController::new(CongestionConfig::default());
+        let mut path = Path::new(500_000.0, 50);
+        let trace = run(&mut cc, &mut path, Instant::now(), 0.0, 70.0, |t, path| {
+            path.rate = if t < 15.0 { 500_000.0 } else { 5_000_000.0 };
+            path.sender_limit = (15.0..40.0).contains(&t).then_some(300_000.0);
+        });
+        let held = trace.iter().filter(|(t, _, _)| (20.0..40.0).contains(t)).map(|(_, r, _)| *r).fold(0.0, f64::max);
+        assert!(held < 600_000.0, "an unused estimate grew to {held:.0}");
+        let (after, _) = steady(&trace, 60.0);
+        assert!(after > 1_500_000.0, "estimate {after:.0} 20 s after the sender used it all");
     }
 
     #[test]
