@@ -12,12 +12,23 @@ use std::time::{Duration, Instant};
 const UP_AFTER: Duration = Duration::from_secs(2);
 /// How long after moving down before moving up again.
 const UP_NOT_BEFORE: Duration = Duration::from_secs(4);
+/// A move down this soon after a move up means the larger size did not fit: the wait before the
+/// next try doubles, up to [`UP_NOT_BEFORE_MAX`]. On a link just below a size's needs the
+/// target reaches its threshold every few seconds, and each try costs a keyframe at the larger
+/// size and a queue that breaks up the audio.
+const FAILED_UP_WITHIN: Duration = Duration::from_secs(15);
+const UP_NOT_BEFORE_MAX: Duration = Duration::from_secs(64);
 /// Bits per second at which 640x480 is worth sending; other sizes scale with the pixel count
 /// to the power 0.75 (smaller pictures need more bits per pixel).
 const VGA_UP_BPS: f64 = 500_000.0;
 const VGA_PIXELS: f64 = 640.0 * 480.0;
 /// A size is left when the target falls below this share of its threshold.
 const DOWN_SHARE: f64 = 0.75;
+/// The most a size is sent at, as a multiple of its threshold (640x480: 1 Mbit/s). More bits
+/// than this barely show on camera video, and the encoder's work grows with them: VP8 at
+/// 640x480 and 1 Mbit/s runs about as many instructions a frame as OpenH264 did at the
+/// 2.5 Mbit/s it used to be given (18.2 M against 18.5 M), at 2.5 Mbit/s 37 % more.
+const MAX_SHARE: f64 = 2.0;
 /// The smallest width a size may have.
 const MIN_WIDTH: usize = 160;
 /// The lowest frame rate sent.
@@ -53,14 +64,18 @@ pub struct Rung {
     pub up_bps: f64,
     /// Left below this target.
     pub down_bps: f64,
+    /// Never sent above this bitrate.
+    pub max_bps: f64,
 }
 
 /// What to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Choice {
     pub width: usize,
     pub height: usize,
     pub fps: u32,
+    /// The most this size is sent at, bits per second.
+    pub max_bps: f64,
     pub reason: SizeReason,
 }
 
@@ -75,6 +90,9 @@ pub struct Ladder {
     /// Since when the target has been above the next size's threshold.
     above_since: Option<Instant>,
     last_down: Option<Instant>,
+    last_up: Option<Instant>,
+    /// The wait after a move down before moving up again.
+    up_not_before: Duration,
 }
 
 impl Ladder {
@@ -89,12 +107,27 @@ impl Ladder {
                 let h = even((height as f64 * factor).round() as usize);
                 if (w >= MIN_WIDTH || rungs.is_empty()) && !rungs.iter().any(|r| r.width == w) && w > 0 && h > 0 {
                     let up_bps = VGA_UP_BPS * ((w * h) as f64 / VGA_PIXELS).powf(0.75);
-                    rungs.push(Rung { width: w, height: h, up_bps, down_bps: up_bps * DOWN_SHARE });
+                    rungs.push(Rung {
+                        width: w,
+                        height: h,
+                        up_bps,
+                        down_bps: up_bps * DOWN_SHARE,
+                        max_bps: up_bps * MAX_SHARE,
+                    });
                 }
             }
             scale /= 2.0;
         }
-        Ladder { rungs, fps: fps.max(1), current: None, reason: SizeReason::Start, above_since: None, last_down: None }
+        Ladder {
+            rungs,
+            fps: fps.max(1),
+            current: None,
+            reason: SizeReason::Start,
+            above_since: None,
+            last_down: None,
+            last_up: None,
+            up_not_before: UP_NOT_BEFORE,
+        }
     }
 
     pub fn rungs(&self) -> &[Rung] {
@@ -116,17 +149,21 @@ impl Ladder {
                 let lower = (index + 1..=smallest).find(|i| target_bps >= self.rungs[*i].down_bps).unwrap_or(smallest);
                 self.current = Some(lower);
                 self.reason = SizeReason::BandwidthLow;
+                let failed_up = self.last_up.is_some_and(|t| now.saturating_duration_since(t) < FAILED_UP_WITHIN);
+                self.up_not_before =
+                    if failed_up { (self.up_not_before * 2).min(UP_NOT_BEFORE_MAX) } else { UP_NOT_BEFORE };
                 self.last_down = Some(now);
                 self.above_since = None;
                 lower
             }
             Some(index) if index > 0 && target_bps >= self.rungs[index - 1].up_bps => {
                 let since = *self.above_since.get_or_insert(now);
-                let settled = self.last_down.is_none_or(|t| now.saturating_duration_since(t) >= UP_NOT_BEFORE);
+                let settled = self.last_down.is_none_or(|t| now.saturating_duration_since(t) >= self.up_not_before);
                 if now.saturating_duration_since(since) >= UP_AFTER && settled {
                     self.current = Some(index - 1);
                     self.reason = SizeReason::BandwidthHigh;
                     self.above_since = None;
+                    self.last_up = Some(now);
                     index - 1
                 } else {
                     index
@@ -143,7 +180,7 @@ impl Ladder {
         } else {
             self.fps
         };
-        Choice { width: rung.width, height: rung.height, fps, reason: self.reason }
+        Choice { width: rung.width, height: rung.height, fps, max_bps: rung.max_bps, reason: self.reason }
     }
 }
 
@@ -167,6 +204,10 @@ mod tests {
         let hd = sizes(&Ladder::new(1280, 720, 30));
         assert_eq!(hd.first(), Some(&(1280, 720)));
         assert_eq!(hd.last(), Some(&(160, 90)));
+        // Each size has a most it is sent at: 640x480 at 1 Mbit/s.
+        let mut ladder = Ladder::new(640, 480, 30);
+        assert_eq!(ladder.choose(Instant::now(), 5_000_000.0).max_bps, 1_000_000.0);
+        assert!(ladder.rungs().iter().all(|r| r.max_bps > r.up_bps));
         // A source smaller than the smallest width still has one size: its own.
         assert_eq!(sizes(&Ladder::new(128, 96, 30)), [(128, 96)]);
         // Larger sizes need more bits, but fewer per pixel.
@@ -228,6 +269,31 @@ mod tests {
             last = width;
         }
         assert_eq!(changes, 0);
+    }
+
+    #[test]
+    fn a_larger_size_that_does_not_fit_is_tried_less_and_less_often() {
+        // The target climbs past 480x360's threshold every few seconds and falls back as soon as
+        // the larger picture is sent (a link just below what it needs).
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(640, 480, 30);
+        let (small, large) = (ladder.rungs()[2], ladder.rungs()[1]);
+        let mut ups = Vec::new();
+        let mut width = ladder.choose(t0, small.up_bps * 1.1).width;
+        for ms in (0..120_000u64).step_by(100) {
+            let target = if width == large.width { small.up_bps * 1.1 } else { large.up_bps * 1.1 };
+            let now = t0 + Duration::from_millis(ms);
+            let next = ladder.choose(now, target).width;
+            if next == large.width && width != large.width {
+                ups.push(ms);
+            }
+            width = next;
+        }
+        let gaps: Vec<u64> = ups.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(ups.len() <= 6, "tried {} times in two minutes: {ups:?}", ups.len());
+        assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "the waits grow: {gaps:?}");
+        // The wait stays long while the larger size keeps failing.
+        assert!(ladder.up_not_before > UP_NOT_BEFORE);
     }
 
     #[test]

@@ -214,8 +214,8 @@ pub(crate) async fn spawn_video_sender(
                 frame.capture_us = capture_us;
                 let _ = stripe::paint(&mut frame, number, capture_us);
             }
-            let target = video_target(&budget);
-            let choice = ladder.choose(Instant::now(), target);
+            let choice = ladder.choose(Instant::now(), video_target(&budget));
+            let target = video_target(&budget).min(choice.max_bps);
             if choice.fps != fps && encoder.set_frame_rate(choice.fps as f32).is_ok() {
                 fps = choice.fps;
             }
