@@ -3,7 +3,8 @@
 //! the source's aspect ratio (for 640x480: 480x360, 320x240, 240x180, 160x120), each with a
 //! bitrate above which it is worth moving up to and one below which it must be left. Moving
 //! down is immediate; moving up needs the higher rate held for a while and some time since the
-//! last move down, so the size never flaps. The frame rate drops only below the smallest
+//! last move down (longer after each larger size that did not fit), so the size never flaps,
+//! and goes to the largest size the target is then worth. The frame rate drops only below the smallest
 //! size's floor. Pure: time is an input.
 
 use std::time::{Duration, Instant};
@@ -160,11 +161,14 @@ impl Ladder {
                 let since = *self.above_since.get_or_insert(now);
                 let settled = self.last_down.is_none_or(|t| now.saturating_duration_since(t) >= self.up_not_before);
                 if now.saturating_duration_since(since) >= UP_AFTER && settled {
-                    self.current = Some(index - 1);
+                    // Up to the largest size the target is now worth: while the rate ramps at
+                    // the call's start, one size at a time would reach 640x480 only after 5 s.
+                    let upper = (0..index).find(|i| target_bps >= self.rungs[*i].up_bps).unwrap_or(index - 1);
+                    self.current = Some(upper);
                     self.reason = SizeReason::BandwidthHigh;
                     self.above_since = None;
                     self.last_up = Some(now);
-                    index - 1
+                    upper
                 } else {
                     index
                 }
@@ -246,9 +250,9 @@ mod tests {
             widths.push(ladder.choose(at(ms), 1_000_000.0).width);
         }
         assert_eq!(widths.last(), Some(&640));
-        // One step at a time, each after the target held.
+        // Straight to the largest size the target is worth, once it held.
         let steps: Vec<_> = widths.windows(2).filter(|w| w[0] != w[1]).map(|w| (w[0], w[1])).collect();
-        assert_eq!(steps, [(320, 480), (480, 640)]);
+        assert_eq!(steps, [(320, 640)]);
         assert_eq!(ladder.choose(at(20_000), 1_000_000.0).reason, SizeReason::BandwidthHigh);
     }
 
