@@ -80,6 +80,51 @@ impl Agent {
         now.saturating_duration_since(self.start_time) > min_wait
     }
 
+    /// Whether the pair at `index` goes through a TURN relay (either of its candidates).
+    fn is_relayed_pair(&self, index: usize) -> bool {
+        let p = &self.candidate_pairs[index];
+        self.local_candidates[p.local_index].candidate_type() == CandidateType::Relay
+            || self.remote_candidates[p.remote_index].candidate_type() == CandidateType::Relay
+    }
+
+    /// Controlling agent with a relayed pair selected: keeps checking the other pairs, and
+    /// nominates the best direct one that works, which replaces the relayed pair once the
+    /// nomination is answered (renomination). Media starts on the relay and moves.
+    fn seek_direct_pair(&mut self, now: Instant, selected: usize) {
+        if let Some(nominated) = self.nominated_pair
+            && nominated != selected
+        {
+            let p = &mut self.candidate_pairs[nominated];
+            if p.state == CandidatePairState::Failed || p.binding_request_count > self.max_binding_requests {
+                // The direct pair stopped answering: stay on the relay.
+                p.state = CandidatePairState::Failed;
+                self.nominated_pair = Some(selected);
+            } else {
+                p.binding_request_count += 1;
+                self.nominate_pair(now);
+                return;
+            }
+        }
+        if let Some(best) = self.get_best_valid_candidate_pair()
+            && !self.is_relayed_pair(best)
+        {
+            let p = self.candidate_pairs[best];
+            if self.is_nominatable(now, p.local_index, true)
+                && self.is_nominatable(now, p.remote_index, false)
+            {
+                debug!(
+                    "renominating from a relayed pair to ({}, {})",
+                    self.local_candidates[p.local_index], self.remote_candidates[p.remote_index],
+                );
+                self.candidate_pairs[best].binding_request_count = 0;
+                self.nominated_pair = Some(best);
+                self.nominate_pair(now);
+                return;
+            }
+        }
+        self.ping_all_candidates(now);
+    }
+
     fn nominate_pair(&mut self, now: Instant) {
         let result = {
             let Some(remote_credentials) = &self.ufrag_pwd.remote_credentials else {
@@ -222,9 +267,12 @@ impl ControllingSelector for Agent {
 
         let nominated_pair_is_some = self.nominated_pair.is_some();
 
-        if self.get_selected_pair().is_some() {
+        if let Some(selected) = self.get_selected_pair() {
             if self.validate_selected_pair(now) {
                 self.check_keepalive(now);
+            }
+            if self.is_relayed_pair(selected) {
+                self.seek_direct_pair(now, selected);
             }
         } else if nominated_pair_is_some {
             self.nominate_pair(now);
@@ -335,7 +383,11 @@ impl ControllingSelector for Agent {
                     selected_pair_is_none,
                     rtt.as_millis()
                 );
-                if pending_request.is_use_candidate && selected_pair_is_none {
+                // The first nomination answered selects its pair; later, the answered
+                // renomination of a direct pair replaces a relayed one.
+                let renominated = self.nominated_pair == Some(pair_index)
+                    && self.get_selected_pair() != Some(pair_index);
+                if pending_request.is_use_candidate && (selected_pair_is_none || renominated) {
                     self.set_selected_pair(Some(now), Some(pair_index));
                 }
             } else {
@@ -416,9 +468,14 @@ impl ControlledSelector for Agent {
         // A lite selector should not contact candidates
         if self.lite {
             self.validate_selected_pair(now);
-        } else if self.get_selected_pair().is_some() {
+        } else if let Some(selected) = self.get_selected_pair() {
             if self.validate_selected_pair(now) {
                 self.check_keepalive(now);
+            }
+            // On a relayed pair, the checks of the others go on: a direct pair that works
+            // may be nominated in its place.
+            if self.is_relayed_pair(selected) {
+                self.ping_all_candidates(now);
             }
         } else {
             self.ping_all_candidates(now);
@@ -542,7 +599,18 @@ impl ControlledSelector for Agent {
                     // previously sent by this pair produced a successful response and
                     // generated a valid pair (Section 7.2.5.3.2).  The agent sets the
                     // nominated flag value of the valid pair to true.
-                    if self.get_selected_pair().is_none() {
+                    // A nomination selects its pair, and a later one of a direct pair
+                    // replaces a relayed pair (never the other way round, so a late
+                    // nomination of the relayed pair cannot take the call back).
+                    let follow = match self.get_selected_pair() {
+                        None => true,
+                        Some(selected) => {
+                            selected != pair_index
+                                && self.is_relayed_pair(selected)
+                                && !self.is_relayed_pair(pair_index)
+                        }
+                    };
+                    if follow {
                         self.set_selected_pair(Some(now), Some(pair_index));
                     }
                     self.send_binding_success(now, m, local_index, remote_index);

@@ -850,6 +850,11 @@ where
             self.poll_writes().await?;
             self.poll_events().await;
             self.poll_reads().await?;
+            // What the reads just produced (answers to packets that came through a TURN relay,
+            // a DTLS flight, the state changes they caused) goes out now, not at the next
+            // wake-up, which during a handshake can be hundreds of milliseconds away.
+            self.poll_writes().await?;
+            self.poll_events().await;
 
             // Wake senders blocked in `DataChannel::writable()`: the poll_* passes above
             // applied any SCTP buffer releases (acked/abandoned bytes) to the per-channel
@@ -1973,6 +1978,27 @@ where
         // consecutive same-destination datagrams into single UDP GSO syscalls.
         let writes = Self::drain_core_writes(self.inner.clone()).await;
         self.flush_writes(writes).await;
+
+        // 1.d what 1.c handed to the TURN clients (packets sent from a relay candidate, now
+        // wrapped for the TURN server) goes out in this pass too.
+        while let Some(msg) = self.turn_relayer.poll_write() {
+            let four_tuple: FourTuple = FourTuple::from(&msg.transport);
+            if let Err(err) = self.handle_write(msg).await {
+                error!(
+                    "Failed to write packet to {:?} from {:?}: {}",
+                    four_tuple.peer_addr, four_tuple.local_addr, err
+                );
+                if let Err(err) = self
+                    .turn_relayer
+                    .handle_event(RTCTurnRelayEventIn::SocketWriteFailure(four_tuple))
+                {
+                    error!(
+                        "Failed to handle event in turn_relayer to {:?} from {:?}: {}",
+                        four_tuple.peer_addr, four_tuple.local_addr, err
+                    );
+                }
+            }
+        }
 
         Ok(())
     }
