@@ -599,6 +599,35 @@ fn a_host_with_no_default_route_and_no_multicast_route_still_calls() {
 }
 
 #[test]
+fn neighbours_on_one_lan_call_directly() {
+    let test = "neighbours_on_one_lan_call_directly";
+    // Behind a symmetric NAT, whose router cannot take a call back into its own LAN: the two
+    // neighbours meet on their LAN or through the relay, and must meet on the LAN.
+    let Some((_turn, lab)) = lab_for_calls(test, "l", &[NatKind::Symmetric], &["--interest-wait", "300"]) else {
+        return;
+    };
+    let home = &lab.homes[0];
+    let neighbour = home.add_neighbour(1).expect("a neighbour on the LAN");
+    let (a, b) = ((home.ns(), lab.ws_url_for(home)), (Some(neighbour.name.as_str()), lab.ws_url_for(home)));
+    let (ca, cb, result) = meet_in((a, b), "lan", &MEDIA, &[]).expect("neighbours call");
+    eprintln!(
+        "neighbours: {} / {}, connected {} ms, first frame {} ms, path changes seen by a: {}",
+        result.path.0,
+        result.path.1,
+        result.connected_ms,
+        result.first_frame_ms,
+        ca.seen_named("path_changed").len()
+    );
+    assert_on_the_link(&result, "neighbours call directly on their LAN");
+    for c in [&ca, &cb] {
+        let errors = c.seen_named("error");
+        assert!(errors.is_empty(), "{}: {errors:?}", c.name);
+    }
+    drop((ca, cb));
+    drop(neighbour);
+}
+
+#[test]
 fn strangers_never_see_a_private_address() {
     let test = "strangers_never_see_a_private_address";
     if !root_or_skip(test, "network namespaces and nftables") {
