@@ -198,6 +198,25 @@ impl Home {
         Ok(host)
     }
 
+    /// Drops every UDP packet from `source` on its way into the home, until
+    /// [`Home::unblock_udp`]: a direct path that does not work yet.
+    pub fn block_udp_from(&self, source: Ipv4Addr) -> anyhow::Result<()> {
+        let rules = format!(
+            "table ip block {{
+  chain inbound {{ type filter hook forward priority filter - 5; policy accept;
+    iifname \"wan\" ip saddr {source} meta l4proto udp drop
+  }}
+}}
+"
+        );
+        nft(&self.router, &rules)
+    }
+
+    /// Lifts [`Home::block_udp_from`].
+    pub fn unblock_udp(&self) -> anyhow::Result<()> {
+        self.router.exec(&["nft", "delete", "table", "ip", "block"])
+    }
+
     /// Forgets the router's mappings: only the UDP ones, as a NAT does when they time out (UDP
     /// mappings live for tens of seconds, TCP ones for hours, so the signaling connection
     /// survives), or all of them, as a router restart does (signaling breaks too).

@@ -599,6 +599,46 @@ fn a_host_with_no_default_route_and_no_multicast_route_still_calls() {
 }
 
 #[test]
+fn a_direct_path_that_opens_late_takes_over_from_the_relay() {
+    let test = "a_direct_path_that_opens_late_takes_over_from_the_relay";
+    let homes = [NatKind::FullCone, NatKind::FullCone];
+    let Some((_turn, lab)) = lab_for_calls(test, "o", &homes, &["--interest-wait", "300"]) else { return };
+    let (a, b) = (&lab.homes[0], &lab.homes[1]);
+    // Until the call is up, each router drops UDP from the other home: only the relay works.
+    a.block_udp_from(b.public_ip).expect("block");
+    b.block_udp_from(a.public_ip).expect("block");
+    let args = ["--interests", "late", "--exit-after", "120"].iter().chain(MEDIA.iter()).copied().collect::<Vec<_>>();
+    let mut ca = Client::start_in(a.ns(), "late/a", &lab.ws_url_for(a), &args).expect("a starts");
+    ca.wait_event(T, "queued").expect("a waits");
+    let mut cb = Client::start_in(b.ns(), "late/b", &lab.ws_url_for(b), &args).expect("b starts");
+    let connected = cb.wait_event(T, "connected").expect("the call connects through the relay");
+    a.unblock_udp().expect("unblock");
+    b.unblock_udp().expect("unblock");
+    // The direct path now works: both sides move to it, count the switch, and verify video.
+    for c in [&mut ca, &mut cb] {
+        let stats = c
+            .wait_for(T, "video on a direct path after a switch", |e| {
+                e["event"] == "stats"
+                    && e["frames_verified"].as_u64().unwrap_or(0) >= FRAMES
+                    && e["path_switches"].as_u64().unwrap_or(0) >= 1
+                    && e["path"]["local"] != "relay"
+                    && e["path"]["remote"] != "relay"
+            })
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(stats["verify_errors"], 0, "{}: corrupt frames: {stats}", c.name);
+        let changes = c.seen_named("path_changed");
+        eprintln!(
+            "{}: connected at {} ms (relayed), now {} / {}, {} switch(es), path_changed events: {changes:?}",
+            c.name, connected["ms_since_find"], stats["path"]["local"], stats["path"]["remote"], stats["path_switches"]
+        );
+        // A switch seen between two reports is told as an event, from the relay.
+        for change in changes {
+            assert!(change["from"]["local"] == "relay" || change["from"]["remote"] == "relay", "{change}");
+        }
+    }
+}
+
+#[test]
 fn neighbours_on_one_lan_call_directly() {
     let test = "neighbours_on_one_lan_call_directly";
     // Behind a symmetric NAT, whose router cannot take a call back into its own LAN: the two

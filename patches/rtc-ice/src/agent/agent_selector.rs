@@ -80,11 +80,35 @@ impl Agent {
         now.saturating_duration_since(self.start_time) > min_wait
     }
 
-    /// Whether the pair at `index` goes through a TURN relay (either of its candidates).
+    /// Whether the pair at `index` goes through a TURN relay: either candidate is a relay, or
+    /// the remote one is peer-reflexive at the address of a relay candidate of the partner (a
+    /// check that came through the partner's relay before that candidate was signalled).
     fn is_relayed_pair(&self, index: usize) -> bool {
         let p = &self.candidate_pairs[index];
+        let remote = &self.remote_candidates[p.remote_index];
         self.local_candidates[p.local_index].candidate_type() == CandidateType::Relay
-            || self.remote_candidates[p.remote_index].candidate_type() == CandidateType::Relay
+            || remote.candidate_type() == CandidateType::Relay
+            || self
+                .remote_candidates
+                .iter()
+                .any(|c| c.candidate_type() == CandidateType::Relay && c.addr() == remote.addr())
+    }
+
+    /// The best pair that has succeeded, a direct one before any relayed one.
+    fn best_valid_pair(&self) -> Option<usize> {
+        (0..self.candidate_pairs.len())
+            .filter(|&i| self.candidate_pairs[i].state == CandidatePairState::Succeeded)
+            .max_by_key(|&i| (!self.is_relayed_pair(i), self.candidate_pairs[i].priority()))
+    }
+
+    /// Whether the succeeded pair at `index` may be nominated as of `now`: each candidate's
+    /// type has had its acceptance wait, and a relayed pair the relay's.
+    fn is_pair_nominatable(&self, now: Instant, index: usize) -> bool {
+        let p = self.candidate_pairs[index];
+        self.is_nominatable(now, p.local_index, true)
+            && self.is_nominatable(now, p.remote_index, false)
+            && (!self.is_relayed_pair(index)
+                || now.saturating_duration_since(self.start_time) > self.relay_acceptance_min_wait)
     }
 
     /// Controlling agent with a relayed pair selected: keeps checking the other pairs, and
@@ -105,13 +129,11 @@ impl Agent {
                 return;
             }
         }
-        if let Some(best) = self.get_best_valid_candidate_pair()
+        if let Some(best) = self.best_valid_pair()
             && !self.is_relayed_pair(best)
         {
             let p = self.candidate_pairs[best];
-            if self.is_nominatable(now, p.local_index, true)
-                && self.is_nominatable(now, p.remote_index, false)
-            {
+            if self.is_pair_nominatable(now, best) {
                 debug!(
                     "renominating from a relayed pair to ({}, {})",
                     self.local_candidates[p.local_index], self.remote_candidates[p.remote_index],
@@ -277,17 +299,12 @@ impl ControllingSelector for Agent {
         } else if nominated_pair_is_some {
             self.nominate_pair(now);
         } else {
-            let has_nominated_pair = if let Some(pair_index) = self.get_best_valid_candidate_pair()
-            {
-                let p = self.candidate_pairs[pair_index];
-                self.is_nominatable(now, p.local_index, true)
-                    && self.is_nominatable(now, p.remote_index, false)
-            } else {
-                false
-            };
+            let has_nominated_pair = self
+                .best_valid_pair()
+                .is_some_and(|pair_index| self.is_pair_nominatable(now, pair_index));
 
             if has_nominated_pair {
-                if let Some(pair_index) = self.get_best_valid_candidate_pair() {
+                if let Some(pair_index) = self.best_valid_pair() {
                     let p = &mut self.candidate_pairs[pair_index];
                     trace!(
                         "Nominatable pair found, nominating ({}, {})",
