@@ -84,9 +84,16 @@ impl Agent {
     /// the remote one is peer-reflexive at the address of a relay candidate of the partner (a
     /// check that came through the partner's relay before that candidate was signalled).
     fn is_relayed_pair(&self, index: usize) -> bool {
-        let p = &self.candidate_pairs[index];
-        let remote = &self.remote_candidates[p.remote_index];
-        self.local_candidates[p.local_index].candidate_type() == CandidateType::Relay
+        let Some(p) = self.candidate_pairs.get(index) else {
+            return false;
+        };
+        let (Some(local), Some(remote)) = (
+            self.local_candidates.get(p.local_index),
+            self.remote_candidates.get(p.remote_index),
+        ) else {
+            return false;
+        };
+        local.candidate_type() == CandidateType::Relay
             || remote.candidate_type() == CandidateType::Relay
             || self
                 .remote_candidates
@@ -289,11 +296,14 @@ impl ControllingSelector for Agent {
 
         let nominated_pair_is_some = self.nominated_pair.is_some();
 
-        if let Some(selected) = self.get_selected_pair() {
+        if self.get_selected_pair().is_some() {
             if self.validate_selected_pair(now) {
                 self.check_keepalive(now);
             }
-            if self.is_relayed_pair(selected) {
+            // (A failure found by the validation clears the selection and the candidates.)
+            if let Some(selected) = self.get_selected_pair()
+                && self.is_relayed_pair(selected)
+            {
                 self.seek_direct_pair(now, selected);
             }
         } else if nominated_pair_is_some {
@@ -485,13 +495,16 @@ impl ControlledSelector for Agent {
         // A lite selector should not contact candidates
         if self.lite {
             self.validate_selected_pair(now);
-        } else if let Some(selected) = self.get_selected_pair() {
+        } else if self.get_selected_pair().is_some() {
             if self.validate_selected_pair(now) {
                 self.check_keepalive(now);
             }
             // On a relayed pair, the checks of the others go on: a direct pair that works
-            // may be nominated in its place.
-            if self.is_relayed_pair(selected) {
+            // may be nominated in its place. (A failure found by the validation clears the
+            // selection and the candidates.)
+            if let Some(selected) = self.get_selected_pair()
+                && self.is_relayed_pair(selected)
+            {
                 self.ping_all_candidates(now);
             }
         } else {
