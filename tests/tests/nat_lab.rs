@@ -595,6 +595,10 @@ fn a_host_with_no_default_route_and_no_multicast_route_still_calls() {
         let errors = c.seen_named("error");
         assert!(errors.is_empty(), "{}: {errors:?}", c.name);
     }
+    eprintln!(
+        "no default route: {} / {}, connected {} ms, first frame {} ms",
+        result.path.0, result.path.1, result.connected_ms, result.first_frame_ms
+    );
     assert_on_the_link(&result, "a direct call on the link");
 }
 
