@@ -2158,10 +2158,16 @@ where
             turn_messages.push(message);
         }
         if !turn_messages.is_empty() {
-            let mut core = self.inner.core.lock().await;
-            for message in turn_messages {
-                core.handle_read(message)?;
+            {
+                let mut core = self.inner.core.lock().await;
+                for message in turn_messages {
+                    core.handle_read(message)?;
+                }
             }
+            // What these packets caused (a remote track's arrival) is handled before their
+            // media below, as it is for packets read straight from a socket; otherwise the
+            // first packets of a track that came through a relay found no track and were lost.
+            self.poll_events().await;
         }
 
         // 3.b Media, unconditionally. It shares nothing with data-channel flow control, and
