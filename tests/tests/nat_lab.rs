@@ -632,14 +632,19 @@ fn a_direct_path_that_opens_late_takes_over_from_the_relay() {
         assert_eq!(stats["verify_errors"], 0, "{}: corrupt frames: {stats}", c.name);
         let changes = c.seen_named("path_changed");
         eprintln!(
-            "{}: connected at {} ms (relayed), now {} / {}, {} switch(es), path_changed events: {changes:?}",
-            c.name, connected["ms_since_find"], stats["path"]["local"], stats["path"]["remote"], stats["path_switches"]
+            "{}: now {} / {}, {} switch(es), path_changed events: {changes:?}",
+            c.name, stats["path"]["local"], stats["path"]["remote"], stats["path_switches"]
         );
         // A switch seen between two reports is told as an event, from the relay.
         for change in changes {
             assert!(change["from"]["local"] == "relay" || change["from"]["remote"] == "relay", "{change}");
         }
     }
+    let first = cb.seen_named("first_frame").first().map(|e| e["ms_since_find"].clone());
+    eprintln!(
+        "late direct path: connected at {} ms (relayed), first frame at {first:?} ms",
+        connected["ms_since_find"]
+    );
 }
 
 #[test]
