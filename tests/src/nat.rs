@@ -188,6 +188,35 @@ impl Home {
         nft(&self.router, &rules)
     }
 
+    /// Plugs another host into this home's LAN, `n` addresses after the first host's (`n` from
+    /// 1), and returns its namespace, to be dropped before the lab.
+    pub fn add_neighbour(&self, n: u8) -> anyhow::Result<Netns> {
+        let [a, b, c, d] = self.private_ip.octets();
+        let ip = Ipv4Addr::new(a, b, c, d.checked_add(n).context("a free address on the LAN")?);
+        let host = Netns::create(&format!("{}-n{n}", self.host.name))?;
+        attach_to_lan(&self.router, &host, &format!("lan{n}"), Some(ip))?;
+        Ok(host)
+    }
+
+    /// Drops every UDP packet from `source` on its way into the home, until
+    /// [`Home::unblock_udp`]: a direct path that does not work yet.
+    pub fn block_udp_from(&self, source: Ipv4Addr) -> anyhow::Result<()> {
+        let rules = format!(
+            "table ip block {{
+  chain inbound {{ type filter hook forward priority filter - 5; policy accept;
+    iifname \"wan\" ip saddr {source} meta l4proto udp drop
+  }}
+}}
+"
+        );
+        nft(&self.router, &rules)
+    }
+
+    /// Lifts [`Home::block_udp_from`].
+    pub fn unblock_udp(&self) -> anyhow::Result<()> {
+        self.router.exec(&["nft", "delete", "table", "ip", "block"])
+    }
+
     /// Forgets the router's mappings: only the UDP ones, as a NAT does when they time out (UDP
     /// mappings live for tens of seconds, TCP ones for hours, so the signaling connection
     /// survives), or all of them, as a router restart does (signaling breaks too).
@@ -428,6 +457,14 @@ fn build_home(prefix: &str, public: &Netns, i: usize, kind: NatKind, stack: Stac
     router.exec(&["ip", "addr", "add", &format!("{public_ip}/24"), "dev", "wan"])?;
     router.exec(&["ip", "link", "set", "wan", "up"])?;
     router.exec(&["ip", "link", "set", "lan", "up"])?;
+    // The LAN is a switch: its hosts reach each other without the router's filter. Where the
+    // kernel passes bridged packets through the IP hooks (br_netfilter), the router's forward
+    // policy would drop them, multicast and mDNS included.
+    router.exec(&[
+        "sh",
+        "-c",
+        "[ ! -d /proc/sys/net/bridge ] || sysctl -qw net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0",
+    ])?;
     router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
     let rules = kind.ruleset(private_ip);
     nft(&router, &rules).with_context(|| format!("{} router rules", kind.name()))?;
@@ -455,6 +492,9 @@ fn attach_to_lan(router: &Netns, host: &Netns, port: &str, ip: Option<Ipv4Addr>)
     if let Some(ip) = ip {
         host.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
         host.exec(&["ip", "route", "add", "default", "via", &lan_gateway(ip).to_string()])?;
+        // Multicast goes out on the LAN, as on any host with one (a fresh namespace sends it
+        // to its loopback, where a neighbour never hears an mDNS query).
+        host.exec(&["ip", "route", "replace", "224.0.0.0/4", "dev", "eth0"])?;
     }
     Ok(())
 }

@@ -595,7 +595,85 @@ fn a_host_with_no_default_route_and_no_multicast_route_still_calls() {
         let errors = c.seen_named("error");
         assert!(errors.is_empty(), "{}: {errors:?}", c.name);
     }
+    eprintln!(
+        "no default route: {} / {}, connected {} ms, first frame {} ms",
+        result.path.0, result.path.1, result.connected_ms, result.first_frame_ms
+    );
     assert_on_the_link(&result, "a direct call on the link");
+}
+
+#[test]
+fn a_direct_path_that_opens_late_takes_over_from_the_relay() {
+    let test = "a_direct_path_that_opens_late_takes_over_from_the_relay";
+    let homes = [NatKind::FullCone, NatKind::FullCone];
+    let Some((_turn, lab)) = lab_for_calls(test, "o", &homes, &["--interest-wait", "300"]) else { return };
+    let (a, b) = (&lab.homes[0], &lab.homes[1]);
+    // Until the call is up, each router drops UDP from the other home: only the relay works.
+    a.block_udp_from(b.public_ip).expect("block");
+    b.block_udp_from(a.public_ip).expect("block");
+    let args = ["--interests", "late", "--exit-after", "120"].iter().chain(MEDIA.iter()).copied().collect::<Vec<_>>();
+    let mut ca = Client::start_in(a.ns(), "late/a", &lab.ws_url_for(a), &args).expect("a starts");
+    ca.wait_event(T, "queued").expect("a waits");
+    let mut cb = Client::start_in(b.ns(), "late/b", &lab.ws_url_for(b), &args).expect("b starts");
+    let connected = cb.wait_event(T, "connected").expect("the call connects through the relay");
+    a.unblock_udp().expect("unblock");
+    b.unblock_udp().expect("unblock");
+    // The direct path now works: both sides move to it, count the switch, and verify video.
+    for c in [&mut ca, &mut cb] {
+        let stats = c
+            .wait_for(T, "video on a direct path after a switch", |e| {
+                e["event"] == "stats"
+                    && e["frames_verified"].as_u64().unwrap_or(0) >= FRAMES
+                    && e["path_switches"].as_u64().unwrap_or(0) >= 1
+                    && e["path"]["local"] != "relay"
+                    && e["path"]["remote"] != "relay"
+            })
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(stats["verify_errors"], 0, "{}: corrupt frames: {stats}", c.name);
+        let changes = c.seen_named("path_changed");
+        eprintln!(
+            "{}: now {} / {}, {} switch(es), path_changed events: {changes:?}",
+            c.name, stats["path"]["local"], stats["path"]["remote"], stats["path_switches"]
+        );
+        // A switch seen between two reports is told as an event, from the relay.
+        for change in changes {
+            assert!(change["from"]["local"] == "relay" || change["from"]["remote"] == "relay", "{change}");
+        }
+    }
+    let first = cb.seen_named("first_frame").first().map(|e| e["ms_since_find"].clone());
+    eprintln!(
+        "late direct path: connected at {} ms (relayed), first frame at {first:?} ms",
+        connected["ms_since_find"]
+    );
+}
+
+#[test]
+fn neighbours_on_one_lan_call_directly() {
+    let test = "neighbours_on_one_lan_call_directly";
+    // Behind a symmetric NAT, whose router cannot take a call back into its own LAN: the two
+    // neighbours meet on their LAN or through the relay, and must meet on the LAN.
+    let Some((_turn, lab)) = lab_for_calls(test, "l", &[NatKind::Symmetric], &["--interest-wait", "300"]) else {
+        return;
+    };
+    let home = &lab.homes[0];
+    let neighbour = home.add_neighbour(1).expect("a neighbour on the LAN");
+    let (a, b) = ((home.ns(), lab.ws_url_for(home)), (Some(neighbour.name.as_str()), lab.ws_url_for(home)));
+    let (ca, cb, result) = meet_in((a, b), "lan", &MEDIA, &[]).expect("neighbours call");
+    eprintln!(
+        "neighbours: {} / {}, connected {} ms, first frame {} ms, path changes seen by a: {}",
+        result.path.0,
+        result.path.1,
+        result.connected_ms,
+        result.first_frame_ms,
+        ca.seen_named("path_changed").len()
+    );
+    assert_on_the_link(&result, "neighbours call directly on their LAN");
+    for c in [&ca, &cb] {
+        let errors = c.seen_named("error");
+        assert!(errors.is_empty(), "{}: {errors:?}", c.name);
+    }
+    drop((ca, cb));
+    drop(neighbour);
 }
 
 #[test]

@@ -87,6 +87,10 @@ pub struct CallStats {
     pub audio_hz: Option<f64>,
     pub audio_rms: f64,
     pub path: Option<PathInfo>,
+    /// How many times the call has moved to another candidate pair since its first one (from
+    /// a relayed pair to a direct one that worked later, an ICE restart), also switches that
+    /// came and went between two reports.
+    pub path_switches: u32,
     pub keyframes_requested: u64,
 }
 

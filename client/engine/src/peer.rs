@@ -51,11 +51,11 @@ pub(crate) const OPUS_PT: PayloadType = 111;
 /// How long the controlling ICE agent waits after a direct pair works before nominating it.
 const NOMINATION_DELAY: Duration = Duration::from_millis(15);
 /// How long the controlling agent lets direct pairs prove themselves before it accepts a
-/// relayed one (counted from the start of the checks). A direct pair's first check, or the
-/// first mDNS query that resolves a neighbour's `.local` name, is sometimes lost and resent a
-/// second later; 300 ms sent such calls through the relay (two neighbours on one LAN, on a
-/// loaded machine), so the wait covers one resend. webrtc-rs's default is 2 s.
-const RELAY_WAIT: Duration = Duration::from_millis(1200);
+/// relayed one (counted from the start of the checks). A relayed pair accepted sooner is not
+/// final: the checks of the other pairs go on, and a direct pair that works later is nominated
+/// in its place (`patches/rtc-ice`), so the wait only spares a direct call a switch of path
+/// in its first moments; a direct pair has usually won within 100 ms in the lab.
+const RELAY_WAIT: Duration = Duration::from_millis(150);
 /// Silence on the selected pair before ICE reports it disconnected, then further silence before
 /// it reports failure (which starts an ICE restart), and the keepalive that keeps an idle pair
 /// and its NAT mappings alive. webrtc-rs defaults to 5 s + 25 s: a frozen call for half a minute
@@ -477,10 +477,9 @@ impl Peer {
             .with_srflx_acceptance_min_wait(Some(NOMINATION_DELAY))
             .with_prflx_acceptance_min_wait(Some(NOMINATION_DELAY))
             // A relayed pair is accepted only after 2 s by default, giving direct pairs a chance
-            // first: a relayed call then takes 3 s to connect. A direct pair needs fewer round
-            // trips to prove itself than a relayed one (no allocation, no permission), so it
-            // has won before RELAY_WAIT where one exists; with relay-only there are none to
-            // wait for.
+            // first: a relayed call then takes 3 s to connect. Ours is accepted after
+            // RELAY_WAIT and left for a direct pair that works later; with relay-only there
+            // are none to wait for.
             .with_relay_acceptance_min_wait(Some(if settings.relay_only { NOMINATION_DELAY } else { RELAY_WAIT }))
             .with_ice_connection_attempts(Some(settings.ice_check_interval), Some(25))
             .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), Some(ICE_KEEPALIVE))

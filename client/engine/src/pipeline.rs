@@ -432,6 +432,8 @@ async fn transport_stats(pc: &dyn PeerConnection, relayed_via: &RelayedVia, stat
     let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
     let mut selected = None;
     if let Some(transport) = report.transport() {
+        // The count includes the first selection.
+        stats.path_switches = transport.selected_candidate_pair_changes.saturating_sub(1);
         if let Some(webrtc::peer_connection::RTCStatsReportEntry::IceCandidatePair(pair)) =
             report.get(&transport.selected_candidate_pair_id)
         {
