@@ -20,9 +20,12 @@ impl Pulse {
         let socket = dir.join("pulse.sock");
         let child = Command::new("pulseaudio")
             .args(["-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no", "--disable-shm"])
+            // Modules load in order: the sink first, so that it exists once the socket does
+            // (the other way round, a client quick to connect on a loaded machine found no
+            // sink and the speaker did not open).
+            .args(["-L", "module-null-sink sink_name=nullsink"])
             .arg("-L")
             .arg(format!("module-native-protocol-unix auth-anonymous=1 socket={}", socket.display()))
-            .args(["-L", "module-null-sink sink_name=nullsink"])
             .env("XDG_RUNTIME_DIR", &dir)
             .env("HOME", &dir)
             .current_dir(&dir)
