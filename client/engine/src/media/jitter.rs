@@ -10,10 +10,12 @@
 //! [`PEAK_MEMORY`] above it is the jitter, and the target delay is the jitter plus half a frame,
 //! clamped. The peak is remembered longer than the base: a congested link's queue swells every
 //! few seconds as the sender probes for more bandwidth, and a target that forgot the last swell
-//! after two seconds of calm would lose packets to the next one. At each tick the buffer compares how
-//! long the due packet has been (or would have been) waiting for the base-delay path with the
-//! target: too early and it plays nothing (the caller conceals one frame, stretching the delay),
-//! much too late and it skips one buffered packet (shrinking the delay).
+//! after two seconds of calm would lose packets to the next one.
+//!
+//! At each tick the buffer compares how long the due packet has been (or would have been)
+//! waiting for the base-delay path with the target: too early and it plays nothing (the caller
+//! conceals one frame, stretching the delay), much too late and it skips one buffered packet
+//! (shrinking the delay), at most one every 100 ms.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -27,6 +29,9 @@ const PEAK_CAPACITY: usize = 1024;
 /// Playout ticks of consecutive loss with an empty buffer after which the buffer starts over
 /// (waits for the target delay again) when packets return.
 const RESYNC_AFTER_MISSING: u32 = 50;
+/// Ticks between two packets dropped to bring the delay down: one 20 ms frame gone now and then
+/// is barely heard, a run of them (a whole swell's worth at once) is a cut in the speech.
+const SKIP_SPACING: u32 = 5;
 /// A sequence number this far from the newest one means the stream restarted.
 const RESET_DISTANCE: i64 = 3000;
 
@@ -126,6 +131,8 @@ pub struct JitterBuffer {
     /// RTP time of the last packet played or reported missing.
     last_rtp_us: i64,
     missing_run: u32,
+    /// Ticks since a packet was last skipped.
+    since_skip: u32,
     transits: VecDeque<i64>,
     /// (arrival, transit) of the packets of the last [`PEAK_MEMORY`], in arrival order.
     recent: VecDeque<(i64, i64)>,
@@ -143,6 +150,7 @@ impl JitterBuffer {
             playing: false,
             last_rtp_us: 0,
             missing_run: 0,
+            since_skip: SKIP_SPACING,
             transits: VecDeque::with_capacity(WINDOW),
             recent: VecDeque::new(),
             stats: JitterStats::default(),
@@ -261,7 +269,9 @@ impl JitterBuffer {
             self.stats.stretched += 1;
             return None;
         }
+        self.since_skip = self.since_skip.saturating_add(1);
         if waited > target + frame + frame / 2
+            && self.since_skip >= SKIP_SPACING
             && self.packets.contains_key(&next)
             && self.packets.contains_key(&(next + 1))
         {
@@ -270,6 +280,7 @@ impl JitterBuffer {
                 self.last_rtp_us = held.rtp_us;
             }
             self.stats.skipped += 1;
+            self.since_skip = 0;
             next += 1;
         }
         self.next = Some(next + 1);
@@ -440,6 +451,11 @@ mod tests {
         let (played, buffer) = run(800, delay, JitterConfig::default());
         assert_eq!(buffer.target_delay(), Duration::from_millis(20));
         assert!(buffer.stats().skipped >= 4, "{:?}", buffer.stats());
+        // Never two dropped packets close together.
+        let numbers: Vec<u16> = played.iter().filter_map(|p| p.parse().ok()).collect();
+        let jumps: Vec<usize> =
+            numbers.windows(2).enumerate().filter(|(_, w)| w[1] > w[0] + 1).map(|(i, _)| i).collect();
+        assert!(jumps.windows(2).all(|j| j[1] - j[0] >= 4), "skips too close: {jumps:?}");
         // At the end each tick plays the packet sent ~20-40 ms earlier.
         let last: u16 = played[799].parse().expect("a packet");
         assert!((797..=799).contains(&last), "tick 799 played {last}");
