@@ -104,10 +104,15 @@ pub struct AudioReceive {
     pub concealed: u64,
     /// Packets that arrived after their turn (already counted as missing).
     pub late: u64,
-    /// Ticks played from concealment to let the playout delay grow.
+    /// Frames played from concealment while the playout delay grew (waiting for a late stream,
+    /// or building up to a larger target): sound stretched, nothing lost.
     pub stretched: u64,
-    /// Packets dropped unplayed to bring the playout delay down.
-    pub skipped: u64,
+    /// Of those, frames spent waiting for a late stream.
+    pub waited_late: u64,
+    /// Packets played shorter (a pitch period or more taken out) to bring the delay down.
+    pub hurried: u64,
+    /// Sound taken out of those packets, ms.
+    pub shortened_ms: u64,
     /// The playout delay the jitter buffer aims for now, ms.
     pub delay_ms: f64,
 }

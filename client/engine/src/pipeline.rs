@@ -25,9 +25,11 @@ use crate::call::{CallEvent, Controls, EventSink};
 use crate::call_tasks::CallTasks;
 use crate::counters::Counters;
 use crate::media::frame::{now_us, SAMPLES_PER_FRAME, SAMPLE_RATE};
+use crate::media::jitter::JitterConfig as AudioJitterConfig;
+use crate::media::playout::Playout;
 use crate::media::video_codec::{VideoCodec, VideoDecoder};
 use crate::media::video_jitter::{JitterConfig, VideoJitter};
-use crate::media::{jitter, opus, pitch, stripe};
+use crate::media::{opus, pitch, stripe};
 use crate::path_watch::{pair_family, PathWatch};
 use crate::send_budget::SendBudget;
 use crate::slot::FrameSlot;
@@ -269,16 +271,20 @@ pub(crate) fn spawn_audio_receiver(
     counters: Arc<Counters>,
     out: Option<AudioOut>,
 ) {
-    let buffer = Arc::new(Mutex::new(jitter::JitterBuffer::default()));
+    let Ok(playout) = Playout::new(AudioJitterConfig::default()) else {
+        debug!("cannot make the audio decoder");
+        return;
+    };
+    let playout = Arc::new(Mutex::new(playout));
     {
-        let buffer = buffer.clone();
+        let playout = playout.clone();
         let counters = counters.clone();
         tasks.spawn(async move {
             while let Some(event) = track.poll().await {
                 let TrackRemoteEvent::OnRtpPacket(packet) = event else { continue };
                 Counters::add(&counters.bytes_received, packet.payload.len() as u64);
-                let mut buffer = buffer.lock().expect("jitter lock is never poisoned");
-                buffer.push(
+                let mut playout = playout.lock().expect("playout lock is never poisoned");
+                playout.push(
                     Instant::now(),
                     packet.header.sequence_number,
                     packet.header.timestamp,
@@ -288,47 +294,34 @@ pub(crate) fn spawn_audio_receiver(
         });
     }
     let spawned = std::thread::Builder::new().name("audio-recv".into()).spawn(move || {
-        let Ok(mut decoder) = opus::Decoder::new() else { return };
         let mut window: VecDeque<i16> = VecDeque::with_capacity(SAMPLE_RATE as usize);
         let mut next = Instant::now();
         let mut frames = 0u32;
-        let (mut fec_recovered, mut stretched) = (0u64, 0u64);
+        let mut gaps = 0u64;
         while !controls.stop.load(Ordering::Relaxed) {
             next += Duration::from_millis(20);
             sleep_until(next);
-            let (slot, jitter_stats, delay) = {
-                let mut buffer = buffer.lock().expect("jitter lock is never poisoned");
-                let slot = buffer.pop(Instant::now());
-                (slot, buffer.stats(), buffer.target_delay())
+            let (frame, stats, jitter_stats, delay) = {
+                let mut playout = playout.lock().expect("playout lock is never poisoned");
+                let frame = playout.next_frame(Instant::now());
+                (frame, playout.stats(), playout.jitter_stats(), playout.target_delay())
             };
-            let stretching = slot.is_none() && jitter_stats.stretched > stretched;
-            stretched = jitter_stats.stretched;
-            if matches!(slot, Some(jitter::Slot::Missing { .. })) {
-                Counters::add(&counters.audio_gaps, 1);
-            }
-            let decoded = match slot {
-                Some(jitter::Slot::Packet { payload, .. }) => decoder.decode(Some(&payload)),
-                Some(jitter::Slot::Missing { next: Some(next), .. }) => {
-                    fec_recovered += 1;
-                    decoder.decode_fec(&next)
-                }
-                Some(jitter::Slot::Missing { next: None, .. }) => decoder.decode(None),
-                // The buffer holds its frame back to let the delay grow: play a concealed one
-                // so the speaker hears a stretched sound rather than a hole.
-                None if stretching => decoder.decode(None),
-                None => continue,
-            };
+            let lost = stats.fec_recovered + stats.concealed;
+            Counters::add(&counters.audio_gaps, lost - gaps);
+            gaps = lost;
             if frames % 50 == 0 {
                 *counters.audio_receive.lock().expect("audio lock is never poisoned") = AudioReceive {
-                    fec_recovered,
-                    concealed: jitter_stats.missing.saturating_sub(fec_recovered),
+                    fec_recovered: stats.fec_recovered,
+                    concealed: stats.concealed,
                     late: jitter_stats.late,
-                    stretched: jitter_stats.stretched,
-                    skipped: jitter_stats.skipped,
+                    stretched: stats.stretched,
+                    waited_late: jitter_stats.waited_late,
+                    hurried: stats.hurried,
+                    shortened_ms: stats.shortened_ms,
                     delay_ms: delay.as_secs_f64() * 1000.0,
                 };
             }
-            let Ok(frame) = decoded else { continue };
+            let Some(frame) = frame else { continue };
             if let Some(out) = &out {
                 out.0.play(&frame);
             }

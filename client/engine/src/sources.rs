@@ -113,7 +113,7 @@ impl VideoSpec {
 impl AudioSpec {
     pub fn open(&self) -> Result<Box<dyn AudioSource>, SourceError> {
         match self {
-            AudioSpec::Tone { hz } => Ok(Box::new(Tone(crate::media::tone::ToneSource::new(*hz, 8000)))),
+            AudioSpec::Tone { hz } => Ok(Box::new(Tone(crate::media::tone::ToneSource::new(*hz, 8000).syllables()))),
             AudioSpec::Wav(path) => {
                 let wav = crate::media::wav::WavSource::open(path)
                     .map_err(|e| SourceError(format!("{}: {e}", path.display())))?;

@@ -5,6 +5,12 @@
 //! decoder can recover it from in-band FEC or conceal it. Pure: the time is an input, no clock
 //! reads, and the buffer holds a bounded number of packets.
 //!
+//! A packet that is late rather than lost is waited for: when neither it nor anything after it
+//! has arrived, the stream as a whole is running late (a router queue swelling), so the tick
+//! plays nothing (the caller conceals a frame, stretching the delay) and the packet plays when it
+//! comes, up to [`LATE_LIMIT`] behind the fastest path. Only a packet overtaken by a later one,
+//! or one later than that, is reported missing.
+//!
 //! Timing: a packet's transit is its arrival time minus its RTP time. The smallest transit over
 //! the last [`WINDOW`] packets is the network's base delay; the largest over the last
 //! [`PEAK_MEMORY`] above it is the jitter, and the target delay is the jitter plus half a frame,
@@ -14,8 +20,9 @@
 //!
 //! At each tick the buffer compares how long the due packet has been (or would have been)
 //! waiting for the base-delay path with the target: too early and it plays nothing (the caller
-//! conceals one frame, stretching the delay), much too late and it skips one buffered packet
-//! (shrinking the delay), at most one every 100 ms.
+//! conceals one frame, stretching the delay); more than a frame too late and the packet comes
+//! out marked [`Slot::Packet::hurry`], for the caller to play it shorter (see
+//! `time_stretch`), so the delay comes down without a packet going unplayed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -29,9 +36,8 @@ const PEAK_CAPACITY: usize = 1024;
 /// Playout ticks of consecutive loss with an empty buffer after which the buffer starts over
 /// (waits for the target delay again) when packets return.
 const RESYNC_AFTER_MISSING: u32 = 50;
-/// Ticks between two packets dropped to bring the delay down: one 20 ms frame gone now and then
-/// is barely heard, a run of them (a whole swell's worth at once) is a cut in the speech.
-const SKIP_SPACING: u32 = 5;
+/// How far behind the fastest path a packet that nothing has overtaken is still waited for.
+pub const LATE_LIMIT: Duration = Duration::from_millis(400);
 /// A sequence number this far from the newest one means the stream restarted.
 const RESET_DISTANCE: i64 = 3000;
 
@@ -76,8 +82,9 @@ pub enum Pushed {
 /// What to play at this tick.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Slot {
-    /// The packet due now.
-    Packet { seq: u16, timestamp: u32, payload: Vec<u8> },
+    /// The packet due now. `hurry`: the delay is more than a frame above the target; play this
+    /// packet shorter if its sound allows.
+    Packet { seq: u16, timestamp: u32, payload: Vec<u8>, hurry: bool },
     /// The packet due now is lost or too late. `next` is the following packet's payload if it has
     /// already arrived (decode its in-band FEC for this frame); otherwise conceal the frame.
     Missing { seq: u16, next: Option<Vec<u8>> },
@@ -91,12 +98,15 @@ pub struct JitterStats {
     pub duplicates: u64,
     /// Packets reported as [`Slot::Missing`].
     pub missing: u64,
-    /// Packets dropped unplayed to bring the delay down to the target.
-    pub skipped: u64,
+    /// Packets handed out with `hurry` set, to bring the delay down to the target.
+    pub hurried: u64,
     /// Packets dropped because the buffer was full.
     pub overflowed: u64,
-    /// Ticks that played nothing to build the delay up to the target.
+    /// Ticks that played nothing to build the delay up to the target, or to wait for a late
+    /// packet.
     pub stretched: u64,
+    /// Of those, ticks spent waiting for a late packet.
+    pub waited_late: u64,
     pub restarts: u64,
 }
 
@@ -131,8 +141,6 @@ pub struct JitterBuffer {
     /// RTP time of the last packet played or reported missing.
     last_rtp_us: i64,
     missing_run: u32,
-    /// Ticks since a packet was last skipped.
-    since_skip: u32,
     transits: VecDeque<i64>,
     /// (arrival, transit) of the packets of the last [`PEAK_MEMORY`], in arrival order.
     recent: VecDeque<(i64, i64)>,
@@ -150,7 +158,6 @@ impl JitterBuffer {
             playing: false,
             last_rtp_us: 0,
             missing_run: 0,
-            since_skip: SKIP_SPACING,
             transits: VecDeque::with_capacity(WINDOW),
             recent: VecDeque::new(),
             stats: JitterStats::default(),
@@ -159,6 +166,12 @@ impl JitterBuffer {
 
     pub fn stats(&self) -> JitterStats {
         self.stats
+    }
+
+    /// Whether ticks are playing the stream (false before it starts, and after a long silence
+    /// until it is back at the target delay).
+    pub fn is_playing(&self) -> bool {
+        self.playing
     }
 
     /// Packets held.
@@ -260,7 +273,7 @@ impl JitterBuffer {
             self.missing_run = 0;
         }
 
-        let mut next = self.next?;
+        let next = self.next?;
         let due_rtp =
             |buffer: &Self, seq: i64| buffer.packets.get(&seq).map_or(buffer.last_rtp_us + frame, |held| held.rtp_us);
         let waited = now_us - (due_rtp(self, next) + base);
@@ -269,26 +282,22 @@ impl JitterBuffer {
             self.stats.stretched += 1;
             return None;
         }
-        self.since_skip = self.since_skip.saturating_add(1);
-        if waited > target + frame + frame / 2
-            && self.since_skip >= SKIP_SPACING
-            && self.packets.contains_key(&next)
-            && self.packets.contains_key(&(next + 1))
-        {
-            // Too late: drop one packet to shrink the delay.
-            if let Some(held) = self.packets.remove(&next) {
-                self.last_rtp_us = held.rtp_us;
-            }
-            self.stats.skipped += 1;
-            self.since_skip = 0;
-            next += 1;
+        let overtaken = self.packets.range(next..).next().is_some();
+        let late_limit = i64::try_from(LATE_LIMIT.as_micros()).unwrap_or(i64::MAX);
+        if !overtaken && self.missing_run == 0 && waited < late_limit {
+            // Neither this packet nor any after it is here: the stream is late, not lost.
+            self.stats.stretched += 1;
+            self.stats.waited_late += 1;
+            return None;
         }
         self.next = Some(next + 1);
 
         if let Some(held) = self.packets.remove(&next) {
             self.missing_run = 0;
             self.last_rtp_us = held.rtp_us;
-            return Some(Slot::Packet { seq: held.seq, timestamp: held.timestamp, payload: held.payload });
+            let hurry = waited > target + frame;
+            self.stats.hurried += u64::from(hurry);
+            return Some(Slot::Packet { seq: held.seq, timestamp: held.timestamp, payload: held.payload, hurry });
         }
         self.stats.missing += 1;
         self.missing_run += 1;
@@ -336,14 +345,18 @@ mod tests {
         buffer.push(at, seq, u32::from(seq).wrapping_mul(960), payload(seq))
     }
 
-    /// What a tick played, compactly: `"7"` for packet 7, `"x7"` for a missing packet 7 (`"x7+fec"`
-    /// when packet 8 came with it) and `"-"` for nothing.
+    /// What a tick played, compactly: `"7"` for packet 7 (`"7>"` when hurried), `"x7"` for a
+    /// missing packet 7 (`"x7+fec"` when packet 8 came with it) and `"-"` for nothing.
     fn describe(slot: Option<Slot>) -> String {
         match slot {
             None => "-".into(),
-            Some(Slot::Packet { seq, payload, .. }) => {
+            Some(Slot::Packet { seq, payload, hurry, .. }) => {
                 assert_eq!(payload, super::tests::payload(seq));
-                format!("{seq}")
+                if hurry {
+                    format!("{seq}>")
+                } else {
+                    format!("{seq}")
+                }
             }
             Some(Slot::Missing { seq, next: Some(next) }) => {
                 assert_eq!(next, super::tests::payload(seq.wrapping_add(1)));
@@ -351,6 +364,11 @@ mod tests {
             }
             Some(Slot::Missing { seq, next: None }) => format!("x{seq}"),
         }
+    }
+
+    /// The packet a tick played, if it played one.
+    fn number(played: &str) -> Option<u16> {
+        played.trim_end_matches('>').parse().ok()
     }
 
     /// Runs a scenario: packet `i` is sent at `i * 20 ms` and arrives `delay(i)` later (`None`
@@ -394,7 +412,7 @@ mod tests {
         // Every pair arrives swapped: odd packets 5 ms early, even ones 25 ms late.
         let delay = |seq: u16| Some(Duration::from_millis(if seq % 2 == 0 { 30 } else { 5 }));
         let (played, buffer) = run(60, delay, JitterConfig::default());
-        let numbers: Vec<u16> = played.iter().filter_map(|p| p.parse().ok()).collect();
+        let numbers: Vec<u16> = played.iter().filter_map(|p| number(p)).collect();
         assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{played:?}");
         assert!(numbers.len() >= 55, "{played:?}");
         assert_eq!(buffer.stats().missing, 0, "{played:?}");
@@ -409,8 +427,12 @@ mod tests {
         assert!(played.contains(&"x20".to_string()), "{played:?}");
         assert!(played.contains(&"x21+fec".to_string()), "{played:?}");
         assert_eq!(buffer.stats().missing, 3);
-        let numbers: Vec<u16> = played.iter().filter_map(|p| p.parse().ok()).collect();
-        assert_eq!(numbers.len(), 36);
+        let numbers: Vec<u16> = played.iter().filter_map(|p| number(p)).collect();
+        assert!(numbers.windows(2).all(|w| w[1] > w[0]), "{played:?}");
+        // Packet 20's turn came with neither it nor 21 there: the buffer waited one tick for the
+        // stream (it might have been late), then packet 22 showed both lost.
+        assert_eq!(buffer.stats().waited_late, 1, "{played:?}");
+        assert_eq!(numbers.len(), 35);
     }
 
     #[test]
@@ -433,8 +455,8 @@ mod tests {
         assert!(target >= Duration::from_millis(80) && target <= Duration::from_millis(100), "{target:?}");
         // Once adapted, nothing is lost.
         let tail = &played[100..];
-        assert!(tail.iter().all(|p| p.parse::<u16>().is_ok()), "{tail:?}");
-        let numbers: Vec<u16> = played.iter().filter_map(|p| p.parse().ok()).collect();
+        assert!(tail.iter().all(|p| number(p).is_some()), "{tail:?}");
+        let numbers: Vec<u16> = played.iter().filter_map(|p| number(p)).collect();
         assert!(numbers.windows(2).all(|w| w[1] > w[0]));
 
         // Huge jitter is capped at the maximum delay.
@@ -444,21 +466,58 @@ mod tests {
     }
 
     #[test]
-    fn delay_shrinks_by_skipping_when_jitter_goes_away() {
-        // 150 ms spikes early on, then a clean network: the old spikes are forgotten after
-        // PEAK_MEMORY and the buffer skips packets to come back down.
+    fn packets_are_hurried_while_the_delay_is_above_the_target() {
+        // 150 ms spikes early on, then a clean network: once the spikes are forgotten (after
+        // PEAK_MEMORY) the target falls and every packet comes out hurried, none dropped (this
+        // harness plays each at full length, so the delay stays where it was).
         let delay = |seq: u16| Some(Duration::from_millis(if seq < 40 && seq % 10 == 0 { 150 } else { 2 }));
         let (played, buffer) = run(800, delay, JitterConfig::default());
         assert_eq!(buffer.target_delay(), Duration::from_millis(20));
-        assert!(buffer.stats().skipped >= 4, "{:?}", buffer.stats());
-        // Never two dropped packets close together.
-        let numbers: Vec<u16> = played.iter().filter_map(|p| p.parse().ok()).collect();
-        let jumps: Vec<usize> =
-            numbers.windows(2).enumerate().filter(|(_, w)| w[1] > w[0] + 1).map(|(i, _)| i).collect();
-        assert!(jumps.windows(2).all(|j| j[1] - j[0] >= 4), "skips too close: {jumps:?}");
-        // At the end each tick plays the packet sent ~20-40 ms earlier.
-        let last: u16 = played[799].parse().expect("a packet");
-        assert!((797..=799).contains(&last), "tick 799 played {last}");
+        assert!(played[..500].iter().all(|p| !p.ends_with('>')), "{:?}", &played[..500]);
+        assert!(played[700..].iter().all(|p| p.ends_with('>')), "{:?}", &played[700..]);
+        let numbers: Vec<u16> = played.iter().filter_map(|p| number(p)).collect();
+        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "nothing skipped: {played:?}");
+        assert_eq!(buffer.stats().hurried, played.iter().filter(|p| p.ends_with('>')).count() as u64);
+
+        // A steady stream is never hurried.
+        let (played, buffer) = run(300, |_| Some(Duration::from_millis(5)), JitterConfig::default());
+        assert!(played.iter().all(|p| !p.ends_with('>')), "{played:?}");
+        assert_eq!(buffer.stats().hurried, 0);
+    }
+
+    #[test]
+    fn a_late_stream_is_waited_for_and_a_lost_packet_is_not() {
+        // Packets 20..30 are held 120 ms more by a swelling queue (in order); packet 50 is lost.
+        let delay = |seq: u16| match seq {
+            20..30 => Some(Duration::from_millis(125)),
+            50 => None,
+            _ => Some(Duration::from_millis(5)),
+        };
+        let (played, buffer) = run(120, delay, JitterConfig::default());
+        let numbers: Vec<u16> = played.iter().filter_map(|p| number(p)).collect();
+        assert!(numbers.windows(2).all(|w| w[1] > w[0]), "{played:?}");
+        for seq in 20..30 {
+            assert!(numbers.contains(&seq), "late packet {seq} was not played: {played:?}");
+        }
+        assert!(played.contains(&"x50+fec".to_string()), "{played:?}");
+        let stats = buffer.stats();
+        assert_eq!((stats.missing, stats.late), (1, 0), "{stats:?} {played:?}");
+        assert!(stats.waited_late >= 5, "{stats:?}");
+    }
+
+    #[test]
+    fn a_late_packet_is_not_waited_for_beyond_the_limit() {
+        // Everything from packet 20 on arrives a second late: the buffer waits LATE_LIMIT, then
+        // reports the missing packets rather than waiting on.
+        let delay = |seq: u16| Some(Duration::from_millis(if seq >= 20 { 1_005 } else { 5 }));
+        let (played, buffer) = run(60, delay, JitterConfig::default());
+        // The first tick waits for the delay; ticks 1-20 play packets 0-19.
+        assert_eq!(played[20], "19", "{played:?}");
+        let waits = played.iter().skip(21).take_while(|p| *p == "-").count();
+        let limit = (LATE_LIMIT.as_millis() / 20) as usize;
+        assert!((limit - 2..=limit).contains(&waits), "{waits} ticks waited: {played:?}");
+        assert!(played[21 + waits].starts_with('x'), "{played:?}");
+        assert!(buffer.stats().missing > 0);
     }
 
     #[test]
@@ -525,7 +584,7 @@ mod tests {
         // Packets 20..120 (two seconds) never arrive.
         let delay = |seq: u16| (!(20..120).contains(&seq)).then_some(Duration::from_millis(5));
         let (played, buffer) = run(200, delay, JitterConfig::default());
-        assert!(played[180..].iter().all(|p| p.parse::<u16>().is_ok()), "{:?}", &played[120..]);
+        assert!(played[180..].iter().all(|p| number(p).is_some()), "{:?}", &played[120..]);
         assert!(buffer.stats().missing <= 100);
     }
 
@@ -592,7 +651,7 @@ mod tests {
             }
             let stats = buffer.stats();
             assert!(missing <= lost + stats.late, "seed {seed}: {missing} missing, {lost} lost, {stats:?}");
-            assert!(played.len() as u64 + lost + stats.late + stats.skipped >= 490, "seed {seed}: {stats:?}");
+            assert!(played.len() as u64 + lost + stats.late >= 490, "seed {seed}: {stats:?}");
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod jitter;
 pub mod opus;
 pub mod pattern;
 pub mod pitch;
+pub mod playout;
 pub mod png;
 pub mod resample;
 pub mod rtp_frames;
@@ -18,6 +19,7 @@ pub mod scale;
 pub mod stripe;
 #[cfg(test)]
 mod test_rng;
+pub mod time_stretch;
 pub mod tone;
 pub mod video_codec;
 pub mod video_jitter;

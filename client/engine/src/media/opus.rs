@@ -211,4 +211,18 @@ mod tests {
         let mut encoder = Encoder::new(32_000).expect("encoder");
         assert!(encoder.set_expected_loss(200).is_ok(), "loss is clamped to 100 percent");
     }
+
+    #[test]
+    fn a_steady_tone_goes_quiet_under_dtx_and_a_syllable_tone_does_not() {
+        let sizes = |mut tone: ToneSource| {
+            let mut encoder = Encoder::new(32_000).expect("encoder");
+            (0..250).map(|_| encoder.encode(&tone.next_frame()).expect("encodes").len()).collect::<Vec<usize>>()
+        };
+        // After its first seconds a steady tone is taken for background noise: one-byte packets.
+        let steady = sizes(ToneSource::new(440.0, 8192));
+        assert!(steady[150..].iter().filter(|&&n| n <= 2).count() > 80, "{steady:?}");
+        // A tone that swells and fades like syllables is sent as speech throughout.
+        let speaking = sizes(ToneSource::new(440.0, 8192).syllables());
+        assert!(speaking[150..].iter().all(|&n| n >= 30), "{speaking:?}");
+    }
 }
