@@ -199,6 +199,7 @@ impl Call {
                                     audio_source,
                                     controls.clone(),
                                     counters.clone(),
+                                    budget.clone(),
                                     events.clone(),
                                 )
                                 .await;

@@ -31,7 +31,7 @@ use crate::media::video_codec::{VideoCodec, VideoDecoder};
 use crate::media::video_jitter::{JitterConfig, VideoJitter};
 use crate::media::{opus, pitch, stripe};
 use crate::path_watch::{pair_family, PathWatch};
-use crate::send_budget::SendBudget;
+use crate::send_budget::{self, SendBudget};
 use crate::slot::FrameSlot;
 use crate::sources::{AudioOut, AudioSource};
 use crate::turn_bridge::{RelayedVia, TurnTransport};
@@ -68,6 +68,7 @@ pub(crate) async fn spawn_audio_sender(
     mut source: Box<dyn AudioSource>,
     controls: Arc<Controls>,
     counters: Arc<Counters>,
+    budget: Arc<SendBudget>,
     events: Arc<EventSink>,
 ) {
     let (Some(pt), Some(ssrc)) = (payload_type, first_ssrc(track.as_ref()).await) else {
@@ -78,7 +79,8 @@ pub(crate) async fn spawn_audio_sender(
     let thread_events = events.clone();
     let spawned = std::thread::Builder::new().name("audio-send".into()).spawn(move || {
         let events = thread_events;
-        let mut encoder = match opus::Encoder::new(32_000) {
+        let mut applied = send_budget::audio_bps(budget.estimate());
+        let mut encoder = match opus::Encoder::new(applied as u32) {
             Ok(encoder) => encoder,
             Err(e) => {
                 events(CallEvent::MediaError(format!("audio encoder: {e}")));
@@ -101,6 +103,11 @@ pub(crate) async fn spawn_audio_sender(
                     return;
                 }
             };
+            // Audio's share follows the estimate on thin links (see send_budget).
+            let wanted = send_budget::audio_bps(budget.estimate());
+            if (wanted - applied).abs() >= 2_000.0 && encoder.set_bitrate(wanted as u32).is_ok() {
+                applied = wanted;
+            }
             let packet = match encoder.encode(&frame) {
                 Ok(packet) => packet,
                 Err(e) => {

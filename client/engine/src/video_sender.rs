@@ -24,7 +24,7 @@ use crate::ladder::Ladder;
 use crate::media::video_codec::{EncoderConfig, VideoCodec, VideoEncoder};
 use crate::media::{scale, stripe, VideoFrame};
 use crate::pipeline::{first_ssrc, sleep_until};
-use crate::send_budget::SendBudget;
+use crate::send_budget::{self, SendBudget};
 use crate::slot::FrameSlot;
 use crate::sources::VideoSource;
 
@@ -36,11 +36,6 @@ const RTP_MTU: usize = 1200;
 /// takes 64 ms); never smaller than `MIN_MTU`.
 const PACKET_TIME_S: f64 = 0.025;
 const MIN_MTU: usize = 300;
-/// The share of the estimate audio may take, bits per second: Opus at 32 kbit/s with its
-/// packets' RTP and SRTP overhead. Video gets the rest.
-const AUDIO_SHARE_BPS: f64 = 40_000.0;
-/// Video never targets less than this.
-const MIN_VIDEO_BPS: f64 = 30_000.0;
 /// Packets leave at this multiple of the estimate: a frame's packets spread over part of the
 /// frame interval, and a keyframe over a few intervals, instead of one burst.
 const PACING_FACTOR: f64 = 2.5;
@@ -172,7 +167,7 @@ pub(crate) async fn spawn_video_sender(
         let source_fps = source.fps().max(1);
         let (width, height) = source.size();
         let mut ladder = Ladder::new(width, height, source_fps);
-        let video_target = |budget: &SendBudget| (budget.estimate() - AUDIO_SHARE_BPS).max(MIN_VIDEO_BPS);
+        let video_target = |budget: &SendBudget| send_budget::video_bps(budget.estimate());
         let mut fps = source_fps;
         let mut applied = video_target(&budget);
         // No periodic keyframes: each is a burst a thin link pays for in delay, and a receiver
