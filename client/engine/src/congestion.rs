@@ -12,6 +12,9 @@
 //!   well above the link, as when ramping past it), means we send more than the path carries:
 //!   the estimate drops below the rate that arrived, by enough to drain the queue within about
 //!   a second. The arrival rate is remembered as the link's rate when we sent faster than it.
+//!   Before congestion first shows, sending 30 % faster than packets arrive while a batch's
+//!   queue grows is acted on at once: a link thinner than the start is cut to within the first
+//!   batches instead of after the standing queue passed the threshold.
 //! - **Loss.** More than 10 % of the packets of the last second lost (the last 100 packets
 //!   when a second holds fewer) lowers the estimate in proportion, never below half of what
 //!   arrived; random loss below that leaves it alone, so a few lost packets never pin it to the
@@ -106,6 +109,9 @@ const WIDEN_PER_SECOND: f64 = 1.12;
 const QUEUE_RISE: Duration = Duration::from_millis(10);
 /// Sending this much faster than packets arrive shows the link is saturated.
 const SATURATED: f64 = 1.03;
+/// Before the first congestion, sending this much faster than packets arrive, with a queue
+/// growing, is acted on at once (see `update`).
+const START_SATURATED: f64 = 1.3;
 /// Past the rate where congestion last showed, the estimate grows only while we send at least
 /// this share of it (or within [`UNUSED_SLACK_BPS`] of it, for thin links where audio and the
 /// smallest picture leave little to use): an estimate the encoder does not use is unproven, and
@@ -140,6 +146,8 @@ pub struct CongestionController {
     /// before.
     queue: Option<Duration>,
     queue_rise: Duration,
+    /// The longest queueing delay of the last feedback batch.
+    newest_queue: Duration,
     /// Arrivals (partner's clock) and sizes of the packets of the last rate window.
     arrivals: VecDeque<(Duration, usize)>,
     /// Departures (since `epoch`) and sizes of the packets, arrived or lost, of the last rate window.
@@ -167,6 +175,7 @@ impl CongestionController {
             base: VecDeque::new(),
             queue: None,
             queue_rise: Duration::ZERO,
+            newest_queue: Duration::ZERO,
             arrivals: VecDeque::new(),
             departures: VecDeque::new(),
             fates: VecDeque::new(),
@@ -213,7 +222,7 @@ impl CongestionController {
 
     /// Takes one feedback batch (packets in send order) and updates the estimate.
     pub fn on_feedback(&mut self, now: Instant, fates: &[PacketFate]) {
-        let mut batch_min: Option<f64> = None;
+        let (mut batch_min, mut batch_max): (Option<f64>, Option<f64>) = (None, None);
         for fate in fates {
             let epoch = *self.epoch.get_or_insert(fate.departure);
             // Losses of packets sent before the last decrease are paid for by it.
@@ -225,6 +234,7 @@ impl CongestionController {
             let Some(arrival) = fate.arrival else { continue };
             let one_way = arrival.as_secs_f64() - sent.as_secs_f64();
             batch_min = Some(batch_min.map_or(one_way, |m: f64| m.min(one_way)));
+            batch_max = Some(batch_max.map_or(one_way, |m: f64| m.max(one_way)));
             self.arrivals.push_back((arrival, fate.size));
         }
         keep_rate_window(&mut self.departures);
@@ -247,6 +257,7 @@ impl CongestionController {
             let queue = Duration::from_secs_f64((one_way - base).max(0.0));
             self.queue_rise = self.queue.map_or(Duration::ZERO, |last| queue.saturating_sub(last));
             self.queue = Some(queue);
+            self.newest_queue = Duration::from_secs_f64((batch_max.unwrap_or(one_way) - base).max(0.0));
         }
         self.update(now);
     }
@@ -307,7 +318,15 @@ impl CongestionController {
         // A queue halfway to the threshold and rising fast (we send well above the link, as
         // when ramping past it) is acted on before it gets there.
         let rising = queue > threshold / 2 && self.queue_rise > QUEUE_RISE;
-        if queue > threshold || rising {
+        // Before congestion first shows, a link thinner than the start is seen in the first
+        // batches: we send clearly faster than packets arrive and the queue grows within the
+        // batch. The batch's smallest delay (the standing queue) shows it a batch later, and
+        // the partner's feedback comes through its own flooded queue, so waiting for it let a
+        // 300 kbit/s start fill a 150 kbit/s link's queue by half a second.
+        let saturated_start = self.congested_at.is_none()
+            && self.newest_queue > threshold / 2
+            && self.departure_rate().is_some_and(|sent| sent > arrived * START_SATURATED);
+        if queue > threshold || rising || saturated_start {
             // A standing queue while we send more than arrives means the link is full: what
             // arrives is what it carries, worth remembering even when too soon after the last
             // decrease to act on it. While we send less than that (the queue drains), the

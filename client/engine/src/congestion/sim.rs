@@ -316,4 +316,26 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_link_thinner_than_the_start_is_found_in_the_first_batches_and_a_wide_one_is_not_mistaken() {
+        // 250 kbit/s under a 300 kbit/s start: the first cut comes from the first batches that
+        // show us sending faster than packets arrive, before the standing queue passes the
+        // threshold.
+        let samples = run(4.0, 50, |_| 250_000.0);
+        let shown = trace(&samples, 0.0, 4.0);
+        for d in 0..2 {
+            let cut = samples.iter().find(|s| s.estimate[d] < 250_000.0).map(|s| s.t);
+            assert!(cut.is_some_and(|t| t < 0.45), "direction {d}: first cut at {cut:?}:\n{shown}");
+            let worst = samples.iter().map(|s| s.queue[d]).fold(0.0, f64::max);
+            assert!(worst < 0.13, "direction {d}: queue {worst:.3} s:\n{shown}");
+        }
+        // A wide link ramps on undisturbed.
+        let samples = run(4.0, 50, |_| 2_500_000.0);
+        let shown = trace(&samples, 0.0, 4.0);
+        for d in 0..2 {
+            let at_3s = samples.iter().find(|s| s.t >= 3.0).map_or(0.0, |s| s.estimate[d]);
+            assert!(at_3s > 2_000_000.0, "direction {d}: {at_3s:.0} at 3 s:\n{shown}");
+        }
+    }
 }
