@@ -102,12 +102,10 @@ pub struct Second {
     pub loss: f64,
     pub packets_lost: Option<u64>,
     pub packets_received: Option<u64>,
-    /// Audio frames missing at their turn since the call began, and of those how many were
-    /// rebuilt from in-band FEC and how many concealed.
+    /// Audio frames missing at their turn since the call began.
     pub audio_gaps: Option<u64>,
-    pub audio_fec: Option<u64>,
-    pub audio_concealed: Option<u64>,
-    /// The audio receiver's whole account (`audio_receive` in the stats), as the client wrote it.
+    /// The audio receiver's whole account (`audio_receive` in the stats), as the client wrote
+    /// it: of those gaps how many were rebuilt from in-band FEC and how many concealed, and more.
     pub audio_receive: Value,
     pub audio_hz: Option<f64>,
     pub rtt_ms: Option<f64>,
@@ -141,8 +139,6 @@ impl Second {
             packets_lost: stats["packets_lost"].as_u64(),
             packets_received: stats["packets_received"].as_u64(),
             audio_gaps: stats["audio_gaps"].as_u64(),
-            audio_fec: stats["audio_receive"]["fec_recovered"].as_u64(),
-            audio_concealed: stats["audio_receive"]["concealed"].as_u64(),
             audio_receive: stats["audio_receive"].clone(),
             audio_hz: optional("audio_hz"),
             rtt_ms: optional("rtt_ms"),
@@ -425,8 +421,8 @@ impl Recording {
                 _ => last.map_or(0.0, |s| s.loss),
             },
             audio_gaps: grew(|s| s.audio_gaps),
-            audio_fec: grew(|s| s.audio_fec),
-            audio_concealed: grew(|s| s.audio_concealed),
+            audio_fec: grew(|s| s.audio_receive["fec_recovered"].as_u64()),
+            audio_concealed: grew(|s| s.audio_receive["concealed"].as_u64()),
             audio_hz: percentile(window.iter().filter_map(|s| s.audio_hz).collect(), 50.0),
             rtt_ms: percentile(window.iter().filter_map(|s| s.rtt_ms).collect(), 50.0),
             recovery: self.recovery(side),

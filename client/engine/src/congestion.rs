@@ -147,7 +147,7 @@ pub struct CongestionController {
     queue: Option<Duration>,
     queue_rise: Duration,
     /// The longest queueing delay of the last feedback batch.
-    newest_queue: Duration,
+    batch_max_queue: Duration,
     /// Arrivals (partner's clock) and sizes of the packets of the last rate window.
     arrivals: VecDeque<(Duration, usize)>,
     /// Departures (since `epoch`) and sizes of the packets, arrived or lost, of the last rate window.
@@ -175,7 +175,7 @@ impl CongestionController {
             base: VecDeque::new(),
             queue: None,
             queue_rise: Duration::ZERO,
-            newest_queue: Duration::ZERO,
+            batch_max_queue: Duration::ZERO,
             arrivals: VecDeque::new(),
             departures: VecDeque::new(),
             fates: VecDeque::new(),
@@ -251,13 +251,13 @@ impl CongestionController {
                 self.lags.pop_front();
             }
         }
-        if let Some(one_way) = batch_min {
+        if let Some((one_way, longest)) = batch_min.zip(batch_max) {
             self.remember_base(now, one_way);
             let base = self.base.iter().map(|(_, d)| *d).fold(f64::INFINITY, f64::min);
             let queue = Duration::from_secs_f64((one_way - base).max(0.0));
             self.queue_rise = self.queue.map_or(Duration::ZERO, |last| queue.saturating_sub(last));
             self.queue = Some(queue);
-            self.newest_queue = Duration::from_secs_f64((batch_max.unwrap_or(one_way) - base).max(0.0));
+            self.batch_max_queue = Duration::from_secs_f64((longest - base).max(0.0));
         }
         self.update(now);
     }
@@ -324,7 +324,7 @@ impl CongestionController {
         // the partner's feedback comes through its own flooded queue, so waiting for it let a
         // 300 kbit/s start fill a 150 kbit/s link's queue by half a second.
         let saturated_start = self.congested_at.is_none()
-            && self.newest_queue > threshold / 2
+            && self.batch_max_queue > threshold / 2
             && self.departure_rate().is_some_and(|sent| sent > arrived * START_SATURATED);
         if queue > threshold || rising || saturated_start {
             // A standing queue while we send more than arrives means the link is full: what

@@ -22,9 +22,7 @@ pub struct Counters {
     pub size: AtomicU64,
     /// Width and height of the frames we send (`w << 32 | h`).
     pub send_size: AtomicU64,
-    /// Received audio frames concealed (lost or late) since the call began.
-    pub audio_gaps: AtomicU64,
-    /// How the audio receiver fared since the call began (updated once a second).
+    /// How the audio receiver fared since the call began (updated every playout tick).
     pub audio_receive: Mutex<AudioReceive>,
     /// The video codec we send, once negotiated, and why the size we send last changed.
     pub codec: Mutex<Option<&'static str>>,

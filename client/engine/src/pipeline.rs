@@ -304,7 +304,6 @@ pub(crate) fn spawn_audio_receiver(
         let mut window: VecDeque<i16> = VecDeque::with_capacity(SAMPLE_RATE as usize);
         let mut next = Instant::now();
         let mut frames = 0u32;
-        let mut gaps = 0u64;
         while !controls.stop.load(Ordering::Relaxed) {
             next += Duration::from_millis(20);
             sleep_until(next);
@@ -313,21 +312,16 @@ pub(crate) fn spawn_audio_receiver(
                 let frame = playout.next_frame(Instant::now());
                 (frame, playout.stats(), playout.jitter_stats(), playout.target_delay())
             };
-            let lost = stats.fec_recovered + stats.concealed;
-            Counters::add(&counters.audio_gaps, lost - gaps);
-            gaps = lost;
-            if frames % 50 == 0 {
-                *counters.audio_receive.lock().expect("audio lock is never poisoned") = AudioReceive {
-                    fec_recovered: stats.fec_recovered,
-                    concealed: stats.concealed,
-                    late: jitter_stats.late,
-                    stretched: stats.stretched,
-                    waited_late: jitter_stats.waited_late,
-                    hurried: stats.hurried,
-                    shortened_ms: stats.shortened_ms,
-                    delay_ms: delay.as_secs_f64() * 1000.0,
-                };
-            }
+            *counters.audio_receive.lock().expect("audio lock is never poisoned") = AudioReceive {
+                fec_recovered: stats.fec_recovered,
+                concealed: stats.concealed,
+                late: jitter_stats.late,
+                stretched: jitter_stats.stretched,
+                waited_late: jitter_stats.waited_late,
+                hurried: stats.hurried,
+                shortened_ms: stats.shortened_ms,
+                delay_ms: delay.as_secs_f64() * 1000.0,
+            };
             let Some(frame) = frame else { continue };
             if let Some(out) = &out {
                 out.0.play(&frame);
@@ -383,6 +377,7 @@ pub(crate) async fn report_stats(
         let (audio_hz, audio_rms) = *counters.audio.lock().expect("audio lock is never poisoned");
         let size = Counters::get(&counters.size);
         let send_size = Counters::get(&counters.send_size);
+        let audio_receive = *counters.audio_receive.lock().expect("audio lock is never poisoned");
         let mut stats = CallStats {
             sent_fps: (now.0 - last.0) as f64 / elapsed,
             recv_fps: (now.1 - last.1) as f64 / elapsed,
@@ -401,8 +396,8 @@ pub(crate) async fn report_stats(
             send_width: (send_size >> 32) as u32,
             send_height: (send_size & 0xffff_ffff) as u32,
             size_reason: (*counters.size_reason.lock().expect("reason lock is never poisoned")).map(str::to_owned),
-            audio_gaps: Counters::get(&counters.audio_gaps),
-            audio_receive: *counters.audio_receive.lock().expect("audio lock is never poisoned"),
+            audio_gaps: audio_receive.fec_recovered + audio_receive.concealed,
+            audio_receive,
             audio_hz,
             audio_rms,
             keyframes_requested: Counters::get(&counters.keyframes_requested),

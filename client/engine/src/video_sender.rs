@@ -167,9 +167,8 @@ pub(crate) async fn spawn_video_sender(
         let source_fps = source.fps().max(1);
         let (width, height) = source.size();
         let mut ladder = Ladder::new(width, height, source_fps);
-        let video_target = |budget: &SendBudget| send_budget::video_bps(budget.estimate());
         let mut fps = source_fps;
-        let mut applied = video_target(&budget);
+        let mut applied = send_budget::video_bps(budget.estimate());
         // No periodic keyframes: each is a burst a thin link pays for in delay, and a receiver
         // that lost one asks again until it comes.
         let config = EncoderConfig {
@@ -209,8 +208,9 @@ pub(crate) async fn spawn_video_sender(
                 frame.capture_us = capture_us;
                 let _ = stripe::paint(&mut frame, number, capture_us);
             }
-            let choice = ladder.choose(Instant::now(), video_target(&budget));
-            let target = video_target(&budget).min(choice.max_bps);
+            let video_bps = send_budget::video_bps(budget.estimate());
+            let choice = ladder.choose(Instant::now(), video_bps);
+            let target = video_bps.min(choice.max_bps);
             if choice.fps != fps && encoder.set_frame_rate(choice.fps as f32).is_ok() {
                 fps = choice.fps;
             }

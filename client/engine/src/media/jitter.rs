@@ -141,8 +141,8 @@ pub struct JitterBuffer {
     /// RTP time of the last packet played or reported missing.
     last_rtp_us: i64,
     missing_run: u32,
-    transits: VecDeque<i64>,
-    /// (arrival, transit) of the packets of the last [`PEAK_MEMORY`], in arrival order.
+    /// (arrival, transit) of the packets of the last [`PEAK_MEMORY`], and at least of the last
+    /// [`WINDOW`] packets, in arrival order.
     recent: VecDeque<(i64, i64)>,
     stats: JitterStats,
 }
@@ -158,7 +158,6 @@ impl JitterBuffer {
             playing: false,
             last_rtp_us: 0,
             missing_run: 0,
-            transits: VecDeque::with_capacity(WINDOW),
             recent: VecDeque::new(),
             stats: JitterStats::default(),
         }
@@ -186,7 +185,7 @@ impl JitterBuffer {
     /// The delay the buffer aims for: the largest transit of the last [`PEAK_MEMORY`] above the
     /// smallest of the last [`WINDOW`] packets.
     pub fn target_delay(&self) -> Duration {
-        let spread = match (self.recent.iter().map(|&(_, transit)| transit).max(), self.transits.iter().min()) {
+        let spread = match (self.peak_transit(), self.base_transit()) {
             (Some(max), Some(min)) => (max - min).max(0),
             _ => 0,
         };
@@ -217,15 +216,13 @@ impl JitterBuffer {
             self.newest = Some((ext_seq, ext_ts));
         }
         let rtp_us = ext_ts * 1_000_000 / i64::from(self.config.clock_rate.max(1));
-        if self.transits.len() == WINDOW {
-            self.transits.pop_front();
-        }
-        self.transits.push_back(now_us - rtp_us);
-        let memory = i64::try_from(PEAK_MEMORY.as_micros()).unwrap_or(i64::MAX);
-        while self.recent.front().is_some_and(|&(at, _)| at < now_us - memory) || self.recent.len() >= PEAK_CAPACITY {
+        self.recent.push_back((now_us, now_us - rtp_us));
+        let memory = Self::peak_memory_us();
+        while self.recent.len() > PEAK_CAPACITY
+            || (self.recent.len() > WINDOW && self.recent.front().is_some_and(|&(at, _)| at < now_us - memory))
+        {
             self.recent.pop_front();
         }
-        self.recent.push_back((now_us, now_us - rtp_us));
 
         if self.next.is_some_and(|next| ext_seq < next) {
             self.stats.late += 1;
@@ -253,7 +250,7 @@ impl JitterBuffer {
     /// while the buffer builds up its delay.
     pub fn pop(&mut self, now: Instant) -> Option<Slot> {
         let now_us = self.local_us(now);
-        let base = *self.transits.iter().min()?;
+        let base = self.base_transit()?;
         let target = i64::try_from(self.target_delay().as_micros()).unwrap_or(i64::MAX);
         let frame = self.frame_us();
 
@@ -315,9 +312,24 @@ impl JitterBuffer {
         self.newest = None;
         self.next = None;
         self.playing = false;
-        self.transits.clear();
         self.recent.clear();
         self.stats.restarts += 1;
+    }
+
+    /// The smallest transit of the last [`WINDOW`] packets: the network's base delay.
+    fn base_transit(&self) -> Option<i64> {
+        self.recent.iter().rev().take(WINDOW).map(|&(_, transit)| transit).min()
+    }
+
+    /// The largest transit of the packets of the last [`PEAK_MEMORY`] before the newest.
+    fn peak_transit(&self) -> Option<i64> {
+        let &(newest, _) = self.recent.back()?;
+        let memory = Self::peak_memory_us();
+        self.recent.iter().filter(|&&(at, _)| at >= newest - memory).map(|&(_, transit)| transit).max()
+    }
+
+    fn peak_memory_us() -> i64 {
+        i64::try_from(PEAK_MEMORY.as_micros()).unwrap_or(i64::MAX)
     }
 
     fn frame_us(&self) -> i64 {

@@ -18,11 +18,9 @@ use crate::media::time_stretch;
 pub struct PlayoutStats {
     /// Frames missing at their turn and rebuilt from the next packet's in-band FEC.
     pub fec_recovered: u64,
-    /// Frames missing at their turn with nothing to rebuild them from, concealed.
+    /// Frames missing at their turn with nothing to rebuild them from, concealed. (Frames
+    /// concealed while the delay grew are the jitter buffer's `stretched`.)
     pub concealed: u64,
-    /// Frames concealed while the delay grew (the buffer waited for a late stream, or built up
-    /// to a larger target): sound stretched, nothing lost.
-    pub stretched: u64,
     /// Packets played shorter to bring the delay down.
     pub hurried: u64,
     /// Sound taken out of those packets, ms.
@@ -37,8 +35,6 @@ pub struct Playout {
     decoder: Decoder,
     /// Decoded samples not yet played.
     queued: VecDeque<i16>,
-    /// Whether a packet has played (before that, ticks play nothing).
-    started: bool,
     stats: PlayoutStats,
 }
 
@@ -54,7 +50,6 @@ impl Playout {
             jitter: JitterBuffer::new(config),
             decoder: Decoder::new()?,
             queued: VecDeque::with_capacity(2 * SAMPLES_PER_FRAME),
-            started: false,
             stats: PlayoutStats::default(),
         })
     }
@@ -72,7 +67,6 @@ impl Playout {
             let at = now + samples_duration(self.queued.len());
             let decoded = match self.jitter.pop(at) {
                 Some(Slot::Packet { payload, hurry, .. }) => {
-                    self.started = true;
                     let frame = self.decode(Some(&payload));
                     if hurry {
                         if let Some(short) = time_stretch::shorten(&frame.samples) {
@@ -93,12 +87,9 @@ impl Playout {
                     self.stats.concealed += 1;
                     self.decode(None)
                 }
-                None if self.started && self.jitter.is_playing() => {
-                    // The buffer holds its packet back while the delay grows: a concealed
-                    // frame stretches the sound rather than leaving a hole.
-                    self.stats.stretched += 1;
-                    self.decode(None)
-                }
+                // The buffer holds its packet back while the delay grows (it counts these as
+                // `stretched`): a concealed frame stretches the sound rather than leaving a hole.
+                None if self.jitter.is_playing() => self.decode(None),
                 None if self.queued.is_empty() => return None,
                 // The stream paused with part of a frame queued: finish it with silence.
                 None => AudioFrame::silence(),
@@ -194,6 +185,7 @@ mod tests {
         let (played, playout) = call(200, |_| Some(Duration::from_millis(5)));
         let stats = playout.stats();
         assert_eq!(stats, PlayoutStats::default(), "{stats:?}");
+        assert_eq!(playout.jitter_stats().stretched, 0);
         assert!(played.len() >= 198 * SAMPLES_PER_FRAME);
         let heard = pitches(&played);
         assert!(heard.iter().all(|&hz| (f64::from(hz) - HZ).abs() < 0.1 * HZ), "{heard:?}");
@@ -219,11 +211,11 @@ mod tests {
             (0, 0, 0, 0),
             "{stats:?} {jitter:?}"
         );
-        assert!(stats.stretched > 0 && stats.hurried > 0, "{stats:?}");
+        assert!(jitter.stretched > 0 && stats.hurried > 0, "{stats:?} {jitter:?}");
         // What was stretched was taken out again (within a few frames), so the sound is not
         // lagging further behind at the end than the target delay.
         let shortened_frames = stats.shortened_ms / 20;
-        assert!(stats.stretched.abs_diff(shortened_frames) <= 15, "{stats:?}");
+        assert!(jitter.stretched.abs_diff(shortened_frames) <= 15, "{stats:?} {jitter:?}");
         // The tone is heard throughout at its pitch.
         let off: Vec<f32> = pitches(&played).into_iter().filter(|&hz| (f64::from(hz) - HZ).abs() >= 0.1 * HZ).collect();
         assert!(off.is_empty(), "{off:?}");

@@ -8,6 +8,8 @@
 //! enough (noise, a consonant, a sound that is changing) is left alone, unless it is nearly
 //! silent, where anything can go. Pure: samples in, samples out.
 
+use crate::media::pitch;
+
 /// Shortest lag tried: 2.5 ms at 48 kHz. Shorter periods (tones above 400 Hz) are matched at a
 /// multiple of theirs.
 pub const MIN_LAG: usize = 120;
@@ -18,7 +20,7 @@ pub const MAX_LAG: usize = 480;
 const MATCH: f64 = 0.9;
 /// Below this RMS (about -50 dBFS of full scale) a frame counts as silence and loses
 /// [`MAX_LAG`] samples whatever it holds.
-const QUIET_RMS: f64 = 100.0;
+const QUIET_RMS: f32 = 100.0 / 32768.0;
 
 /// Shortens `samples` by one matching lag (between [`MIN_LAG`] and [`MAX_LAG`], at most half of
 /// `samples`), cross-fading the stretch before it into the stretch after it. Returns `None` when
@@ -28,7 +30,7 @@ pub fn shorten(samples: &[i16]) -> Option<Vec<i16>> {
     if longest < MIN_LAG {
         return None;
     }
-    let lag = if rms(samples) < QUIET_RMS { longest } else { best_lag(samples, longest)? };
+    let lag = if pitch::rms(samples) < QUIET_RMS { longest } else { best_lag(samples, longest)? };
     let mut out = Vec::with_capacity(samples.len() - lag);
     // The first `lag` samples fade from the first stretch into the second, so the output starts
     // as the input did (continuous with the frame before) and ends the fade where the second
@@ -71,18 +73,10 @@ fn correlation(a: &[i16], b: &[i16]) -> f64 {
     ab / (aa * bb).sqrt()
 }
 
-fn rms(samples: &[i16]) -> f64 {
-    if samples.is_empty() {
-        return 0.0;
-    }
-    (samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / samples.len() as f64).sqrt()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::media::frame::{SAMPLES_PER_FRAME, SAMPLE_RATE};
-    use crate::media::pitch;
     use crate::media::tone::ToneSource;
 
     /// Frames of a tone at `hz`, one after another.
